@@ -1,0 +1,58 @@
+import Foundation
+import PackagePlugin
+
+/// Compiles every `bpf/*.bpf.c` with the toolchain's clang (`-target bpf`) and
+/// embeds each object in the target as base64 in generated Swift, so that
+/// `swift build` alone yields a `mip6` binary that carries its BPF programs.
+@main
+struct BPFBuilder: BuildToolPlugin {
+    func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
+        let root = context.package.directoryURL
+        let bpfDir = root.appending(path: "bpf")
+        let sharedInclude = root.appending(path: "Sources/CMip6/include")
+        let fm = FileManager.default
+        let names = try fm.contentsOfDirectory(atPath: bpfDir.path()).sorted()
+        let sources = names.filter { $0.hasSuffix(".bpf.c") }
+        // Every header either side includes: an edit to any of them rebuilds the objects.
+        let headers = names.filter { $0.hasSuffix(".h") }.map { bpfDir.appending(path: $0) }
+            + (try fm.contentsOfDirectory(atPath: sharedInclude.path()))
+                .filter { $0.hasSuffix(".h") }.map { sharedInclude.appending(path: $0) }
+
+        let clang = try context.tool(named: "clang").url
+        let embed = try context.tool(named: "Mip6Embed").url
+        #if arch(x86_64)
+        let multiarch = "/usr/include/x86_64-linux-gnu"
+        #elseif arch(arm64)
+        let multiarch = "/usr/include/aarch64-linux-gnu"
+        #else
+        let multiarch = "/usr/include"
+        #endif
+
+        var commands: [Command] = []
+        for source in sources {
+            let stem = String(source.dropLast(".bpf.c".count))
+            let input = bpfDir.appending(path: source)
+            let object = context.pluginWorkDirectoryURL.appending(path: "\(stem).bpf.o")
+            let swift = context.pluginWorkDirectoryURL.appending(path: "Embedded_\(stem).swift")
+            commands.append(.buildCommand(
+                displayName: "Compiling BPF \(source)",
+                executable: clang,
+                arguments: [
+                    "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
+                    "-I", sharedInclude.path(), "-I", bpfDir.path(), "-I", multiarch,
+                    "-c", input.path(), "-o", object.path(),
+                ],
+                inputFiles: [input] + headers,
+                outputFiles: [object]
+            ))
+            commands.append(.buildCommand(
+                displayName: "Embedding BPF \(stem).bpf.o",
+                executable: embed,
+                arguments: [object.path(), swift.path(), stem],
+                inputFiles: [object],
+                outputFiles: [swift]
+            ))
+        }
+        return commands
+    }
+}

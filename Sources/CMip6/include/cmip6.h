@@ -1,0 +1,42 @@
+/* The C shim: what Swift cannot import by itself (LIBBPF_OPTS structs, the
+ * variadic libbpf print hook, X-macro tables), every symbol prefixed cmip6_. */
+#ifndef CMIP6_H
+#define CMIP6_H
+
+#include <stddef.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/if_link.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <sys/vfs.h>
+#include <sys/signalfd.h>
+#include "mip6_shared.h"
+
+/* Printable name of a counter index (enum mip6_counter), NULL past the end. */
+const char *cmip6_counter_name(unsigned idx);
+
+/* libbpf's own messages routed to the caller (level: 0 warn, 1 info, 2 debug). */
+typedef void (*cmip6_log_fn)(int level, const char *msg);
+void cmip6_set_libbpf_logger(cmip6_log_fn fn);
+
+/* bpf_object__open_mem with an object name; NULL + errno on failure. */
+struct bpf_object *cmip6_object_open_mem(const void *buf, size_t size, const char *name);
+
+/* bpf_link_create(prog, ifindex, BPF_XDP) with XDP_FLAGS_* (mode). Returns fd or -errno. */
+int cmip6_xdp_link_create(int prog_fd, int ifindex, unsigned int flags);
+
+/* bpf_prog_test_run_opts for XDP: `ingress_ifindex` goes in the xdp_md context (0: none).
+ * flags may hold BPF_F_TEST_XDP_LIVE_FRAMES. Returns 0 or -errno. */
+int cmip6_xdp_test_run(int prog_fd, const void *data_in, unsigned int size_in,
+		       void *data_out, unsigned int *size_out, unsigned int repeat,
+		       unsigned int ingress_ifindex, unsigned int flags, unsigned int batch_size,
+		       unsigned int *retval, unsigned int *duration_ns);
+
+/* The XDP program attached to ifindex in the given mode (XDP_FLAGS_*), 0 if none. */
+int cmip6_xdp_query_id(int ifindex, unsigned int flags, unsigned int *prog_id);
+
+/* setns(2), which Swift's Glibc module does not export. Returns 0 or -errno. */
+int cmip6_setns(int fd, int nstype);
+
+#endif

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one definition of everything the BPF programs and the Swift control
+ * plane share: map names, capacities, key/value layouts, counter indexes and
+ * punt records. The bpf/ programs include it, and Swift imports it through the
+ * CMip6 module, so there is no hand-kept mirror on either side.
+ *
+ * Rules (see STYLE.md): only fixed-width types, largest fields first,
+ * padding written out, a _Static_assert on every size, addresses as 16-byte
+ * arrays in network byte order.
+ */
+#ifndef MIP6_SHARED_H
+#define MIP6_SHARED_H
+
+#include <linux/types.h>
+
+/* ---- map names (pinned under --bpffs with these names) ---- */
+#define MIP6_MAP_BINDINGS      "mip6_bindings"
+#define MIP6_MAP_BINDING_STATS "mip6_bind_stats"
+#define MIP6_MAP_COUNTERS      "mip6_counters"
+#define MIP6_MAP_CONFIG        "mip6_config"
+#define MIP6_MAP_IFACES        "mip6_ifaces"
+#define MIP6_MAP_LOCAL_ADDRS   "mip6_locals"     /* map names are at most 15 characters */
+#define MIP6_MAP_PUNT          "mip6_punt"
+
+/* ---- capacities ---- */
+#ifndef MIP6_MAX_BINDINGS
+#define MIP6_MAX_BINDINGS      1048576   /* binding cache entries (one per home address) */
+#endif
+#define MIP6_MAX_IFACES        64
+#define MIP6_MAX_LOCAL_ADDRS   256
+#define MIP6_PUNT_RING_BYTES   (1 << 20) /* signaling ring buffer, bytes (power of two) */
+#define MIP6_PUNT_MAX          1280      /* bytes of a punted packet kept (IPv6 minimum MTU) */
+#define MIP6_MAX_EXT_HEADERS   8         /* fixed limit on the extension-header walk */
+#define MIP6_TUNNEL_HOP_LIMIT  64        /* outer hop limit, RFC 2473 §6.3 (default) */
+
+/* ---- program names in the embedded objects ---- */
+#define MIP6_PROG_HA_XDP       "mip6_ha_xdp"
+
+/* ---- counters: index into the per-CPU array mip6_counters ----
+ * One X-macro so the enum and the printable names cannot drift apart. */
+#define MIP6_COUNTERS(X)                                                        \
+	X(RX_TOTAL,            "rx_total")            /* every packet seen */        \
+	X(PASS_NOT_IPV6,       "pass_not_ipv6")                                     \
+	X(PASS_OTHER,          "pass_other")          /* not ours: to the kernel */  \
+	X(PASS_LOCAL,          "pass_local")          /* to a local address, not MH or tunnel */ \
+	X(ENCAP,               "encap")               /* HoA -> CoA tunneled */      \
+	X(ENCAP_TX,            "encap_tx")            /* ... sent back out the same interface */ \
+	X(ENCAP_REDIRECT,      "encap_redirect")      /* ... redirected to another interface */ \
+	X(ENCAP_PASS_NO_NEIGH, "encap_pass_no_neigh") /* ... handed to the kernel to resolve the next hop */ \
+	X(ENCAP_FIB_FAIL,      "encap_fib_fail")      /* ... no route to the CoA: dropped */ \
+	X(ENCAP_HOPLIMIT,      "encap_pass_hoplimit") /* hop limit <= 1: kernel sends Time Exceeded */ \
+	X(ENCAP_TOO_BIG,       "encap_too_big")       /* Packet Too Big returned to the sender */ \
+	X(DECAP,               "decap")               /* reverse tunnel, forwarded */ \
+	X(DECAP_TX,            "decap_tx")                                           \
+	X(DECAP_REDIRECT,      "decap_redirect")                                     \
+	X(DECAP_PASS_KERNEL,   "decap_pass_kernel")   /* decapsulated, kernel forwards */ \
+	X(DROP_TUNNEL_NO_BINDING, "drop_tunnel_no_binding") /* inner source has no binding */ \
+	X(DROP_TUNNEL_SPOOFED, "drop_tunnel_spoofed") /* outer source is not the binding's CoA */ \
+	X(DROP_TUNNEL_MALFORMED, "drop_tunnel_malformed")                          \
+	X(NA_PROXY,            "na_proxy")            /* NS for a home address answered */ \
+	X(NS_BAD,              "drop_ns_invalid")     /* NS for a home address failing RFC 4861 §7.1.1 checks */ \
+	X(MH_PUNT,             "mh_punt")             /* Mobility Header handed to the control plane */ \
+	X(MH_PUNT_TRUNCATED,   "mh_punt_truncated")   /* punted, longer than MIP6_PUNT_MAX */ \
+	X(MH_PUNT_RING_FULL,   "drop_mh_ring_full")   /* control plane not keeping up */ \
+	X(DROP_MH_FRAGMENT,    "drop_mh_fragment")    /* fragmented signaling is not reassembled */ \
+	X(NA_COPY,             "na_copy")             /* NA copied to the control plane (DAD) */ \
+	X(DROP_MALFORMED,      "drop_malformed")      /* IPv6 header truncated or not version 6 */ \
+	X(DROP_EXT_CHAIN,      "drop_ext_chain")      /* extension-header chain to a local address too long */
+
+#define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
+enum mip6_counter {
+	MIP6_COUNTERS(MIP6_COUNTER_ENUM)
+	MIP6_CNT_MAX
+};
+#undef MIP6_COUNTER_ENUM
+
+/* ---- punt record kinds (first field of every ring-buffer record) ---- */
+enum mip6_punt_kind {
+	MIP6_PUNT_MH = 1, /* a Mobility Header packet to one of our addresses; dropped in XDP */
+	MIP6_PUNT_NA = 2, /* a Neighbor Advertisement, copied for DAD; also passed on */
+};
+
+/* ---- binding flags (mip6_binding.flags), the BU flags as received ---- */
+#define MIP6_BU_FLAG_A 0x8000
+#define MIP6_BU_FLAG_H 0x4000
+#define MIP6_BU_FLAG_L 0x2000
+#define MIP6_BU_FLAG_K 0x1000
+
+/* ---- config flags ---- */
+#define MIP6_CFG_ENABLED   0x1  /* forwarding on; off means every packet is passed */
+#define MIP6_CFG_PUNT_NA   0x2  /* copy NAs to the control plane (DAD in progress) */
+
+/* mip6_bindings: key = home address. */
+struct mip6_binding_key {
+	__u8 hoa[16];            /* home address, network order */
+};
+_Static_assert(sizeof(struct mip6_binding_key) == 16, "mip6_binding_key size");
+
+/* mip6_bindings: value. The control plane owns it; BPF only reads it. */
+struct mip6_binding {
+	__u64 expires_ns;        /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the binding expires */
+	__u64 registered_ns;     /* CLOCK_MONOTONIC of the last accepted BU */
+	__u8  coa[16];           /* care-of address, network order */
+	__u32 lifetime_s;        /* granted lifetime, seconds, host order */
+	__u32 ifindex;           /* home link interface (proxy ND applies there) */
+	__u16 seq;               /* last accepted sequence number, host order */
+	__u16 flags;             /* MIP6_BU_FLAG_*, host order */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct mip6_binding) == 48, "mip6_binding size");
+
+/* mip6_bind_stats: per-CPU, key = home address. Kept apart from the binding
+ * so a re-registration does not reset them and BPF never writes the binding. */
+struct mip6_binding_stats {
+	__u64 to_mn_packets;     /* encapsulated towards the CoA */
+	__u64 to_mn_bytes;       /* inner bytes */
+	__u64 from_mn_packets;   /* decapsulated from the reverse tunnel */
+	__u64 from_mn_bytes;     /* inner bytes */
+};
+_Static_assert(sizeof(struct mip6_binding_stats) == 32, "mip6_binding_stats size");
+
+/* mip6_config: array of one. */
+struct mip6_config {
+	__u8  ha_addr[16];       /* the home agent address: tunnel entry/exit point */
+	__u8  home_prefix[16];   /* masked home prefix */
+	__u32 flags;             /* MIP6_CFG_* */
+	__u8  home_prefix_len;
+	__u8  tunnel_hop_limit;  /* outer hop limit */
+	__u8  _pad[2];
+};
+_Static_assert(sizeof(struct mip6_config) == 40, "mip6_config size");
+
+/* mip6_ifaces: key = ifindex (__u32). The interfaces the program is attached to. */
+struct mip6_iface {
+	__u32 mtu;               /* link MTU */
+	__u8  mac[6];            /* our link-layer address (proxy NA, Packet Too Big) */
+	__u8  _pad[2];
+};
+_Static_assert(sizeof(struct mip6_iface) == 12, "mip6_iface size");
+
+/* mip6_locals: key = an address of ours whose Mobility Headers are punted. */
+struct mip6_addr_key {
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct mip6_addr_key) == 16, "mip6_addr_key size");
+
+/* Ring-buffer record header; `len` bytes of the packet (from the IPv6 header on) follow. */
+struct mip6_punt_hdr {
+	__u64 tstamp_ns;         /* bpf_ktime_get_ns() at punt */
+	__u32 kind;              /* enum mip6_punt_kind */
+	__u32 ifindex;           /* ingress interface */
+	__u32 len;               /* bytes that follow (<= MIP6_PUNT_MAX) */
+	__u32 orig_len;          /* the packet's IPv6 length on the wire */
+	__u8  src_mac[6];        /* Ethernet source, for the record */
+	__u8  _pad[2];
+};
+_Static_assert(sizeof(struct mip6_punt_hdr) == 32, "mip6_punt_hdr size");
+
+struct mip6_punt_record {
+	struct mip6_punt_hdr hdr;
+	__u8 data[MIP6_PUNT_MAX];
+};
+_Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt_record size");
+
+#endif /* MIP6_SHARED_H */

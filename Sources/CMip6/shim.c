@@ -1,0 +1,91 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sched.h>
+#include <string.h>
+#include "cmip6.h"
+
+#define MIP6_COUNTER_STR(name, str) str,
+static const char *const counter_names[] = { MIP6_COUNTERS(MIP6_COUNTER_STR) };
+#undef MIP6_COUNTER_STR
+_Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == MIP6_CNT_MAX, "one name per counter");
+
+const char *cmip6_counter_name(unsigned idx)
+{
+	return idx < MIP6_CNT_MAX ? counter_names[idx] : NULL;
+}
+
+static cmip6_log_fn log_fn;
+
+static int print_to_logger(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	if (!log_fn)
+		return 0;
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n > 0 && buf[(n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1) - 1] == '\n')
+		buf[(n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1) - 1] = 0;
+	log_fn(level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2, buf);
+	return n;
+}
+
+void cmip6_set_libbpf_logger(cmip6_log_fn fn)
+{
+	log_fn = fn;
+	libbpf_set_print(fn ? print_to_logger : NULL);
+}
+
+struct bpf_object *cmip6_object_open_mem(const void *buf, size_t size, const char *name)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
+	return bpf_object__open_mem(buf, size, &opts);
+}
+
+int cmip6_xdp_link_create(int prog_fd, int ifindex, unsigned int flags)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
+	int fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+	return fd < 0 ? -errno : fd;
+}
+
+int cmip6_xdp_test_run(int prog_fd, const void *data_in, unsigned int size_in,
+		       void *data_out, unsigned int *size_out, unsigned int repeat,
+		       unsigned int ingress_ifindex, unsigned int flags, unsigned int batch_size,
+		       unsigned int *retval, unsigned int *duration_ns)
+{
+	struct xdp_md ctx = { .data_end = size_in, .ingress_ifindex = ingress_ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, opts,
+		.data_in = data_in, .data_size_in = size_in,
+		.data_out = data_out, .data_size_out = size_out ? *size_out : 0,
+		.ctx_in = ingress_ifindex ? &ctx : NULL,
+		.ctx_size_in = ingress_ifindex ? sizeof(ctx) : 0,
+		.repeat = repeat, .flags = flags, .batch_size = batch_size);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (err < 0)
+		return -errno;
+	if (size_out)
+		*size_out = opts.data_size_out;
+	if (retval)
+		*retval = opts.retval;
+	if (duration_ns)
+		*duration_ns = opts.duration;
+	return 0;
+}
+
+int cmip6_xdp_query_id(int ifindex, unsigned int flags, unsigned int *prog_id)
+{
+	__u32 id = 0;
+	int err = bpf_xdp_query_id(ifindex, (int)flags, &id);
+	if (err < 0)
+		return err;
+	*prog_id = id;
+	return 0;
+}
+
+int cmip6_setns(int fd, int nstype)
+{
+	return setns(fd, nstype) < 0 ? -errno : 0;
+}

@@ -1,0 +1,156 @@
+/// Mobility options (RFC 6275 §6.2): TLVs after the fixed part of a Mobility Header message.
+public enum MobilityOption: Equatable, Hashable, Sendable {
+    /// §6.2.2: a single zero byte.
+    case pad1
+    /// §6.2.3: `n` is the total option length including the type and length bytes (n >= 2).
+    case padN(Int)
+    /// §6.2.4: refresh interval in units of 4 seconds.
+    case bindingRefreshAdvice(UInt16)
+    /// §6.2.5
+    case alternateCareOfAddress(IPv6Address)
+    /// §6.2.6
+    case nonceIndices(home: UInt16, careOf: UInt16)
+    /// §6.2.7: the authenticator bytes.
+    case bindingAuthorizationData([UInt8])
+    /// Any other type (RFC 4283 MN-ID 8, RFC 4285 auth 9 and replay 10, ...), data kept raw.
+    case unknown(type: UInt8, data: [UInt8])
+
+    public enum Kind {
+        public static let pad1: UInt8 = 0
+        public static let padN: UInt8 = 1
+        public static let bindingRefreshAdvice: UInt8 = 2
+        public static let alternateCareOfAddress: UInt8 = 3
+        public static let nonceIndices: UInt8 = 4
+        public static let bindingAuthorizationData: UInt8 = 5
+        public static let mobileNodeIdentifier: UInt8 = 8
+        public static let authentication: UInt8 = 9
+        public static let replayProtection: UInt8 = 10
+    }
+
+    public var type: UInt8 {
+        switch self {
+        case .pad1: return Kind.pad1
+        case .padN: return Kind.padN
+        case .bindingRefreshAdvice: return Kind.bindingRefreshAdvice
+        case .alternateCareOfAddress: return Kind.alternateCareOfAddress
+        case .nonceIndices: return Kind.nonceIndices
+        case .bindingAuthorizationData: return Kind.bindingAuthorizationData
+        case .unknown(let type, _): return type
+        }
+    }
+
+    var isPadding: Bool {
+        switch self {
+        case .pad1, .padN: return true
+        default: return false
+        }
+    }
+
+    /// Alignment requirement xn+y from §6.2 as (x, y); the option's type byte must sit at an
+    /// offset ≡ y (mod x) from the start of the Mobility Header.
+    var alignment: (multiple: Int, offset: Int) {
+        switch self {
+        case .pad1, .padN: return (1, 0)
+        case .bindingRefreshAdvice: return (2, 0)          // §6.2.4: 2n
+        case .alternateCareOfAddress: return (8, 6)        // §6.2.5: 8n+6
+        case .nonceIndices: return (2, 0)                  // §6.2.6: 2n
+        case .bindingAuthorizationData: return (8, 2)      // §6.2.7: 8n+2
+        case .unknown: return (1, 0)
+        }
+    }
+
+    /// Appends the option's wire form.
+    func append(to out: inout [UInt8]) {
+        switch self {
+        case .pad1:
+            out.append(0)
+        case .padN(let n):
+            precondition(n >= 2 && n <= 257, "PadN total length must be 2...257")
+            out.append(Kind.padN)
+            out.append(UInt8(n - 2))
+            out.append(contentsOf: repeatElement(0, count: n - 2))
+        case .bindingRefreshAdvice(let interval):
+            out.append(contentsOf: [Kind.bindingRefreshAdvice, 2, UInt8(interval >> 8), UInt8(interval & 0xff)])
+        case .alternateCareOfAddress(let address):
+            out.append(contentsOf: [Kind.alternateCareOfAddress, 16])
+            address.append(to: &out)
+        case .nonceIndices(let home, let careOf):
+            out.append(contentsOf: [Kind.nonceIndices, 4,
+                                    UInt8(home >> 8), UInt8(home & 0xff),
+                                    UInt8(careOf >> 8), UInt8(careOf & 0xff)])
+        case .bindingAuthorizationData(let data):
+            precondition(data.count <= 255)
+            out.append(Kind.bindingAuthorizationData)
+            out.append(UInt8(data.count))
+            out.append(contentsOf: data)
+        case .unknown(let type, let data):
+            precondition(data.count <= 255 && type != Kind.pad1)
+            out.append(type)
+            out.append(UInt8(data.count))
+            out.append(contentsOf: data)
+        }
+    }
+
+    /// Appends minimal padding so that the next byte lands at offset ≡ `offset` (mod `multiple`),
+    /// offsets counted from the start of `out` (the start of the Mobility Header).
+    static func pad(_ out: inout [UInt8], multiple: Int, offset: Int) {
+        guard multiple > 1 else { return }
+        let needed = ((offset - out.count) % multiple + multiple) % multiple
+        switch needed {
+        case 0: break
+        case 1: MobilityOption.pad1.append(to: &out)
+        default: MobilityOption.padN(needed).append(to: &out)
+        }
+    }
+
+    /// Encodes `options` starting at the current end of `out`, inserting Pad1/PadN before each
+    /// option to meet its alignment (§6.2), then pads to a multiple of 8 octets (§6.1.1).
+    /// Explicit `.pad1`/`.padN` entries are written as given.
+    static func encode(_ options: [MobilityOption], into out: inout [UInt8]) {
+        for option in options {
+            let (multiple, offset) = option.alignment
+            pad(&out, multiple: multiple, offset: offset)
+            option.append(to: &out)
+        }
+        pad(&out, multiple: 8, offset: 0)
+    }
+
+    /// Decodes the options in `mh[start..<mh.count]`; they must fill it exactly.
+    /// Pad1 and PadN are consumed and not returned: they carry no information (§6.2.2, §6.2.3).
+    static func decode(_ mh: UnsafeRawBufferPointer, from start: Int) throws(MHDecodeError) -> [MobilityOption] {
+        var options: [MobilityOption] = []
+        var i = start
+        let end = mh.count
+        while i < end {
+            let type = mh[i]
+            if type == Kind.pad1 {
+                i += 1
+                continue
+            }
+            guard i + 2 <= end else { throw .optionOverrun(offset: i) }
+            let length = Int(mh[i + 1])
+            let data = i + 2
+            guard data + length <= end else { throw .optionOverrun(offset: i) }
+            switch type {
+            case Kind.padN:
+                break
+            case Kind.bindingRefreshAdvice:
+                guard length == 2 else { throw .badOptionLength(type: type, length: length) }
+                options.append(.bindingRefreshAdvice(UInt16(mh[data]) << 8 | UInt16(mh[data + 1])))
+            case Kind.alternateCareOfAddress:
+                guard length == 16 else { throw .badOptionLength(type: type, length: length) }
+                options.append(.alternateCareOfAddress(IPv6Address(mh, at: data)))
+            case Kind.nonceIndices:
+                guard length == 4 else { throw .badOptionLength(type: type, length: length) }
+                options.append(.nonceIndices(home: UInt16(mh[data]) << 8 | UInt16(mh[data + 1]),
+                                             careOf: UInt16(mh[data + 2]) << 8 | UInt16(mh[data + 3])))
+            case Kind.bindingAuthorizationData:
+                options.append(.bindingAuthorizationData(Array(mh[data..<data + length])))
+            default:
+                options.append(.unknown(type: type, data: Array(mh[data..<data + length])))
+            }
+            i = data + length
+        }
+        return options
+    }
+}

@@ -1,0 +1,152 @@
+import CMip6
+import ControlPlane
+import Glibc
+
+/// A typed view of a map whose key and value are structs from mip6_shared.h.
+/// The sizes are checked against libbpf's view once, when the view is made.
+public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
+    public let handle: BPFMapHandle
+
+    public init(_ handle: BPFMapHandle) throws {
+        guard handle.keySize == MemoryLayout<Key>.size, handle.valueSize == MemoryLayout<Value>.size else {
+            throw SystemError("map layout", errno: EINVAL,
+                              "\(handle.name): the map has key/value \(handle.keySize)/\(handle.valueSize) bytes, "
+                              + "this build expects \(MemoryLayout<Key>.size)/\(MemoryLayout<Value>.size) (pinned by another version?)")
+        }
+        self.handle = handle
+    }
+
+    public func lookup(_ key: Key) throws -> Value? {
+        precondition(!handle.isPerCPU, "use lookupPerCPU on \(handle.name)")
+        var k = key
+        var v: Value = zeroed()
+        let found = try withUnsafeMutableBytes(of: &v) { (vp) throws -> Bool in
+            try withUnsafeBytes(of: &k) { (kp) throws -> Bool in
+                try handle.lookup(key: kp.baseAddress!, value: vp.baseAddress!)
+            }
+        }
+        return found ? v : nil
+    }
+
+    /// One value per possible CPU, or nil when the key is absent.
+    public func lookupPerCPU(_ key: Key) throws -> [Value]? {
+        precondition(handle.isPerCPU)
+        var k = key
+        let slot = (MemoryLayout<Value>.size + 7) & ~7
+        var buf = [UInt8](repeating: 0, count: handle.lookupValueSize)
+        let found = try buf.withUnsafeMutableBytes { (vp) throws -> Bool in
+            try withUnsafeBytes(of: &k) { (kp) throws -> Bool in
+                try handle.lookup(key: kp.baseAddress!, value: vp.baseAddress!)
+            }
+        }
+        guard found else { return nil }
+        return buf.withUnsafeBytes { raw in
+            (0..<Int(BPFMapHandle.possibleCPUs)).map { raw.loadUnaligned(fromByteOffset: $0 * slot, as: Value.self) }
+        }
+    }
+
+    public func update(_ key: Key, _ value: Value, flags: UInt64 = UInt64(BPF_ANY)) throws {
+        var k = key
+        var v = value
+        try withUnsafeBytes(of: &k) { (kp) throws in
+            try withUnsafeBytes(of: &v) { (vp) throws in
+                try handle.update(key: kp.baseAddress!, value: vp.baseAddress!, flags: flags)
+            }
+        }
+    }
+
+    /// Writes the same value on every CPU (per-CPU maps).
+    public func updatePerCPU(_ key: Key, _ value: Value, flags: UInt64 = UInt64(BPF_ANY)) throws {
+        var k = key
+        let slot = (MemoryLayout<Value>.size + 7) & ~7
+        var buf = [UInt8](repeating: 0, count: handle.lookupValueSize)
+        buf.withUnsafeMutableBytes { raw in
+            for cpu in 0..<Int(BPFMapHandle.possibleCPUs) {
+                raw.storeBytes(of: value, toByteOffset: cpu * slot, as: Value.self)
+            }
+        }
+        try withUnsafeBytes(of: &k) { (kp) throws in
+            try buf.withUnsafeBytes { (vp) throws in
+                try handle.update(key: kp.baseAddress!, value: vp.baseAddress!, flags: flags)
+            }
+        }
+    }
+
+    @discardableResult
+    public func delete(_ key: Key) throws -> Bool {
+        var k = key
+        return try withUnsafeBytes(of: &k) { (kp) throws -> Bool in try handle.delete(key: kp.baseAddress!) }
+    }
+
+    /// All keys (bpf_map_get_next_key walk). A key deleted during the walk restarts
+    /// it from the beginning in the kernel, so duplicates are dropped here.
+    public func keys(limit: Int = Int.max) throws -> [Key] {
+        var result: [Key] = []
+        var cur: Key = zeroed()
+        var next = cur
+        var first = true
+        while result.count < limit {
+            let more = try withUnsafeMutableBytes(of: &next) { (np) throws -> Bool in
+                if first { return try handle.nextKey(after: nil, into: np.baseAddress!) }
+                return try withUnsafeBytes(of: &cur) { (cp) throws -> Bool in
+                    try handle.nextKey(after: cp.baseAddress!, into: np.baseAddress!)
+                }
+            }
+            if !more { break }
+            first = false
+            result.append(next)
+            cur = next
+        }
+        return result
+    }
+
+}
+
+/// An all-zero value of an imported C struct (keys must have zeroed padding: hash maps compare it).
+public func zeroed<T>() -> T {
+    withUnsafeTemporaryAllocation(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment) { buf in
+        buf.initializeMemory(as: UInt8.self, repeating: 0)
+        return buf.load(as: T.self)
+    }
+}
+
+// MARK: - Address conversion between ControlPlane and the shared structs
+
+public typealias CAddress = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                             UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+public typealias CMAC = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+
+extension IPv6Address {
+    /// The 16-byte array form used in mip6_shared.h (network order).
+    public var cAddress: CAddress {
+        var t: CAddress = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let b = bytes
+        withUnsafeMutableBytes(of: &t) { raw in for i in 0..<16 { raw[i] = b[i] } }
+        return t
+    }
+
+    public init(cAddress: CAddress) {
+        var t = cAddress
+        self = withUnsafeBytes(of: &t) { IPv6Address(bytes: Array($0)) }
+    }
+}
+
+func macBytes(_ t: CMAC) -> [UInt8] {
+    var t = t
+    return withUnsafeBytes(of: &t) { Array($0) }
+}
+
+func cMAC(_ b: [UInt8]) -> CMAC {
+    precondition(b.count == 6)
+    return (b[0], b[1], b[2], b[3], b[4], b[5])
+}
+
+public func formatMAC(_ b: [UInt8]) -> String {
+    b.map { String($0, radix: 16).leftPadded(2) }.joined(separator: ":")
+}
+
+extension String {
+    func leftPadded(_ n: Int, with c: Character = "0") -> String {
+        count >= n ? self : String(repeating: c, count: n - count) + self
+    }
+}

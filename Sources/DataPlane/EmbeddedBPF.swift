@@ -1,0 +1,25 @@
+import Foundation
+
+/// A BPF object compiled from `bpf/NAME.bpf.c` at build time and carried in the binary
+/// (the BPFBuilder plugin generates one `static let` per object in an extension).
+public struct EmbeddedBPF: Sendable {
+    public let name: String
+    let base64: String
+
+    init(name: String, base64: String) {
+        self.name = name
+        self.base64 = base64
+    }
+
+    /// The ELF object bytes.
+    public var bytes: [UInt8] {
+        // The plugin wrote it; a decode failure means a corrupted build, not bad input.
+        guard let data = Data(base64Encoded: base64) else { fatalError("embedded BPF object \(name) is corrupt") }
+        return [UInt8](data)
+    }
+
+    /// The home-agent XDP program (bpf/mip6_ha.bpf.c).
+    public static var homeAgent: EmbeddedBPF { mip6_ha }
+    /// Baseline programs for benchmarks (bpf/mip6_bench.bpf.c).
+    public static var bench: EmbeddedBPF { mip6_bench }
+}

@@ -1,0 +1,407 @@
+import CMip6
+import ControlPlane
+import Foundation
+import Glibc
+import Logging
+
+/// What `mip6 ha` was asked to do.
+public struct HomeAgentOptions: Sendable {
+    public var interfaces: [String]
+    public var address: IPv6Address
+    public var homePrefix: IPv6Prefix
+    public var maxLifetime: UInt32
+    public var maxBindings: Int
+    public var bpffs: String
+    public var stateDir: String
+    public var xdpMode: XDPMode
+    /// RFC 4862 RetransTimer for DAD; nil reads the interface's retrans_time_ms.
+    public var dadTimeoutMilliseconds: UInt32?
+    public var duplicateAddressDetection: Bool
+
+    public init(interfaces: [String], address: IPv6Address, homePrefix: IPv6Prefix, maxLifetime: UInt32 = 3600,
+                maxBindings: Int = 65536, bpffs: String = "/sys/fs/bpf/mip6", stateDir: String = "/run/mip6",
+                xdpMode: XDPMode = .auto, dadTimeoutMilliseconds: UInt32? = nil, duplicateAddressDetection: Bool = true) {
+        self.interfaces = interfaces
+        self.address = address
+        self.homePrefix = homePrefix
+        self.maxLifetime = maxLifetime
+        self.maxBindings = maxBindings
+        self.bpffs = bpffs
+        self.stateDir = stateDir
+        self.xdpMode = xdpMode
+        self.dadTimeoutMilliseconds = dadTimeoutMilliseconds
+        self.duplicateAddressDetection = duplicateAddressDetection
+    }
+}
+
+/// A prerequisite the daemon cannot run without: printed as one line, exit non-zero.
+public struct StartupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Writes bindings through to the BPF maps (ControlPlane's BindingDataPlane).
+final class BPFBindingTable: BindingDataPlane {
+    let maps: HomeAgentMaps
+    let homeLinkIfindex: UInt32
+
+    init(maps: HomeAgentMaps, homeLinkIfindex: UInt32) {
+        self.maps = maps
+        self.homeLinkIfindex = homeLinkIfindex
+    }
+
+    func install(_ binding: Binding) throws { try maps.install(binding, ifindex: homeLinkIfindex) }
+    func remove(homeAddress: IPv6Address) throws { try maps.remove(homeAddress) }
+}
+
+/// The `mip6 ha` daemon: one thread, one poll loop over the signaling ring buffer,
+/// a signalfd and the nearest timer (binding expiry, DAD). Nothing blocks per BU.
+public final class HomeAgentDaemon {
+    let options: HomeAgentOptions
+    let logger: Logger
+    let clock = SystemMonotonicClock()
+
+    // Set up by start(); the loop runs between start() and shutdown.
+    var object: BPFObject!
+    var maps: HomeAgentMaps!
+    var links: [XDPLink] = []
+    var ring: RingBuffer!
+    var core: HomeAgentCore!
+    var rawSender: RawIPv6Sender!
+    var homeLink: NetworkInterface!
+    var packetSender: PacketSender!
+    var localAddresses: Set<IPv6Address> = []
+    var dadPending: [IPv6Address: UInt64] = [:]  // HoA -> deadline (monotonic ns)
+    var dadTimeoutNs: UInt64 = 1_000_000_000
+    var stateDirty = true
+    var lastStateWrite: UInt64 = 0
+    var sendFailures: UInt64 = 0
+    var puntsMalformed: UInt64 = 0
+    let startedAt = Date()
+
+    public init(options: HomeAgentOptions, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Runs until SIGTERM/SIGINT. Throws StartupError/SystemError for a missing prerequisite.
+    public func run() throws {
+        let signals = try SignalFD([SIGTERM, SIGINT, SIGHUP])
+        try start()
+        try loop(signals: signals)
+        shutdown()
+    }
+
+    // MARK: start-up
+
+    func start() throws {
+        let missing = Capabilities.current().missingForDaemon()
+        if !missing.isEmpty {
+            throw StartupError("missing \(missing.joined(separator: ", ")): run as root, or grant these capabilities to the container")
+        }
+        var ifaces: [NetworkInterface] = []
+        for name in options.interfaces {
+            guard let i = try? NetworkInterface(named: name) else {
+                throw StartupError("--interface \(name): no such interface in this network namespace")
+            }
+            ifaces.append(i)
+        }
+        guard let home = ifaces.first(where: { $0.ipv6Addresses().contains(options.address) }) else {
+            throw StartupError("--address \(options.address) is not configured on \(options.interfaces.joined(separator: ", ")) "
+                               + "(add it first: ip -6 addr add \(options.address)/\(options.homePrefix.length) dev \(options.interfaces[0]))")
+        }
+        homeLink = home
+        if !options.homePrefix.contains(options.address) {
+            logger.warning("home agent address is outside the home prefix", metadata: ["mip6.address": "\(options.address)", "mip6.prefix": "\(options.homePrefix)"])
+        }
+        for i in ifaces where !i.isUp {
+            logger.warning("interface is down", metadata: ["mip6.interface": "\(i.name)"])
+        }
+
+        // bpf_fib_lookup answers FWD_DISABLED without forwarding, and we are a router for the HoAs.
+        if Sysctl.read("net.ipv6.conf.all.forwarding") != "1" {
+            do { try Sysctl.write("net.ipv6.conf.all.forwarding", "1") } catch {
+                throw StartupError("cannot enable IPv6 forwarding (net.ipv6.conf.all.forwarding): \(error)")
+            }
+            logger.info("enabled IPv6 forwarding in this network namespace (net.ipv6.conf.all.forwarding=1)")
+        }
+        let retrans = options.dadTimeoutMilliseconds ?? UInt32(Sysctl.read("net.ipv6.neigh.\(home.name).retrans_time_ms") ?? "") ?? 1000
+        dadTimeoutNs = UInt64(retrans) * 1_000_000
+
+        do { try BPFFS.prepare(options.bpffs) } catch { throw StartupError("--bpffs \(options.bpffs): \(error)") }
+        try FileManager.default.createDirectory(atPath: options.stateDir, withIntermediateDirectories: true)
+
+        let log = logger
+        LibBPFLog.route { level, msg in
+            switch level {
+            case 0: log.warning("libbpf: \(msg)")
+            case 1: log.debug("libbpf: \(msg)")
+            default: log.trace("libbpf: \(msg)")
+            }
+        }
+        let obj = try BPFObject(.homeAgent)
+        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, UInt32(options.maxBindings))
+        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, UInt32(options.maxBindings))
+        try obj.pinMaps(under: options.bpffs)
+        do { try obj.load() } catch {
+            throw StartupError("loading the BPF programs failed: \(error). If \(options.bpffs) holds maps pinned by another version, "
+                               + "remove them (rm -r \(options.bpffs)) and start again")
+        }
+        object = obj
+        maps = try HomeAgentMaps(object: obj)
+
+        // Bindings already pinned (a restart): adopt the live ones, drop the expired.
+        let cache = BindingCache(capacity: options.maxBindings, dataPlane: BPFBindingTable(maps: maps, homeLinkIfindex: home.index))
+        let now = clock.nanoseconds()
+        var adopted: [Binding] = []
+        for (hoa, v) in try maps.readBindings() {
+            if v.expires_ns <= now || !options.homePrefix.contains(hoa) {
+                try maps.remove(hoa)
+                continue
+            }
+            adopted.append(Binding(homeAddress: hoa, careOfAddress: IPv6Address(cAddress: v.coa), sequence: v.seq,
+                                   flags: BUFlags(rawValue: v.flags), lifetime: v.lifetime_s,
+                                   registeredAt: v.registered_ns, expiresAt: v.expires_ns))
+        }
+        cache.restore(adopted)
+        if !adopted.isEmpty { logger.info("adopted pinned bindings", metadata: ["mip6.count": "\(adopted.count)"]) }
+
+        core = HomeAgentCore(
+            configuration: HomeAgentConfiguration(homeAgentAddress: options.address, homePrefix: options.homePrefix,
+                                                  maxLifetime: options.maxLifetime, capacity: options.maxBindings,
+                                                  duplicateAddressDetection: options.duplicateAddressDetection),
+            cache: cache, clock: clock, logger: logger)
+
+        try maps.writeConfig(homeAgent: options.address, homePrefix: options.homePrefix, flags: UInt32(MIP6_CFG_ENABLED))
+        for i in ifaces {
+            try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu)
+            for a in i.ipv6Addresses() {
+                try maps.addLocalAddress(a)
+                localAddresses.insert(a)
+            }
+        }
+        localAddresses.insert(options.address)
+
+        rawSender = try RawIPv6Sender()
+        packetSender = try PacketSender(interface: home)
+        ring = try RingBuffer(map: obj.map(MIP6_MAP_PUNT)) { [unowned self] record in self.handlePunt(record) }
+
+        let prog = try obj.program(MIP6_PROG_HA_XDP)
+        for i in ifaces {
+            let link = try attach(prog, to: i)
+            links.append(link)
+            logger.info("attached XDP program", metadata: ["mip6.interface": "\(i.name)", "mip6.xdp_mode": "\(link.mode.rawValue)"])
+        }
+        writeState()
+        if options.duplicateAddressDetection == false {
+            logger.notice("duplicate address detection for home addresses is off")
+        }
+        logger.notice("home agent ready", metadata: [
+            "mip6.address": "\(options.address)", "mip6.prefix": "\(options.homePrefix)",
+            "mip6.interfaces": "\(options.interfaces.joined(separator: ","))", "mip6.bpffs": "\(options.bpffs)",
+            "mip6.max_lifetime": "\(options.maxLifetime)", "mip6.max_bindings": "\(options.maxBindings)",
+        ])
+    }
+
+    func attach(_ prog: BPFProgram, to i: NetworkInterface) throws -> XDPLink {
+        do {
+            return try XDPLink(program: prog, ifindex: i.index, mode: options.xdpMode)
+        } catch {
+            switch error.errno {
+            case EBUSY, EEXIST:
+                throw StartupError("\(i.name) already has an XDP program attached; detach it first (ip link set dev \(i.name) xdp off)")
+            case EOPNOTSUPP, EINVAL:
+                throw StartupError("cannot attach XDP in \(options.xdpMode.rawValue) mode to \(i.name): \(error) (try --xdp-mode generic)")
+            default:
+                throw error
+            }
+        }
+    }
+
+    // MARK: the loop
+
+    func loop(signals: SignalFD) throws {
+        var fds = [pollfd(fd: ring.pollFD, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: signals.raw, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let timeout = pollTimeoutMilliseconds()
+            let n = poll(&fds, nfds_t(fds.count), timeout)
+            if n < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
+            if fds[0].revents != 0 { try ring.consume() }
+            if fds[1].revents != 0 {
+                for s in signals.read() {
+                    if s == SIGHUP {
+                        logger.info("SIGHUP: nothing to reload yet")
+                        continue
+                    }
+                    logger.notice("stopping", metadata: ["mip6.signal": "\(s == SIGTERM ? "SIGTERM" : "SIGINT")"])
+                    return
+                }
+            }
+            runTimers()
+            if stateDirty && clock.nanoseconds() - lastStateWrite > 200_000_000 { writeState() }
+        }
+    }
+
+    func pollTimeoutMilliseconds() -> Int32 {
+        let now = clock.nanoseconds()
+        var next = now + 1_000_000_000
+        if let d = core.nextDeadline { next = min(next, d) }
+        for d in dadPending.values { next = min(next, d) }
+        if stateDirty { next = min(next, lastStateWrite + 200_000_000) }
+        if next <= now { return 0 }
+        return Int32(min((next - now + 999_999) / 1_000_000, 1000))
+    }
+
+    func runTimers() {
+        let now = clock.nanoseconds()
+        if let d = core.nextDeadline, d <= now { perform(core.expire()) }
+        let due = dadPending.filter { $0.value <= now }.map(\.key)
+        for hoa in due {
+            dadPending[hoa] = nil
+            perform(core.dadFinished(homeAddress: hoa, duplicate: false))
+        }
+        if !due.isEmpty { updateNACopy() }
+    }
+
+    // MARK: punted packets
+
+    func handlePunt(_ record: UnsafeRawBufferPointer) {
+        let hdrSize = MemoryLayout<mip6_punt_hdr>.size
+        guard record.count >= hdrSize else { puntsMalformed += 1; return }
+        let hdr = record.loadUnaligned(as: mip6_punt_hdr.self)
+        let len = Int(hdr.len)
+        guard len <= record.count - hdrSize, hdr.len == hdr.orig_len else {
+            puntsMalformed += 1 // truncated by the data plane: never half-parsed
+            stateDirty = true
+            return
+        }
+        let packet = Array(record[hdrSize..<hdrSize + len])
+        switch Int32(hdr.kind) {
+        case Int32(MIP6_PUNT_MH.rawValue):
+            perform(core.handlePacket(packet, localAddresses: localAddresses))
+        case Int32(MIP6_PUNT_NA.rawValue):
+            // RFC 4862 §5.4.4: an NA for a tentative home address means it is in use.
+            if let na = IPv6PacketParser.parseNeighborAdvertisement(packet), dadPending[na.target] != nil {
+                dadPending[na.target] = nil
+                logger.warning("duplicate address detected for home address", metadata: ["mip6.hoa": "\(na.target)", "mip6.from": "\(na.source)"])
+                perform(core.dadFinished(homeAddress: na.target, duplicate: true))
+                updateNACopy()
+            }
+        default:
+            puntsMalformed += 1
+        }
+        stateDirty = true
+    }
+
+    func perform(_ actions: [HomeAgentAction]) {
+        for action in actions {
+            switch action {
+            case let .send(packet, description):
+                do { try rawSender.send(packet) } catch {
+                    sendFailures += 1
+                    logger.warning("sending failed", metadata: ["mip6.what": "\(description)", "mip6.error": "\(error)"])
+                }
+            case let .startDAD(hoa):
+                startDAD(hoa)
+            case let .sendUnsolicitedNA(hoa):
+                sendUnsolicitedNA(hoa)
+            case .bindingInstalled, .bindingRemoved:
+                break
+            }
+            stateDirty = true
+        }
+    }
+
+    // MARK: neighbour discovery
+
+    /// RFC 6275 §10.3.1 / RFC 4862 §5.4.2: one NS from the unspecified address to the
+    /// solicited-node group; an NA within RetransTimer means another node owns the HoA.
+    func startDAD(_ hoa: IPv6Address) {
+        dadPending[hoa] = clock.nanoseconds() + dadTimeoutNs
+        updateNACopy()
+        let group = hoa.solicitedNodeMulticast
+        let ns = PacketBuilder.neighborSolicitation(target: hoa, source: .unspecified, destination: group, sourceLinkLayer: nil)
+        do { try packetSender.send(ipv6: ns, to: PacketSender.multicastMAC(group)) } catch {
+            sendFailures += 1
+            logger.warning("sending DAD probe failed", metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])
+        }
+    }
+
+    /// RFC 6275 §10.4.1: tell the link that the HoA now lives at our link-layer address.
+    func sendUnsolicitedNA(_ hoa: IPv6Address) {
+        let allNodes = IPv6Address("ff02::1")!
+        let na = PacketBuilder.neighborAdvertisement(target: hoa, source: hoa, destination: allNodes,
+                                                     flags: (router: false, solicited: false, override: true),
+                                                     targetLinkLayer: homeLink.mac)
+        do { try packetSender.send(ipv6: na, to: PacketSender.multicastMAC(allNodes)) } catch {
+            sendFailures += 1
+            logger.warning("sending unsolicited NA failed", metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])
+        }
+    }
+
+    /// NAs are copied to us only while a DAD runs.
+    func updateNACopy() {
+        do { try maps.setConfigFlag(UInt32(MIP6_CFG_PUNT_NA), !dadPending.isEmpty) } catch {
+            logger.error("cannot update data-plane config", metadata: ["mip6.error": "\(error)"])
+        }
+    }
+
+    // MARK: state file (control-plane counters for `mip6 stats`)
+
+    func writeState() {
+        lastStateWrite = clock.nanoseconds()
+        stateDirty = false
+        let c = core.counters
+        var drops: [String: UInt64] = [:]
+        for (k, v) in c.drops { drops[k.rawValue] = v }
+        var acks: [String: UInt64] = [:]
+        for (k, v) in c.acksByStatus { acks[String(k)] = v }
+        let state = ControlPlaneState(
+            pid: getpid(), startedAt: startedAt, bindings: core.cache.count, dadInProgress: dadPending.count,
+            bindingUpdates: c.bindingUpdates, acksByStatus: acks, bindingErrorsSent: c.bindingErrorsSent,
+            deregistrations: c.deregistrations, expirations: c.expirations, drops: drops,
+            sendFailures: sendFailures, puntsMalformed: puntsMalformed)
+        do { try state.write(to: ControlPlaneState.path(stateDir: options.stateDir)) } catch {
+            logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
+        }
+    }
+
+    func shutdown() {
+        writeState()
+        links.removeAll() // closing the links detaches XDP
+        ring = nil
+        logger.notice("detached; pinned maps kept for the next start", metadata: ["mip6.bpffs": "\(options.bpffs)"])
+    }
+}
+
+/// The control plane's counters, written to `<state-dir>/controlplane.json` for `mip6 stats`.
+public struct ControlPlaneState: Codable, Sendable {
+    public var pid: Int32
+    public var startedAt: Date
+    public var bindings: Int
+    public var dadInProgress: Int
+    public var bindingUpdates: UInt64
+    public var acksByStatus: [String: UInt64]
+    public var bindingErrorsSent: UInt64
+    public var deregistrations: UInt64
+    public var expirations: UInt64
+    public var drops: [String: UInt64]
+    public var sendFailures: UInt64
+    public var puntsMalformed: UInt64
+
+    public static func path(stateDir: String) -> String { "\(stateDir)/controlplane.json" }
+
+    func write(to path: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        enc.dateEncodingStrategy = .iso8601
+        try enc.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    public static func read(stateDir: String) throws -> ControlPlaneState {
+        let dec = JSONDecoder()
+        dec.dateDecodingStrategy = .iso8601
+        return try dec.decode(ControlPlaneState.self, from: Data(contentsOf: URL(fileURLWithPath: path(stateDir: stateDir))))
+    }
+}

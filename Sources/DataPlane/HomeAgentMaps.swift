@@ -1,0 +1,145 @@
+import CMip6
+import ControlPlane
+import Glibc
+
+/// The home agent's maps, typed. Made from a freshly loaded object (the daemon) or
+/// from the pins under --bpffs (the inspection commands, while the daemon runs).
+public final class HomeAgentMaps {
+    public let bindings: BPFMap<mip6_binding_key, mip6_binding>
+    public let bindingStats: BPFMap<mip6_binding_key, mip6_binding_stats>
+    public let counters: BPFMap<UInt32, UInt64>
+    public let config: BPFMap<UInt32, mip6_config>
+    public let ifaces: BPFMap<UInt32, mip6_iface>
+    public let locals: BPFMap<mip6_addr_key, UInt32>
+
+    /// The names of every map the home agent pins.
+    public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
+                                     MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT]
+
+    public init(object: BPFObject) throws {
+        bindings = try BPFMap(object.map(MIP6_MAP_BINDINGS))
+        bindingStats = try BPFMap(object.map(MIP6_MAP_BINDING_STATS))
+        counters = try BPFMap(object.map(MIP6_MAP_COUNTERS))
+        config = try BPFMap(object.map(MIP6_MAP_CONFIG))
+        ifaces = try BPFMap(object.map(MIP6_MAP_IFACES))
+        locals = try BPFMap(object.map(MIP6_MAP_LOCAL_ADDRS))
+    }
+
+    /// Opens the pins under `directory` (default /sys/fs/bpf/mip6).
+    public init(pinnedAt directory: String) throws {
+        func open(_ name: String) throws -> BPFMapHandle {
+            do {
+                return try BPFMapHandle(pinned: "\(directory)/\(name)")
+            } catch {
+                guard error.errno == ENOENT else { throw error }
+                throw SystemError("open pinned map", errno: ENOENT,
+                                  "\(directory)/\(name): no home agent has pinned its maps there (is `mip6 ha` running with this --bpffs?)")
+            }
+        }
+        bindings = try BPFMap(open(MIP6_MAP_BINDINGS))
+        bindingStats = try BPFMap(open(MIP6_MAP_BINDING_STATS))
+        counters = try BPFMap(open(MIP6_MAP_COUNTERS))
+        config = try BPFMap(open(MIP6_MAP_CONFIG))
+        ifaces = try BPFMap(open(MIP6_MAP_IFACES))
+        locals = try BPFMap(open(MIP6_MAP_LOCAL_ADDRS))
+    }
+
+    // MARK: configuration
+
+    public func writeConfig(homeAgent: IPv6Address, homePrefix: IPv6Prefix, flags: UInt32) throws {
+        var c: mip6_config = zeroed()
+        c.ha_addr = homeAgent.cAddress
+        c.home_prefix = homePrefix.address.cAddress
+        c.home_prefix_len = UInt8(homePrefix.length)
+        c.tunnel_hop_limit = UInt8(MIP6_TUNNEL_HOP_LIMIT)
+        c.flags = flags
+        try config.update(0, c)
+    }
+
+    public func readConfig() throws -> mip6_config? { try config.lookup(0) }
+
+    /// Sets or clears config flags (read-modify-write; the control plane is the only writer).
+    public func setConfigFlag(_ flag: UInt32, _ on: Bool) throws {
+        guard var c = try config.lookup(0) else { return }
+        let new = on ? c.flags | flag : c.flags & ~flag
+        if new != c.flags {
+            c.flags = new
+            try config.update(0, c)
+        }
+    }
+
+    public func setInterface(ifindex: UInt32, mac: [UInt8], mtu: UInt32) throws {
+        var i: mip6_iface = zeroed()
+        i.mac = cMAC(mac)
+        i.mtu = mtu
+        try ifaces.update(ifindex, i)
+    }
+
+    public func addLocalAddress(_ a: IPv6Address) throws {
+        var k: mip6_addr_key = zeroed()
+        k.addr = a.cAddress
+        try locals.update(k, 1)
+    }
+
+    // MARK: bindings
+
+    static func key(_ hoa: IPv6Address) -> mip6_binding_key {
+        var k: mip6_binding_key = zeroed()
+        k.hoa = hoa.cAddress
+        return k
+    }
+
+    public func install(_ b: Binding, ifindex: UInt32) throws {
+        var v: mip6_binding = zeroed()
+        v.coa = b.careOfAddress.cAddress
+        v.expires_ns = b.expiresAt
+        v.registered_ns = b.registeredAt
+        v.lifetime_s = b.lifetime
+        v.ifindex = ifindex
+        v.seq = b.sequence
+        v.flags = b.flags.rawValue
+        let k = Self.key(b.homeAddress)
+        // Counters first, so the data plane never forwards for a binding it cannot count.
+        do {
+            try bindingStats.updatePerCPU(k, zeroed(), flags: UInt64(BPF_NOEXIST))
+        } catch let e as SystemError where e.errno == EEXIST {} // a refresh keeps its counters
+        try bindings.update(k, v)
+    }
+
+    public func remove(_ hoa: IPv6Address) throws {
+        let k = Self.key(hoa)
+        try bindings.delete(k)
+        try bindingStats.delete(k)
+    }
+
+    /// Every binding in the map (for inspection and for adopting pinned state).
+    public func readBindings() throws -> [(IPv6Address, mip6_binding)] {
+        var out: [(IPv6Address, mip6_binding)] = []
+        for k in try bindings.keys() {
+            if let v = try bindings.lookup(k) { out.append((IPv6Address(cAddress: k.hoa), v)) }
+        }
+        return out
+    }
+
+    /// Per-binding counters summed over CPUs.
+    public func stats(for hoa: IPv6Address) throws -> mip6_binding_stats {
+        var sum: mip6_binding_stats = zeroed()
+        for s in try bindingStats.lookupPerCPU(Self.key(hoa)) ?? [] {
+            sum.to_mn_packets += s.to_mn_packets
+            sum.to_mn_bytes += s.to_mn_bytes
+            sum.from_mn_packets += s.from_mn_packets
+            sum.from_mn_bytes += s.from_mn_bytes
+        }
+        return sum
+    }
+
+    /// Data-plane counters by name (mip6_shared.h order), summed over CPUs.
+    public func readCounters() throws -> [(name: String, value: UInt64)] {
+        var out: [(String, UInt64)] = []
+        for i in 0..<UInt32(MIP6_CNT_MAX.rawValue) {
+            let total = try (counters.lookupPerCPU(i) ?? []).reduce(0, &+)
+            out.append((String(cString: cmip6_counter_name(i)), total))
+        }
+        return out
+    }
+}

@@ -1,0 +1,229 @@
+// Thin wrappers for the Linux facilities the daemon needs besides libbpf: interfaces,
+// sysctls, capabilities, bpffs, sockets, signals. Each turns -1/errno into SystemError.
+import CMip6
+import ControlPlane
+import Foundation
+import Glibc
+
+/// EINTR-retrying syscall wrapper.
+@inline(__always)
+func syscallRetrying(_ call: String, _ detail: @autoclosure () -> String = "", _ body: () -> Int) throws(SystemError) -> Int {
+    while true {
+        let rc = body()
+        if rc >= 0 { return rc }
+        if errno == EINTR { continue }
+        throw SystemError(call, errno: errno, detail())
+    }
+}
+
+/// A network interface in the current namespace.
+public struct NetworkInterface: Sendable {
+    public let name: String
+    public let index: UInt32
+    public let mac: [UInt8]
+    public let mtu: UInt32
+    public let isUp: Bool
+
+    public init(named name: String) throws(SystemError) {
+        let idx = if_nametoindex(name)
+        guard idx != 0 else { throw SystemError("if_nametoindex", errno: ENODEV, "interface \(name) not found in this network namespace") }
+        self.name = name
+        self.index = idx
+        let base = "/sys/class/net/\(name)"
+        let macText = (try? String(contentsOfFile: "\(base)/address", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let parts = macText.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        guard parts.count == 6 else { throw SystemError("read \(base)/address", errno: EINVAL, "\(name) has no Ethernet address") }
+        mac = parts
+        mtu = UInt32((try? String(contentsOfFile: "\(base)/mtu", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 1500
+        let flags = Int((try? String(contentsOfFile: "\(base)/flags", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2) ?? "", radix: 16) ?? 0
+        isUp = flags & 0x1 != 0 // IFF_UP
+    }
+
+    /// IPv6 addresses on the interface (getifaddrs).
+    public func ipv6Addresses() -> [IPv6Address] {
+        var head: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&head) == 0, let first = head else { return [] }
+        defer { freeifaddrs(head) }
+        var out: [IPv6Address] = []
+        var cur: UnsafeMutablePointer<ifaddrs>? = first
+        while let ifa = cur {
+            defer { cur = ifa.pointee.ifa_next }
+            guard let sa = ifa.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET6),
+                  String(cString: ifa.pointee.ifa_name) == name else { continue }
+            let a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+            out.append(withUnsafeBytes(of: a) { IPv6Address(bytes: Array($0)) })
+        }
+        return out
+    }
+}
+
+/// /proc/sys access.
+public enum Sysctl {
+    public static func read(_ key: String) -> String? {
+        (try? String(contentsOfFile: path(key), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public static func write(_ key: String, _ value: String) throws(SystemError) {
+        let p = path(key)
+        let fd = open(p, O_WRONLY | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open", errno: errno, p) }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        _ = try syscallRetrying("write", p) { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
+    }
+
+    static func path(_ key: String) -> String { "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/") }
+}
+
+/// The effective capability set of this process (from /proc/self/status).
+public struct Capabilities {
+    public static let netAdmin = 12, netRaw = 13, sysAdmin = 21, bpf = 39, perfmon = 38
+    let effective: UInt64
+
+    public static func current() -> Capabilities {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
+        let hex = line.map { $0.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces) } ?? "0"
+        return Capabilities(effective: UInt64(hex, radix: 16) ?? 0)
+    }
+
+    public func has(_ cap: Int) -> Bool { effective & (1 << UInt64(cap)) != 0 }
+
+    /// What is missing for a daemon that loads BPF, attaches XDP and sends raw packets.
+    public func missingForDaemon() -> [String] {
+        var missing: [String] = []
+        if !has(Self.bpf) && !has(Self.sysAdmin) { missing.append("CAP_BPF") }
+        if !has(Self.netAdmin) { missing.append("CAP_NET_ADMIN") }
+        if !has(Self.netRaw) { missing.append("CAP_NET_RAW") }
+        return missing
+    }
+}
+
+/// bpffs: checks that a directory lives on a BPF filesystem, mounting /sys/fs/bpf if needed.
+public enum BPFFS {
+    static let magic: UInt = 0xCAFE_4A11
+
+    public static func isBPFFS(_ path: String) -> Bool {
+        var st = statfs()
+        return statfs(path, &st) == 0 && UInt(bitPattern: Int(st.f_type)) == magic
+    }
+
+    /// Makes `dir` (creating it) on a mounted bpffs; mounts one at its parent if none is there.
+    public static func prepare(_ dir: String) throws(SystemError) {
+        let parent = (dir as NSString).deletingLastPathComponent
+        if !isBPFFS(parent) {
+            try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            if mount("bpf", parent, "bpf", 0, nil) != 0 {
+                throw SystemError("mount", errno: errno, "bpffs at \(parent) (mount -t bpf bpf \(parent))")
+            }
+        }
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw SystemError("mkdir", errno: errno, dir)
+        }
+        guard isBPFFS(dir) else { throw SystemError("statfs", errno: EINVAL, "\(dir) is not on a BPF filesystem") }
+    }
+}
+
+/// A raw IPv6 socket that sends whole IPv6 packets (IPPROTO_RAW implies IPV6_HDRINCL):
+/// the kernel routes them by destination but never parses our extension headers.
+public final class RawIPv6Sender {
+    let fd: OwnedFD
+
+    public init() throws(SystemError) {
+        let s = socket(AF_INET6, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
+        if s < 0 { throw SystemError("socket(AF_INET6, SOCK_RAW, IPPROTO_RAW)", errno: errno) }
+        fd = OwnedFD(s)
+    }
+
+    /// Sends `packet` (starting with its IPv6 header) to its IPv6 destination.
+    public func send(_ packet: [UInt8]) throws(SystemError) {
+        guard packet.count >= 40 else { throw SystemError("sendto", errno: EINVAL, "packet shorter than an IPv6 header") }
+        var sa = sockaddr_in6()
+        sa.sin6_family = sa_family_t(AF_INET6)
+        withUnsafeMutableBytes(of: &sa.sin6_addr) { raw in for i in 0..<16 { raw[i] = packet[24 + i] } }
+        _ = try syscallRetrying("sendto(raw IPv6)") {
+            packet.withUnsafeBytes { p in
+                withUnsafePointer(to: &sa) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd.raw, p.baseAddress, p.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An AF_PACKET socket for sending link-local frames we build whole (NS for DAD, unsolicited NA).
+public final class PacketSender {
+    let fd: OwnedFD
+    public let interface: NetworkInterface
+
+    public init(interface: NetworkInterface) throws(SystemError) {
+        // Protocol 0: send-only, no frames are queued to us.
+        let s = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if s < 0 { throw SystemError("socket(AF_PACKET)", errno: errno) }
+        fd = OwnedFD(s)
+        self.interface = interface
+    }
+
+    /// Sends an IPv6 packet in an Ethernet frame to `destinationMAC`.
+    public func send(ipv6 packet: [UInt8], to destinationMAC: [UInt8]) throws(SystemError) {
+        let frame = destinationMAC + interface.mac + [0x86, 0xDD] + packet
+        var sll = sockaddr_ll()
+        sll.sll_family = UInt16(AF_PACKET)
+        sll.sll_protocol = UInt16(ETH_P_IPV6).bigEndian
+        sll.sll_ifindex = Int32(interface.index)
+        sll.sll_halen = 6
+        withUnsafeMutableBytes(of: &sll.sll_addr) { raw in for i in 0..<6 { raw[i] = destinationMAC[i] } }
+        _ = try syscallRetrying("sendto(AF_PACKET)", interface.name) {
+            frame.withUnsafeBytes { p in
+                withUnsafePointer(to: &sll) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd.raw, p.baseAddress, p.count, 0, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                    }
+                }
+            }
+        }
+    }
+
+    /// 33:33 + the low 32 bits of a multicast address (RFC 2464 §7).
+    public static func multicastMAC(_ a: IPv6Address) -> [UInt8] {
+        let b = a.bytes
+        return [0x33, 0x33, b[12], b[13], b[14], b[15]]
+    }
+}
+
+/// Blocks the given signals and delivers them through a signalfd, so the event loop polls them.
+public final class SignalFD {
+    let fd: OwnedFD
+
+    public init(_ signals: [Int32]) throws(SystemError) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        if pthread_sigmask(SIG_BLOCK, &set, nil) != 0 { throw SystemError("pthread_sigmask", errno: errno) }
+        let s = signalfd(-1, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
+        if s < 0 { throw SystemError("signalfd", errno: errno) }
+        fd = OwnedFD(s)
+    }
+
+    public var raw: Int32 { fd.raw }
+
+    /// Pending signals, drained.
+    public func read() -> [Int32] {
+        var out: [Int32] = []
+        var info = signalfd_siginfo()
+        while Glibc.read(fd.raw, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            out.append(Int32(info.ssi_signo))
+        }
+        return out
+    }
+}
+
+/// CLOCK_MONOTONIC nanoseconds, the clock bpf_ktime_get_ns() reads.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

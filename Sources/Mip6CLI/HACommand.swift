@@ -1,0 +1,80 @@
+import ArgumentParser
+import ControlPlane
+import DataPlane
+import Foundation
+import Logging
+
+/// `mip6 ha`: the home-agent daemon.
+struct HACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ha",
+        abstract: "Run the home-agent daemon (RFC 6275 home registration, XDP tunneling, proxy ND).",
+        discussion: """
+            Attaches an XDP program to each --interface, pins its maps under --bpffs, and answers \
+            Binding Updates sent to --address. Runs in the foreground; SIGTERM or SIGINT detaches and exits 0. \
+            Needs CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW (root), a BPF filesystem, and enables IPv6 forwarding \
+            in its network namespace.
+            """
+    )
+
+    @Option(name: .long, help: "Home-link interface (repeat for a home agent that is also a router).")
+    var interface: [String] = []
+
+    @Option(name: .long, help: "The home agent's address (must be configured on an --interface).")
+    var address: IPv6Address
+
+    @Option(name: .long, help: "The home prefix, e.g. 2001:db8:1::/64.")
+    var homePrefix: IPv6Prefix
+
+    @Option(name: .long, help: "Longest lifetime granted to a binding, seconds (RFC 6275 MaxHomeRegistration).")
+    var maxLifetime: UInt32 = 3600
+
+    @Option(name: .long, help: "Binding cache capacity; BUs beyond it get status 130.")
+    var maxBindings: Int = 65536
+
+    @OptionGroup var pins: PinOptions
+
+    @Option(name: .long, help: "Directory for the control plane's state file (counters for `mip6 stats`).")
+    var stateDir: String = "/run/mip6"
+
+    @Option(name: .long, help: "XDP attach mode: native, generic or auto (native, falling back to generic).")
+    var xdpMode: XDPMode = .auto
+
+    @Option(name: .long, help: "Duplicate Address Detection wait in milliseconds (default: the interface's RetransTimer, 1000).")
+    var dadTimeout: UInt32?
+
+    @Flag(name: .long, help: "Skip Duplicate Address Detection for home addresses.")
+    var noDad = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        if interface.isEmpty { throw ValidationError("--interface is required") }
+        if !address.isUnicastRoutable { throw ValidationError("--address \(address) must be a global unicast address") }
+        if homePrefix.length == 0 || homePrefix.length > 128 { throw ValidationError("--home-prefix length must be 1...128") }
+        if maxLifetime == 0 || maxLifetime > 262_140 { throw ValidationError("--max-lifetime must be 1...262140 seconds (16-bit field in 4 s units)") }
+        if maxBindings < 1 || maxBindings > Int(MIP6_MAX_BINDINGS_LIMIT) {
+            throw ValidationError("--max-bindings must be 1...\(MIP6_MAX_BINDINGS_LIMIT)")
+        }
+        if !pins.bpffs.hasPrefix("/") { throw ValidationError("--bpffs must be an absolute path") }
+    }
+
+    func run() throws {
+        LogSetup.bootstrap(level: logLevel)
+        let logger = Logger(label: "mip6.ha")
+        let options = HomeAgentOptions(
+            interfaces: interface, address: address, homePrefix: homePrefix, maxLifetime: maxLifetime,
+            maxBindings: maxBindings, bpffs: pins.bpffs, stateDir: stateDir, xdpMode: xdpMode,
+            dadTimeoutMilliseconds: dadTimeout, duplicateAddressDetection: !noDad)
+        do {
+            try HomeAgentDaemon(options: options, logger: logger).run()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Upper bound for --max-bindings (the map is allocated on demand; memory grows with use).
+let MIP6_MAX_BINDINGS_LIMIT: UInt32 = 16_777_216

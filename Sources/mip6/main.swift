@@ -1,0 +1,3 @@
+import Mip6CLI
+
+Mip6Command.main()

@@ -1,0 +1,44 @@
+import CMip6
+import Testing
+@testable import DataPlane
+
+/// The shared header is the only definition of the map layouts: libbpf's view of the
+/// compiled object must match what Swift imported from the same header.
+@Suite("shared header layouts")
+struct LayoutTests {
+    @Test("every counter has a name", arguments: 0..<Int(MIP6_CNT_MAX.rawValue))
+    func counterNames(_ i: Int) {
+        let name = cmip6_counter_name(UInt32(i)).map { String(cString: $0) }
+        #expect(name?.isEmpty == false)
+    }
+
+    @Test("map key and value sizes match MemoryLayout",
+          .enabled(if: isRoot, "needs root to load BPF programs: run `sudo swift test` (CI is root)"))
+    func mapSizes() throws {
+        let obj = try BPFObject(.homeAgent)
+        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, 16)
+        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 16)
+        try obj.load()
+        let expected: [(String, Int, Int)] = [
+            (MIP6_MAP_BINDINGS, MemoryLayout<mip6_binding_key>.size, MemoryLayout<mip6_binding>.size),
+            (MIP6_MAP_BINDING_STATS, MemoryLayout<mip6_binding_key>.size, MemoryLayout<mip6_binding_stats>.size),
+            (MIP6_MAP_COUNTERS, 4, 8),
+            (MIP6_MAP_CONFIG, 4, MemoryLayout<mip6_config>.size),
+            (MIP6_MAP_IFACES, 4, MemoryLayout<mip6_iface>.size),
+            (MIP6_MAP_LOCAL_ADDRS, MemoryLayout<mip6_addr_key>.size, 4),
+        ]
+        for (name, k, v) in expected {
+            let s = try obj.mapSizes(name)
+            #expect(s.key == k && s.value == v, "\(name): libbpf \(s), Swift \(k)/\(v)")
+        }
+        #expect(Set(obj.mapNames) == Set(HomeAgentMaps.pinnedNames), "every map is pinned by name")
+    }
+
+    @Test("struct sizes are the ones the header asserts")
+    func structSizes() {
+        #expect(MemoryLayout<mip6_binding>.size == 48)
+        #expect(MemoryLayout<mip6_binding_stats>.size == 32)
+        #expect(MemoryLayout<mip6_config>.size == 40)
+        #expect(MemoryLayout<mip6_punt_hdr>.size == 32)
+    }
+}

@@ -1,0 +1,279 @@
+import CMip6
+import ControlPlane
+import Testing
+@testable import DataPlane
+
+/// The home-agent XDP program run with BPF_PROG_TEST_RUN on crafted frames, as a table of
+/// {case, input, expected verdict, expected output bytes, counters that must move}.
+/// Needs root (CI runs as root); skipped, with this reason printed, otherwise.
+@Suite("XDP home-agent program (BPF_PROG_TEST_RUN)", .serialized,
+       .enabled(if: isRoot, "needs root to load BPF programs: run `sudo swift test` (CI is root)"))
+struct XDPProgramTests {
+    typealias F = PacketFixtures
+    static let t0MAC: [UInt8] = F.haMAC
+    static let coaNoNeigh = IPv6Address("2001:db8:f2::100")!
+    static let coaRedirect = IPv6Address("2001:db8:f3::100")!
+    static let coaNoRoute = IPv6Address("2001:db8:ee::100")!
+    static let hoaNoNeigh = IPv6Address("2001:db8:1::102")!
+    static let hoaRedirect = IPv6Address("2001:db8:1::103")!
+    static let hoaNoRoute = IPv6Address("2001:db8:1::104")!
+
+    /// A namespace with routes for each next-hop case, the program loaded, bindings installed.
+    final class Env {
+        let ns: TestNetns
+        let object: BPFObject
+        let maps: HomeAgentMaps
+        let program: BPFProgram
+        let t0: UInt32
+        var punted: [(kind: UInt32, bytes: [UInt8])] = []
+        var ring: RingBuffer!
+
+        init() throws {
+            ns = try TestNetns("xdp")
+            try ns.ip("""
+                link set lo up
+                link add t0 address 02:00:00:00:00:0a type veth peer name t1 address 02:00:00:00:00:01
+                link add t2 type veth peer name t3
+                link set t0 up
+                link set t1 up
+                link set t2 up
+                link set t3 up
+                -6 addr add 2001:db8:1::a/64 dev t0 nodad
+                -6 addr add 2001:db8:9::1/64 dev t2 nodad
+                -6 neigh add 2001:db8:1::1 lladdr 02:00:00:00:00:01 dev t0 nud permanent
+                -6 neigh add 2001:db8:9::2 lladdr 02:00:00:00:00:99 dev t2 nud permanent
+                -6 route add 2001:db8:f1::/64 via 2001:db8:1::1 dev t0
+                -6 route add 2001:db8:c::/64 via 2001:db8:1::1 dev t0
+                -6 route add 2001:db8:f2::/64 via 2001:db8:1::2 dev t0
+                -6 route add 2001:db8:f3::/64 via 2001:db8:9::2 dev t2
+                """)
+            try ns.sysctl("net.ipv6.conf.all.forwarding=1")
+            t0 = try ns.ifindex("t0")
+            object = try BPFObject(.homeAgent)
+            try object.setMaxEntries(map: MIP6_MAP_BINDINGS, 1024)
+            try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 1024)
+            try object.load()
+            maps = try HomeAgentMaps(object: object)
+            program = try object.program(MIP6_PROG_HA_XDP)
+            try maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED))
+            try maps.setInterface(ifindex: t0, mac: XDPProgramTests.t0MAC, mtu: 1500)
+            try maps.addLocalAddress(F.homeAgent)
+            for (hoa, coa) in [(F.homeAddress, F.careOf), (hoaNoNeigh, coaNoNeigh), (hoaRedirect, coaRedirect), (hoaNoRoute, coaNoRoute)] {
+                try maps.install(Binding(homeAddress: hoa, careOfAddress: coa, sequence: 7, flags: [.ack, .home], lifetime: 600,
+                                         registeredAt: 1, expiresAt: UInt64.max), ifindex: t0)
+            }
+            ring = try RingBuffer(map: object.map(MIP6_MAP_PUNT)) { [unowned self] rec in
+                let hdr = rec.loadUnaligned(as: mip6_punt_hdr.self)
+                let start = MemoryLayout<mip6_punt_hdr>.size
+                self.punted.append((hdr.kind, Array(rec[start..<start + Int(hdr.len)])))
+            }
+        }
+
+        func counter(_ name: String) throws -> UInt64 {
+            try maps.readCounters().first { $0.name == name }!.value
+        }
+
+        func run(_ frame: [UInt8]) throws -> BPFProgram.TestRun {
+            let program = self.program, t0 = self.t0
+            return try ns.run { try program.testRun(frame, ingressIfindex: t0) }
+        }
+    }
+
+    struct Case: CustomTestStringConvertible, Sendable {
+        let name: String
+        let input: [UInt8]
+        let verdict: UInt32
+        /// Exact output frame; nil when only the verdict and counters matter.
+        let output: [UInt8]?
+        let counters: [String]
+        var testDescription: String { name }
+    }
+
+    static let xdpDrop: UInt32 = 1, xdpPass: UInt32 = 2, xdpTX: UInt32 = 3, xdpRedirect: UInt32 = 4
+
+    static func encapsulated(_ inner: [UInt8], to coa: IPv6Address, dstMAC: [UInt8] = F.routerMAC, srcMAC: [UInt8] = t0MAC) -> [UInt8] {
+        var inner = inner
+        inner[7] -= 1 // the inner hop limit is decremented (RFC 2473 §3.1)
+        var outer = F.tunnel(outerSrc: F.homeAgent, outerDst: coa, hopLimit: 64, inner)
+        outer[0...3] = inner[0...3] // version, traffic class and flow label copied out
+        return F.ethernet(dst: dstMAC, src: srcMAC, outer)
+    }
+
+    static var cases: [Case] {
+        let echo = F.echoRequest(trafficClass: 0x2E, flowLabel: 0xABCDE)
+        let fromMN = F.echoRequest(src: F.homeAddress, dst: F.correspondent, hopLimit: 64)
+        var decapped = fromMN
+        decapped[7] -= 1
+        let bu = PacketBuilder.bindingUpdate(BindingUpdate(sequence: 1, flags: [.ack, .home], lifetime: 10, options: []),
+                                             careOf: F.careOf, homeAgent: F.homeAgent, homeAddress: F.homeAddress)
+        // Nine Destination Options headers in front of an MH: past MIP6_MAX_EXT_HEADERS.
+        var chain: [UInt8] = []
+        for _ in 0..<9 { chain += [60, 0, 1, 4, 0, 0, 0, 0] }
+        chain[chain.count - 8] = 135
+        let mhAfterChain = F.ipv6Header(src: F.careOf, dst: F.homeAgent, nextHeader: 60, payloadLength: chain.count + 8)
+            + chain + [59, 0, 5, 0, 0, 0, 0, 0]
+        let fragMH = F.ipv6Header(src: F.careOf, dst: F.homeAgent, nextHeader: 44, payloadLength: 16)
+            + [135, 0, 0, 1, 0, 0, 0, 1] + [59, 1, 5, 0, 0, 0, 0, 0]
+        let truncatedExt = F.ipv6Header(src: F.careOf, dst: F.homeAgent, nextHeader: 60, payloadLength: 8)
+            + [135, 1, 1, 4, 0, 0, 0, 0] // claims 16 bytes, has 8
+        var truncatedInner = F.tunnel(outerSrc: F.careOf, outerDst: F.homeAgent, fromMN)
+        truncatedInner.removeLast(20)
+        truncatedInner[5] -= 20
+        let nsFrame = F.neighborSolicitationFrame()
+        let naExpected = F.ethernet(dst: F.routerMAC, src: t0MAC, PacketBuilder.neighborAdvertisement(
+            target: F.homeAddress, source: F.homeAddress, destination: IPv6Address("2001:db8:1::1")!,
+            flags: (router: false, solicited: true, override: true), targetLinkLayer: t0MAC))
+        var nsBadHop = nsFrame
+        nsBadHop[14 + 7] = 254
+        let dadProbe = F.ethernet(dst: [0x33, 0x33, 0xff, 0, 1, 0], PacketBuilder.neighborSolicitation(
+            target: F.homeAddress, source: .unspecified, destination: F.homeAddress.solicitedNodeMulticast, sourceLinkLayer: nil))
+        let dadDefence = F.ethernet(dst: [0x33, 0x33, 0, 0, 0, 1], src: t0MAC, PacketBuilder.neighborAdvertisement(
+            target: F.homeAddress, source: F.homeAddress, destination: IPv6Address("ff02::1")!,
+            flags: (router: false, solicited: false, override: true), targetLinkLayer: t0MAC))
+        let nsUnknown = F.ethernet(dst: [0x33, 0x33, 0xff, 0, 0, 0x77], PacketBuilder.neighborSolicitation(
+            target: IPv6Address("2001:db8:1::77")!, source: IPv6Address("2001:db8:1::1")!,
+            destination: IPv6Address("2001:db8:1::77")!.solicitedNodeMulticast, sourceLinkLayer: F.routerMAC))
+        let arp = F.ethernet(dst: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], type: 0x0806, [UInt8](repeating: 0, count: 28))
+
+        return [
+            Case(name: "encapsulation, next hop on the same link: XDP_TX", input: F.ethernet(echo), verdict: xdpTX,
+                 output: encapsulated(echo, to: F.careOf), counters: ["encap", "encap_tx"]),
+            Case(name: "encapsulation, next hop not resolved: to the kernel, encapsulated", input: F.ethernet(F.echoRequest(dst: hoaNoNeigh)),
+                 verdict: xdpPass, output: encapsulated(F.echoRequest(dst: hoaNoNeigh), to: coaNoNeigh, dstMAC: F.haMAC, srcMAC: F.routerMAC),
+                 counters: ["encap", "encap_pass_no_neigh"]),
+            Case(name: "encapsulation, next hop on another interface: redirect", input: F.ethernet(F.echoRequest(dst: hoaRedirect)),
+                 verdict: xdpRedirect, output: nil, counters: ["encap", "encap_redirect"]),
+            Case(name: "encapsulation, no route to the care-of address: dropped", input: F.ethernet(F.echoRequest(dst: hoaNoRoute)),
+                 verdict: xdpDrop, output: F.ethernet(F.echoRequest(dst: hoaNoRoute)), counters: ["encap_fib_fail"]),
+            Case(name: "hop limit 1 to a home address: the kernel sends Time Exceeded", input: F.ethernet(F.echoRequest(hopLimit: 1)),
+                 verdict: xdpPass, output: F.ethernet(F.echoRequest(hopLimit: 1)), counters: ["encap_pass_hoplimit"]),
+            Case(name: "reverse tunnel from the registered CoA: decapsulated and forwarded",
+                 input: F.ethernet(F.tunnel(outerSrc: F.careOf, outerDst: F.homeAgent, fromMN)), verdict: xdpTX,
+                 output: F.ethernet(dst: F.routerMAC, src: t0MAC, decapped), counters: ["decap", "decap_tx"]),
+            Case(name: "reverse tunnel with a spoofed outer source: dropped",
+                 input: F.ethernet(F.tunnel(outerSrc: IPv6Address("2001:db8:f1::66")!, outerDst: F.homeAgent, fromMN)),
+                 verdict: xdpDrop, output: nil, counters: ["drop_tunnel_spoofed"]),
+            Case(name: "tunnel with an inner source that has no binding: dropped",
+                 input: F.ethernet(F.tunnel(outerSrc: F.careOf, outerDst: F.homeAgent,
+                                            F.echoRequest(src: IPv6Address("2001:db8:1::999")!, dst: F.correspondent))),
+                 verdict: xdpDrop, output: nil, counters: ["drop_tunnel_no_binding"]),
+            Case(name: "tunnel whose inner packet is truncated: dropped", input: F.ethernet(truncatedInner),
+                 verdict: xdpDrop, output: nil, counters: ["drop_tunnel_malformed"]),
+            Case(name: "NS for a home address: proxy NA with our MAC", input: nsFrame, verdict: xdpTX, output: naExpected,
+                 counters: ["na_proxy"]),
+            Case(name: "NS with hop limit 254: invalid, dropped", input: nsBadHop, verdict: xdpDrop, output: nil,
+                 counters: ["drop_ns_invalid"]),
+            Case(name: "DAD probe for a home address: defended to all-nodes", input: dadProbe, verdict: xdpTX, output: dadDefence,
+                 counters: ["na_proxy"]),
+            Case(name: "NS for an address without binding: to the kernel", input: nsUnknown, verdict: xdpPass, output: nsUnknown,
+                 counters: ["pass_other"]),
+            Case(name: "Binding Update to the home agent: punted, dropped", input: F.ethernet(bu), verdict: xdpDrop, output: nil,
+                 counters: ["mh_punt"]),
+            Case(name: "MH behind nine extension headers: dropped", input: F.ethernet(mhAfterChain), verdict: xdpDrop, output: nil,
+                 counters: ["drop_ext_chain"]),
+            Case(name: "fragmented MH: dropped", input: F.ethernet(fragMH), verdict: xdpDrop, output: nil, counters: ["drop_mh_fragment"]),
+            Case(name: "extension header longer than the packet: dropped", input: F.ethernet(truncatedExt), verdict: xdpDrop, output: nil,
+                 counters: ["drop_malformed"]),
+            Case(name: "packet for an unknown address: passed untouched", input: F.passThroughFrame(), verdict: xdpPass,
+                 output: F.passThroughFrame(), counters: ["pass_other"]),
+            Case(name: "ping to the home agent itself: passed", input: F.ethernet(F.echoRequest(dst: F.homeAgent)), verdict: xdpPass,
+                 output: F.ethernet(F.echoRequest(dst: F.homeAgent)), counters: ["pass_local"]),
+            Case(name: "truncated IPv6 header: dropped", input: Array(F.ethernet(echo).prefix(14 + 20)), verdict: xdpDrop,
+                 output: nil, counters: ["drop_malformed"]),
+            Case(name: "ARP: passed", input: arp, verdict: xdpPass, output: arp, counters: ["pass_not_ipv6"]),
+        ]
+    }
+
+    static let env: Result<Env, Error> = Result { try Env() }
+
+    @Test(arguments: cases)
+    func table(_ c: Case) throws {
+        let env = try Self.env.get()
+        let before = try c.counters.map { try env.counter($0) }
+        let r = try env.run(c.input)
+        #expect(r.verdict == c.verdict, "verdict")
+        if let out = c.output {
+            #expect(r.output == out, "output bytes differ:\n got \(hex(r.output))\nwant \(hex(out))")
+        }
+        for (i, name) in c.counters.enumerated() {
+            #expect(try env.counter(name) == before[i] + 1, "counter \(name)")
+        }
+    }
+
+    @Test("encapsulation and decapsulation count per binding")
+    func perBindingCounters() throws {
+        let env = try Self.env.get()
+        let before = try env.maps.stats(for: F.homeAddress)
+        let echo = F.ethernet(F.echoRequest())
+        _ = try env.run(echo)
+        _ = try env.run(F.ethernet(F.tunnel(outerSrc: F.careOf, outerDst: F.homeAgent,
+                                            F.echoRequest(src: F.homeAddress, dst: F.correspondent, hopLimit: 64))))
+        let after = try env.maps.stats(for: F.homeAddress)
+        #expect(after.to_mn_packets == before.to_mn_packets + 1)
+        #expect(after.to_mn_bytes == before.to_mn_bytes + UInt64(echo.count - 14))
+        #expect(after.from_mn_packets == before.from_mn_packets + 1)
+    }
+
+    @Test("a Binding Update reaches the ring buffer byte for byte")
+    func puntRecord() throws {
+        let env = try Self.env.get()
+        let bu = PacketBuilder.bindingUpdate(BindingUpdate(sequence: 9, flags: [.ack, .home], lifetime: 10, options: []),
+                                             careOf: F.careOf, homeAgent: F.homeAgent, homeAddress: F.homeAddress)
+        env.punted.removeAll()
+        _ = try env.run(F.ethernet(bu))
+        try env.ring.consume()
+        #expect(env.punted.count == 1)
+        #expect(env.punted.first?.kind == UInt32(MIP6_PUNT_MH.rawValue))
+        #expect(env.punted.first?.bytes == bu)
+    }
+
+    @Test("NAs are copied to the control plane only while DAD runs")
+    func naCopy() throws {
+        let env = try Self.env.get()
+        let na = F.ethernet(dst: [0x33, 0x33, 0, 0, 0, 1], PacketBuilder.neighborAdvertisement(
+            target: IPv6Address("2001:db8:1::200")!, source: IPv6Address("2001:db8:1::200")!, destination: IPv6Address("ff02::1")!,
+            flags: (router: false, solicited: false, override: true), targetLinkLayer: F.routerMAC))
+        env.punted.removeAll()
+        #expect(try env.run(na).verdict == Self.xdpPass)
+        try env.ring.consume()
+        #expect(env.punted.isEmpty)
+        try env.maps.setConfigFlag(UInt32(MIP6_CFG_PUNT_NA), true)
+        defer { try? env.maps.setConfigFlag(UInt32(MIP6_CFG_PUNT_NA), false) }
+        #expect(try env.run(na).verdict == Self.xdpPass)
+        try env.ring.consume()
+        #expect(env.punted.count == 1)
+        #expect(env.punted.first?.kind == UInt32(MIP6_PUNT_NA.rawValue))
+    }
+
+    @Test("an inner packet too big for the tunnel gets Packet Too Big from the home agent")
+    func packetTooBig() throws {
+        let env = try Self.env.get()
+        let big = F.echoRequest(dataSize: 1500 - 40 - 8) // 1500-byte IPv6 packet: no room for 40 more
+        let r = try env.run(F.ethernet(big))
+        #expect(r.verdict == Self.xdpTX)
+        let ip = Array(r.output.dropFirst(14))
+        #expect(Array(r.output.prefix(12)) == F.routerMAC + F.haMAC, "bounced to the sender's neighbour")
+        #expect(ip.count == 1280, "ICMPv6 error fills the minimum MTU")
+        #expect(Array(ip[8..<24]) == F.homeAgent.bytes)
+        #expect(Array(ip[24..<40]) == F.correspondent.bytes)
+        #expect(ip[6] == 58 && ip[40] == 2 && ip[41] == 0)
+        let mtu = UInt32(ip[44]) << 24 | UInt32(ip[45]) << 16 | UInt32(ip[46]) << 8 | UInt32(ip[47])
+        #expect(mtu == 1460, "tunnel MTU = link MTU - 40")
+        #expect(Array(ip[48...]) == Array(big.prefix(1232)), "quotes the start of the offending packet")
+        #expect(InternetChecksum.upperLayer(source: F.homeAgent, destination: F.correspondent, nextHeader: 58,
+                                            payload: Array(ip[40...])) == 0, "checksum verifies to zero")
+        #expect(try env.counter("encap_too_big") >= 1)
+    }
+
+    @Test("with the config disabled every packet is passed")
+    func disabled() throws {
+        let env = try Self.env.get()
+        try env.maps.setConfigFlag(UInt32(MIP6_CFG_ENABLED), false)
+        defer { try? env.maps.setConfigFlag(UInt32(MIP6_CFG_ENABLED), true) }
+        let echo = F.ethernet(F.echoRequest())
+        let r = try env.run(echo)
+        #expect(r.verdict == Self.xdpPass && r.output == echo)
+    }
+}
+
+func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }

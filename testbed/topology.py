@@ -1,0 +1,421 @@
+"""The Mobile IPv6 testbed: four network namespaces joined by veth pairs.
+
+    <tag>-cn                 <tag>-rtr (IPv6 forwarding)                 <tag>-ha
+    cn0 2001:db8:c::2 ----- r-cn 2001:db8:c::1
+                            br-home 2001:db8:1::1 [h-ha, h-mn] ----- ha0 2001:db8:1::a
+                            r-f1 2001:db8:f1::1 ------+    |
+                            r-f2 2001:db8:f2::1 ---+  |    +---(h-mn)--+
+                                                   |  |                |
+    <tag>-mn   mn-f2 2001:db8:f2::100 -------------+  |                |
+               mn-f1 2001:db8:f1::100 ----------------+                |
+               mn-home (home link, DOWN unless the MN is brought home) +
+
+Everything lives inside the namespaces, so deleting them removes the whole
+topology; nothing is created in the caller's namespace except a private bpffs
+mount under /run (see `Testbed.BPFFS`).
+
+The demo (scripts/demo), the end-to-end tests (Tests/e2e) and perf/ all build
+the network from this one definition.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+Command = Union[str, Sequence[str]]
+
+TESTBED_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTBED_DIR.parent
+
+
+@dataclass(frozen=True)
+class Veth:
+    """One veth pair: `a_if` in node `a`, `b_if` in node `b`."""
+    a: str
+    a_if: str
+    a_mac: str
+    b: str
+    b_if: str
+    b_mac: str
+
+
+class TestbedError(RuntimeError):
+    pass
+
+
+class Testbed:
+    """The topology, with helpers to run commands inside its namespaces.
+
+    Usage:
+        with Testbed(tag="m6") as tb:          # up() now, down() on exit / SIGTERM
+            tb.run("cn", ["ping", "-6", "-c1", tb.COA1])
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    # --- addresses -------------------------------------------------------
+    HOME_PREFIX = "2001:db8:1::/64"
+    HOME_PLEN = 64
+    HA = "2001:db8:1::a"              # home agent, on the home link
+    HOA = "2001:db8:1::100"           # the mobile node's home address
+    HOME_ROUTER = "2001:db8:1::1"     # router's address on the home link (br-home)
+    CN = "2001:db8:c::2"              # correspondent node
+    CN_ROUTER = "2001:db8:c::1"
+    COA1 = "2001:db8:f1::100"         # care-of address on foreign link 1 (mn-f1)
+    F1_ROUTER = "2001:db8:f1::1"
+    COA2 = "2001:db8:f2::100"         # care-of address on foreign link 2 (mn-f2)
+    F2_ROUTER = "2001:db8:f2::1"
+
+    # --- interfaces ------------------------------------------------------
+    NODES = ("cn", "rtr", "ha", "mn")
+    HA_IF = "ha0"
+    HA_PEER_IF = "h-ha"               # router-side peer of ha0, a port of br-home
+    HOME_BRIDGE = "br-home"
+    MN_IF1 = "mn-f1"
+    MN_IF2 = "mn-f2"
+    MN_HOME_IF = "mn-home"
+    CN_IF = "cn0"
+
+    # Fixed, readable MACs (02:00:00:00:<link>:<host>); the namespaces keep
+    # two testbeds apart, so every tag can use the same ones.
+    VETHS = (
+        Veth("rtr", "r-cn", "02:00:00:00:0c:01", "cn", "cn0", "02:00:00:00:0c:02"),
+        Veth("rtr", "h-ha", "02:00:00:00:01:f0", "ha", "ha0", "02:00:00:00:01:0a"),
+        Veth("rtr", "h-mn", "02:00:00:00:01:f1", "mn", "mn-home", "02:00:00:00:01:64"),
+        Veth("rtr", "r-f1", "02:00:00:00:f1:01", "mn", "mn-f1", "02:00:00:00:f1:64"),
+        Veth("rtr", "r-f2", "02:00:00:00:f2:01", "mn", "mn-f2", "02:00:00:00:f2:64"),
+    )
+    BRIDGE_MAC = "02:00:00:00:01:01"
+    BRIDGE_PORTS = ("h-ha", "h-mn")
+
+    ADDRESSES = {
+        ("cn", "cn0"): [CN + "/64"],
+        ("rtr", "r-cn"): [CN_ROUTER + "/64"],
+        ("rtr", "br-home"): [HOME_ROUTER + "/64"],
+        ("rtr", "r-f1"): [F1_ROUTER + "/64"],
+        ("rtr", "r-f2"): [F2_ROUTER + "/64"],
+        ("ha", "ha0"): [HA + "/64"],
+        ("mn", "mn-f1"): [COA1 + "/64"],
+        ("mn", "mn-f2"): [COA2 + "/64"],
+    }
+    ROUTES = {
+        "cn": [f"default via {CN_ROUTER} dev cn0"],
+        "ha": [f"default via {HOME_ROUTER} dev ha0"],
+        "mn": [f"default via {F1_ROUTER} dev mn-f1"],
+    }
+    DOWN_INTERFACES = {("mn", "mn-home")}
+
+    # Every namespace: no DAD, no RA/autoconf/RS, so no address or route
+    # appears by itself and addresses are usable at once.
+    SYSCTLS = [
+        f"net.ipv6.conf.{scope}.{key}={value}"
+        for scope in ("all", "default")
+        for key, value in (("accept_dad", 0), ("dad_transmits", 0), ("accept_ra", 0),
+                           ("autoconf", 0), ("router_solicitations", 0))
+    ]
+    ROUTER_SYSCTLS = ["net.ipv6.conf.all.forwarding=1"]
+
+    XDP_PASS_SRC = TESTBED_DIR / "xdp_pass.bpf.c"
+    XDP_PASS_OBJ = TESTBED_DIR / "xdp_pass.o"
+    CLANG_CANDIDATES = ("/opt/swift/usr/bin/clang", "clang")
+
+    def __init__(self, tag: str = "m6", *, xdp_pass_peer: bool = True,
+                 tx_offload_off: bool = True, quiet_mn_kernel: bool = True,
+                 bpffs: bool = True, verbose: bool = False):
+        if not tag or len(tag) > 12 or not all(c.isalnum() or c in "-_" for c in tag):
+            raise ValueError(f"bad tag {tag!r}: use 1-12 characters [A-Za-z0-9_-]")
+        self.tag = tag
+        self.xdp_pass_peer = xdp_pass_peer
+        self.tx_offload_off = tx_offload_off
+        self.quiet_mn_kernel = quiet_mn_kernel
+        self.use_bpffs = bpffs
+        self.verbose = verbose
+        # Private per-tag run directory on the host. Its `bpffs` is a bpf
+        # filesystem that every process started through run()/popen() sees at
+        # /sys/fs/bpf (see _exec_prefix), so a daemon and the CLI share pins.
+        self.run_dir = Path(f"/run/mip6-testbed-{tag}")
+        self.BPFFS = self.run_dir / "bpffs"
+        self._bpffs_mounted = False
+        self._procs: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
+        self._old_handlers: dict[int, object] = {}
+        self.notes: list[str] = []      # non-fatal things up() skipped
+
+    # --- names -----------------------------------------------------------
+    def ns(self, name: str) -> str:
+        """Namespace name of node `name` ("cn", "rtr", "ha", "mn")."""
+        if name not in self.NODES:
+            raise KeyError(f"unknown node {name!r}; nodes are {', '.join(self.NODES)}")
+        return f"{self.tag}-{name}"
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.ns(n) for n in self.NODES]
+
+    def mac(self, node: str, ifname: str) -> str:
+        """The interface's current MAC address."""
+        out = self.run(node, ["cat", f"/sys/class/net/{ifname}/address"]).stdout
+        return out.strip()
+
+    # --- running things --------------------------------------------------
+    def _exec_prefix(self, node: str) -> list[str]:
+        prefix = ["ip", "netns", "exec", self.ns(node)]
+        if self._bpffs_mounted:
+            # `ip netns exec` mounts a fresh sysfs on /sys in a private mount
+            # namespace, hiding any host bpffs at /sys/fs/bpf. Bind the
+            # testbed's bpffs (visible there: it lives under /run) in its place.
+            prefix += ["sh", "-c", 'mount --bind "$0" /sys/fs/bpf && exec "$@"', str(self.BPFFS)]
+        return prefix
+
+    def argv(self, node: str, cmd: Command) -> list[str]:
+        """Full argv that runs `cmd` in `node`. A string runs through `sh -c`."""
+        if isinstance(cmd, str):
+            cmd = ["sh", "-c", cmd]
+        return self._exec_prefix(node) + list(cmd)
+
+    def run(self, node: str, cmd: Command, check: bool = True, timeout: float | None = 30,
+            input: str | None = None, **kwargs) -> subprocess.CompletedProcess:
+        """Run `cmd` in `node` and wait; captures text stdout/stderr."""
+        argv = self.argv(node, cmd)
+        if self.verbose:
+            print("+", shlex.join(argv), flush=True)
+        kwargs.setdefault("cwd", REPO_ROOT)
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                            input=input, **kwargs)
+        if check and cp.returncode != 0:
+            shown = cmd if isinstance(cmd, str) else shlex.join(cmd)
+            raise TestbedError(f"[{node}] {shown} exited {cp.returncode}\n"
+                               f"stdout: {cp.stdout.strip()}\nstderr: {cp.stderr.strip()}")
+        return cp
+
+    def popen(self, node: str, cmd: Command, **kwargs) -> subprocess.Popen:
+        """Start `cmd` in `node` in the background; down() ends it if still running."""
+        argv = self.argv(node, cmd)
+        if self.verbose:
+            print("+ &", shlex.join(argv), flush=True)
+        kwargs.setdefault("cwd", REPO_ROOT)
+        # Own process group, so stopping it also stops `ip netns exec`'s child.
+        kwargs.setdefault("start_new_session", True)
+        p = subprocess.Popen(argv, **kwargs)
+        with self._lock:
+            self._procs.append(p)
+        return p
+
+    @staticmethod
+    def stop(p: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
+        """Send `sig` to a process started by popen(), SIGKILL it after `timeout`."""
+        if p.poll() is not None:
+            return p.returncode
+        try:
+            p.send_signal(sig)
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return p.wait(5)
+        except ProcessLookupError:
+            return p.wait(5)
+
+    def _host(self, argv: list[str], check: bool = True, input: str | None = None,
+              timeout: float = 30) -> subprocess.CompletedProcess:
+        if self.verbose:
+            print("+", shlex.join(argv), *(["<<<", input] if input else []), flush=True)
+        cp = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout)
+        if check and cp.returncode != 0:
+            raise TestbedError(f"{shlex.join(argv)} exited {cp.returncode}: {cp.stderr.strip()}"
+                               + (f"\ninput:\n{input}" if input else ""))
+        return cp
+
+    def _ip_batch(self, node: str | None, lines: Iterable[str]) -> None:
+        argv = ["ip"] + (["-n", self.ns(node)] if node else []) + ["-batch", "-"]
+        self._host(argv, input="\n".join(lines) + "\n")
+
+    # --- lifecycle -------------------------------------------------------
+    def exists(self) -> list[str]:
+        """Namespaces of this tag that currently exist."""
+        have = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+        return [n for n in self.namespaces if n in have]
+
+    def up(self) -> "Testbed":
+        """Build the topology (removing leftovers of the same tag first)."""
+        if os.geteuid() != 0:
+            raise TestbedError("the testbed needs root (network namespaces, veth, XDP)")
+        t0 = time.monotonic()
+        self.down()
+        try:
+            self._up()
+        except BaseException:
+            self.down()
+            raise
+        self.up_seconds = time.monotonic() - t0
+        return self
+
+    def _up(self) -> None:
+        self._ip_batch(None, [f"netns add {n}" for n in self.namespaces])
+        for node in self.NODES:
+            extra = self.ROUTER_SYSCTLS if node == "rtr" else []
+            self._host(["ip", "netns", "exec", self.ns(node), "sysctl", "-q", "-w",
+                        *self.SYSCTLS, *extra])
+
+        # Router: bridge, all veths (created from here, peers straight into
+        # their namespace so they get that namespace's sysctl defaults).
+        r = [f"link add {self.HOME_BRIDGE} address {self.BRIDGE_MAC} type bridge "
+             "forward_delay 0 stp_state 0 mcast_snooping 0"]
+        for v in self.VETHS:
+            r.append(f"link add {v.a_if} address {v.a_mac} type veth "
+                     f"peer name {v.b_if} address {v.b_mac} netns {self.ns(v.b)}")
+        for port in self.BRIDGE_PORTS:
+            # Bridge ports carry no addresses of their own.
+            r.append(f"link set dev {port} addrgenmode none")
+            r.append(f"link set dev {port} master {self.HOME_BRIDGE}")
+        self._ip_batch("rtr", r + self._addr_lines("rtr"))
+        for node in ("cn", "ha", "mn"):
+            self._ip_batch(node, self._addr_lines(node))
+
+        if self.tx_offload_off:
+            self._tx_offload_off()
+        if self.xdp_pass_peer:
+            self.attach_xdp_pass()
+        if self.quiet_mn_kernel:
+            self._quiet_mn_kernel()
+        if self.use_bpffs:
+            self._mount_bpffs()
+
+    def _addr_lines(self, node: str) -> list[str]:
+        lines = ["link set dev lo up"]
+        ifaces = [v.a_if for v in self.VETHS if v.a == node] + \
+                 [v.b_if for v in self.VETHS if v.b == node]
+        if node == "rtr":
+            ifaces.append(self.HOME_BRIDGE)
+        for ifname in ifaces:
+            for addr in self.ADDRESSES.get((node, ifname), []):
+                lines.append(f"address add {addr} dev {ifname} nodad")
+            if (node, ifname) not in self.DOWN_INTERFACES:
+                lines.append(f"link set dev {ifname} up")
+        lines += [f"route add {r}" for r in self.ROUTES.get(node, [])]
+        return lines
+
+    def _tx_offload_off(self) -> None:
+        # Native XDP_TX on veth loses the skb's CHECKSUM_PARTIAL state, so
+        # frames the kernel sent with offloaded checksums would leave with bad
+        # ones. Compute checksums in software on both ends of the home veth.
+        if not shutil.which("ethtool"):
+            self.notes.append("ethtool not found: tx checksum offload left on (apt-get install ethtool)")
+            return
+        for node, ifname in (("rtr", self.HA_PEER_IF), ("ha", self.HA_IF)):
+            self._host(["ip", "netns", "exec", self.ns(node), "ethtool", "-K", ifname, "tx", "off"],
+                       check=False)
+
+    def _quiet_mn_kernel(self) -> None:
+        # The mobile node is scapy; the MN namespace's kernel knows neither
+        # Type 2 routing headers nor IPv6-in-IPv6 (no ip6tnl) and would answer
+        # BAs and tunneled packets with ICMPv6 Parameter Problems to the home
+        # agent. AF_PACKET sees packets before netfilter, so drop them there
+        # (only those: the MN kernel still answers the HA's pings and ND).
+        if not shutil.which("nft"):
+            self.notes.append("nft not found: the MN kernel will send ICMPv6 errors to the HA")
+            return
+        rules = ("table ip6 mip6_testbed {\n chain input {\n"
+                 "  type filter hook input priority 0; policy accept;\n"
+                 f"  ip6 saddr {self.HA} meta l4proto {{ ipv6, 135 }} counter drop\n"
+                 f"  ip6 saddr {self.HA} rt type 2 counter drop\n }}\n}}\n")
+        cp = self._host(["ip", "netns", "exec", self.ns("mn"), "nft", "-f", "-"], input=rules, check=False)
+        if cp.returncode != 0:
+            self.notes.append(f"nft failed, the MN kernel will send ICMPv6 errors to the HA: {cp.stderr.strip()}")
+
+    def _mount_bpffs(self) -> None:
+        self.BPFFS.mkdir(parents=True, exist_ok=True)
+        self._host(["mount", "-t", "bpf", "bpf", str(self.BPFFS)])
+        self._bpffs_mounted = True
+
+    # --- XDP helper ------------------------------------------------------
+    def xdp_pass_object(self) -> Path:
+        """Compile xdp_pass.bpf.c (only if the object is missing or stale)."""
+        src, obj = self.XDP_PASS_SRC, self.XDP_PASS_OBJ
+        if obj.exists() and obj.stat().st_mtime >= src.stat().st_mtime:
+            return obj
+        clang = next((c for c in self.CLANG_CANDIDATES if shutil.which(c)), None)
+        if clang is None:
+            raise TestbedError("no clang with a BPF target found to build xdp_pass.bpf.c")
+        fd, tmp = tempfile.mkstemp(prefix=".xdp_pass.", suffix=".o", dir=TESTBED_DIR)
+        os.close(fd)
+        try:
+            self._host([clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+                        "-c", str(src), "-o", tmp])
+            os.replace(tmp, obj)   # atomic: concurrent testbeds may build at once
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return obj
+
+    def attach_xdp_pass(self, node: str = "rtr", ifname: str = HA_PEER_IF) -> None:
+        """Attach the XDP_PASS program in native mode, so the peer's XDP_TX delivers."""
+        obj = self.xdp_pass_object()
+        self._host(["ip", "-n", self.ns(node), "link", "set", "dev", ifname,
+                    "xdpdrv", "obj", str(obj), "sec", "xdp"])
+
+    def xdp_info(self, node: str, ifname: str) -> dict | None:
+        """The `xdp` object of `ip -j link show`, or None when no program is attached."""
+        import json
+        out = self.run(node, ["ip", "-j", "-d", "link", "show", "dev", ifname]).stdout
+        return json.loads(out)[0].get("xdp")
+
+    # --- mobile node at home ---------------------------------------------
+    def set_mn_home(self, at_home: bool) -> None:
+        """Bring the MN's home interface up with the home address, or take it down."""
+        if at_home:
+            self._ip_batch("mn", [f"address replace {self.HOA}/{self.HOME_PLEN} dev {self.MN_HOME_IF} nodad",
+                                  f"link set dev {self.MN_HOME_IF} up"])
+        else:
+            self._ip_batch("mn", [f"address flush dev {self.MN_HOME_IF}",
+                                  f"link set dev {self.MN_HOME_IF} down"])
+
+    # --- teardown --------------------------------------------------------
+    def down(self) -> None:
+        """Remove everything; safe to call any number of times, also after a partial up()."""
+        with self._lock:
+            procs, self._procs = self._procs, []
+        for p in procs:
+            self.stop(p, timeout=3)
+        have = self.exists()
+        if have:
+            self._host(["ip", "-batch", "-"], check=False,
+                       input="".join(f"netns del {n}\n" for n in have))
+        if os.path.ismount(self.BPFFS):
+            self._host(["umount", "-l", str(self.BPFFS)], check=False)
+        self._bpffs_mounted = False
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _on_signal(self, signum, frame):
+        raise SystemExit(128 + signum)
+
+    def __enter__(self) -> "Testbed":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGHUP):
+                self._old_handlers[s] = signal.signal(s, self._on_signal)
+        try:
+            return self.up()
+        except BaseException:
+            self._restore_handlers()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.down()
+        finally:
+            self._restore_handlers()
+
+    def _restore_handlers(self) -> None:
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)
+        self._old_handlers.clear()
