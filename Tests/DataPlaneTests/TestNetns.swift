@@ -52,8 +52,7 @@ final class TestNetns: @unchecked Sendable {
 
     /// Runs `body` on a fresh thread inside the namespace and returns its result.
     func run<T>(_ body: @escaping () throws -> T) throws -> T {
-        final class Box: @unchecked Sendable { var result: Result<T, Error>? }
-        let box = Box()
+        let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         let path = "/run/netns/\(name)"
         let thread = Thread {
@@ -61,7 +60,7 @@ final class TestNetns: @unchecked Sendable {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { box.result = .failure(POSIXError(.ENOENT)); return }
             defer { close(fd) }
-            let rc = cmip6_setns(fd, CLONE_NEWNET)
+            let rc = cmip6_setns(fd, 0x4000_0000) // CLONE_NEWNET
             guard rc == 0 else { box.result = .failure(POSIXError(POSIXErrorCode(rawValue: -rc) ?? .EPERM)); return }
             box.result = Result { try body() }
             // The thread ends here, taking its namespace with it.
@@ -70,4 +69,9 @@ final class TestNetns: @unchecked Sendable {
         done.wait()
         return try box.result!.get()
     }
+}
+
+/// Carries a result out of the namespace thread.
+final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
 }
