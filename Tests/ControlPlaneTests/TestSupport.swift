@@ -1,16 +1,20 @@
 import Logging
 @testable import ControlPlane
 
-/// Bytes from hex text; whitespace and "|" separators are ignored.
+/// Bytes from hex text. Whitespace and "|" separate groups; "//" starts a comment to the end of the line.
 func hex(_ text: String) -> [UInt8] {
-    let digits = text.filter { $0.isHexDigit }
-    precondition(digits.count % 2 == 0, "odd number of hex digits")
     var out: [UInt8] = []
-    var i = digits.startIndex
-    while i < digits.endIndex {
-        let j = digits.index(i, offsetBy: 2)
-        out.append(UInt8(digits[i..<j], radix: 16)!)
-        i = j
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        let code = line.components(separatedBy: "//")[0]
+        for token in code.split(whereSeparator: { $0 == " " || $0 == "|" || $0 == "\t" }) {
+            precondition(token.count % 2 == 0 && token.allSatisfy(\.isHexDigit), "bad hex token \(token)")
+            var i = token.startIndex
+            while i < token.endIndex {
+                let j = token.index(i, offsetBy: 2)
+                out.append(UInt8(token[i..<j], radix: 16)!)
+                i = j
+            }
+        }
     }
     return out
 }

@@ -1,5 +1,6 @@
 import CMip6
 import ControlPlane
+import Glibc
 import Testing
 @testable import DataPlane
 
@@ -11,73 +12,10 @@ import Testing
 struct XDPProgramTests {
     typealias F = PacketFixtures
     static let t0MAC: [UInt8] = F.haMAC
-    static let coaNoNeigh = IPv6Address("2001:db8:f2::100")!
-    static let coaRedirect = IPv6Address("2001:db8:f3::100")!
-    static let coaNoRoute = IPv6Address("2001:db8:ee::100")!
-    static let hoaNoNeigh = IPv6Address("2001:db8:1::102")!
-    static let hoaRedirect = IPv6Address("2001:db8:1::103")!
-    static let hoaNoRoute = IPv6Address("2001:db8:1::104")!
+    static let (coaNoNeigh, coaRedirect, coaNoRoute) = (Env.coaNoNeigh, Env.coaRedirect, Env.coaNoRoute)
+    static let (hoaNoNeigh, hoaRedirect, hoaNoRoute) = (Env.hoaNoNeigh, Env.hoaRedirect, Env.hoaNoRoute)
 
-    /// A namespace with routes for each next-hop case, the program loaded, bindings installed.
-    final class Env {
-        let ns: TestNetns
-        let object: BPFObject
-        let maps: HomeAgentMaps
-        let program: BPFProgram
-        let t0: UInt32
-        var punted: [(kind: UInt32, bytes: [UInt8])] = []
-        var ring: RingBuffer!
-
-        init() throws {
-            ns = try TestNetns("xdp")
-            try ns.ip("""
-                link set lo up
-                link add t0 address 02:00:00:00:00:0a type veth peer name t1 address 02:00:00:00:00:01
-                link add t2 type veth peer name t3
-                link set t0 up
-                link set t1 up
-                link set t2 up
-                link set t3 up
-                -6 addr add 2001:db8:1::a/64 dev t0 nodad
-                -6 addr add 2001:db8:9::1/64 dev t2 nodad
-                -6 neigh add 2001:db8:1::1 lladdr 02:00:00:00:00:01 dev t0 nud permanent
-                -6 neigh add 2001:db8:9::2 lladdr 02:00:00:00:00:99 dev t2 nud permanent
-                -6 route add 2001:db8:f1::/64 via 2001:db8:1::1 dev t0
-                -6 route add 2001:db8:c::/64 via 2001:db8:1::1 dev t0
-                -6 route add 2001:db8:f2::/64 via 2001:db8:1::2 dev t0
-                -6 route add 2001:db8:f3::/64 via 2001:db8:9::2 dev t2
-                """)
-            try ns.sysctl("net.ipv6.conf.all.forwarding=1")
-            t0 = try ns.ifindex("t0")
-            object = try BPFObject(.homeAgent)
-            try object.setMaxEntries(map: MIP6_MAP_BINDINGS, 1024)
-            try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 1024)
-            try object.load()
-            maps = try HomeAgentMaps(object: object)
-            program = try object.program(MIP6_PROG_HA_XDP)
-            try maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED))
-            try maps.setInterface(ifindex: t0, mac: XDPProgramTests.t0MAC, mtu: 1500)
-            try maps.addLocalAddress(F.homeAgent)
-            for (hoa, coa) in [(F.homeAddress, F.careOf), (hoaNoNeigh, coaNoNeigh), (hoaRedirect, coaRedirect), (hoaNoRoute, coaNoRoute)] {
-                try maps.install(Binding(homeAddress: hoa, careOfAddress: coa, sequence: 7, flags: [.ack, .home], lifetime: 600,
-                                         registeredAt: 1, expiresAt: UInt64.max), ifindex: t0)
-            }
-            ring = try RingBuffer(map: object.map(MIP6_MAP_PUNT)) { [unowned self] rec in
-                let hdr = rec.loadUnaligned(as: mip6_punt_hdr.self)
-                let start = MemoryLayout<mip6_punt_hdr>.size
-                self.punted.append((hdr.kind, Array(rec[start..<start + Int(hdr.len)])))
-            }
-        }
-
-        func counter(_ name: String) throws -> UInt64 {
-            try maps.readCounters().first { $0.name == name }!.value
-        }
-
-        func run(_ frame: [UInt8]) throws -> BPFProgram.TestRun {
-            let program = self.program, t0 = self.t0
-            return try ns.run { try program.testRun(frame, ingressIfindex: t0) }
-        }
-    }
+    typealias Env = XDPFixtureEnvironment
 
     struct Case: CustomTestStringConvertible, Sendable {
         let name: String
@@ -279,3 +217,6 @@ struct XDPProgramTests {
 }
 
 func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
+
+/// Whether this process can load BPF programs (the BPF tests need root; CI is root).
+let isRoot = getuid() == 0

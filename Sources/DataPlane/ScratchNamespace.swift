@@ -2,12 +2,9 @@ import CMip6
 import Foundation
 import Glibc
 
-/// Whether this process can load BPF programs (the BPF tests need root; CI is root).
-let isRoot = getuid() == 0
-
-/// Runs a shell command, failing loudly with its output.
+/// Runs a shell command (setting up scratch namespaces), failing with its output.
 @discardableResult
-func sh(_ command: String) throws -> String {
+public func sh(_ command: String) throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/sh")
     p.arguments = ["-c", command]
@@ -18,41 +15,53 @@ func sh(_ command: String) throws -> String {
     let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     p.waitUntilExit()
     guard p.terminationStatus == 0 else {
-        throw NSError(domain: "sh", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "\(command): \(out)"])
+        throw SystemError("sh", errno: EIO, "\(command) exited \(p.terminationStatus): \(out)")
     }
     return out
 }
 
-/// A network namespace made for one test run, and a way to run code inside it.
+/// A network namespace made for one test or benchmark run, and a way to run code inside it.
 /// bpf_fib_lookup in BPF_PROG_TEST_RUN uses the calling thread's namespace, so the
 /// body runs on a thread of its own that joined the namespace with setns(2).
-final class TestNetns: @unchecked Sendable {
-    let name: String
+public final class ScratchNamespace: @unchecked Sendable {
+    public let name: String
 
-    init(_ tag: String) throws {
+    public init(_ tag: String) throws {
         name = "mip6-\(tag)-\(getpid())"
         try? sh("ip netns del \(name) 2>/dev/null")
         try sh("ip netns add \(name)")
+        // Suites keep their environment in a static that never deinits: remove it at exit.
+        ScratchNamespace.created.append(name)
+        if ScratchNamespace.created.count == 1 {
+            atexit { for n in ScratchNamespace.created { _ = try? sh("ip netns del \(n)") } }
+        }
     }
 
-    deinit { try? sh("ip netns del \(name)") }
+    nonisolated(unsafe) static var created: [String] = []
+
+    deinit {
+        try? sh("ip netns del \(name)")
+        ScratchNamespace.created.removeAll { $0 == name }
+    }
 
     /// `ip -n NAME ...` commands, one per line.
-    func ip(_ script: String) throws {
+    public func ip(_ script: String) throws {
         for line in script.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             try sh("ip -n \(name) \(line)")
         }
     }
 
-    func sysctl(_ kv: String) throws { try sh("ip netns exec \(name) sysctl -qw \(kv)") }
+    public func sysctl(_ kv: String) throws { try sh("ip netns exec \(name) sysctl -qw \(kv)") }
 
-    func ifindex(_ dev: String) throws -> UInt32 {
+    public func ifindex(_ dev: String) throws -> UInt32 {
         UInt32(try sh("ip netns exec \(name) cat /sys/class/net/\(dev)/ifindex").trimmingCharacters(in: .whitespacesAndNewlines))!
     }
 
     /// Runs `body` on a fresh thread inside the namespace and returns its result.
-    func run<T>(_ body: @escaping () throws -> T) throws -> T {
+    public func run<T>(_ body: @escaping () throws -> T) throws -> T {
         let box = ResultBox<T>()
+        let work = ResultBox<() throws -> T>()
+        work.value = body
         let done = DispatchSemaphore(value: 0)
         let path = "/run/netns/\(name)"
         let thread = Thread {
@@ -62,7 +71,7 @@ final class TestNetns: @unchecked Sendable {
             defer { close(fd) }
             let rc = cmip6_setns(fd, 0x4000_0000) // CLONE_NEWNET
             guard rc == 0 else { box.result = .failure(POSIXError(POSIXErrorCode(rawValue: -rc) ?? .EPERM)); return }
-            box.result = Result { try body() }
+            box.result = Result { try work.value!() }
             // The thread ends here, taking its namespace with it.
         }
         thread.start()
@@ -71,7 +80,9 @@ final class TestNetns: @unchecked Sendable {
     }
 }
 
-/// Carries a result out of the namespace thread.
+/// Carries the work into, and its result out of, the namespace thread; the
+/// semaphore orders the accesses.
 final class ResultBox<T>: @unchecked Sendable {
+    var value: T?
     var result: Result<T, Error>?
 }

@@ -1,0 +1,265 @@
+"""End-to-end tests of `mip6 ha` in the namespace testbed, driven by the scapy mobile node.
+
+Each test gets a fresh daemon with no pinned state (see conftest.daemon).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+
+import pytest
+
+from conftest import counter_delta, ping_cn, wait_for
+
+ACCEPTED = 0
+NOT_HOME_SUBNET = 132
+SEQUENCE_OUT_OF_WINDOW = 135
+BE_UNRECOGNIZED_MH_TYPE = 2
+FIRST_REGISTRATION_BUDGET_MS = 1500   # InitialBindackTimeoutFirstReg: the MN would retransmit after this
+EXPIRY_GRACE_S = 1.5
+PINGS = 5
+HOP_LIMIT = 64                        # Linux default hop limit of the correspondent's ping
+
+
+def assert_accepted(ba: dict, tb, seq: int, requested: int, coa: str):
+    assert "status" in ba, f"no Binding Acknowledgement: {ba}"
+    assert ba["status"] == ACCEPTED, f"BA status {ba['status']}, expected 0: {ba}"
+    assert ba["sequence"] == seq
+    assert ba["lifetime"] <= requested, f"granted lifetime {ba['lifetime']} s > requested {requested} s"
+    if requested:
+        assert ba["lifetime"] > 0, "a registration was granted lifetime 0"
+    assert ba["rh2"] == tb.HOA, f"BA's Type 2 routing header carries {ba['rh2']}, expected the home address"
+    assert ba["checksum_ok"], "BA Mobility Header checksum is wrong (pseudo-header: HA -> home address)"
+    assert ba["ip_dst"] == coa, f"BA sent to {ba['ip_dst']}, expected the care-of address {coa}"
+
+
+def register_ok(mn, tb, seq: int, lifetime: int = 60, iface: str = "mn-f1") -> dict:
+    coa = tb.COA1 if iface == "mn-f1" else tb.COA2
+    ba = mn.register(seq=seq, lifetime=lifetime, iface=iface)
+    assert_accepted(ba, tb, seq, lifetime, coa)
+    return ba
+
+
+def ping_through(tb, mn, iface: str = "mn-f1", count: int = PINGS):
+    """Ping the home address from the CN with the responder on `iface`; returns (received, responder stats)."""
+    r = mn.responder(iface=iface, duration=count * 0.2 + 10)
+    try:
+        received, cp = ping_cn(tb, count=count)
+    finally:
+        out = r.finish()
+    print(f"responder on {iface}: {json.dumps(out)}")
+    return received, out
+
+
+def test_binary_is_built(mip6_bin):
+    """Fails (with the fix) instead of skipping when the daemon has not been built."""
+    assert mip6_bin.is_file()
+
+
+# --- registration ------------------------------------------------------------
+def test_registration_is_accepted_and_listed(testbed, daemon, mn):
+    ba = register_ok(mn, testbed, seq=1, lifetime=60)
+
+    binding = daemon.binding(testbed.HOA)
+    assert binding is not None, f"{testbed.HOA} not in `bindings list`: {daemon.bindings()}"
+    assert binding["careOfAddress"] == testbed.COA1
+    assert binding["sequence"] == 1
+    assert binding["lifetime"] == ba["lifetime"], "listed lifetime differs from the one granted in the BA"
+    assert 0 < binding["remaining"] <= binding["lifetime"]
+    assert "H" in binding["flags"] and "A" in binding["flags"], binding["flags"]
+
+    shown = daemon.show(testbed.HOA)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["careOfAddress"] == testbed.COA1
+    missing = daemon.show("2001:db8:1::dead")
+    assert missing.returncode == 1, "`bindings show` of an unknown home address must exit 1"
+
+
+def test_first_registration_is_fast(testbed, daemon, mn):
+    ba = register_ok(mn, testbed, seq=1, lifetime=60)
+    print(f"first registration (BU -> BA, includes DAD for the home address): {ba['rtt_ms']:.1f} ms")
+    assert ba["rtt_ms"] < FIRST_REGISTRATION_BUDGET_MS, (
+        f"first BA after {ba['rtt_ms']:.0f} ms: a mobile node retransmits after "
+        f"{FIRST_REGISTRATION_BUDGET_MS} ms (InitialBindackTimeoutFirstReg)")
+    again = register_ok(mn, testbed, seq=2, lifetime=60)
+    print(f"refresh of an existing binding: {again['rtt_ms']:.1f} ms")
+
+
+@pytest.mark.daemon_args("--max-lifetime", "8")
+def test_lifetime_is_capped_by_max_lifetime(testbed, daemon, mn):
+    ba = register_ok(mn, testbed, seq=1, lifetime=600)
+    assert 0 < ba["lifetime"] <= 8, f"--max-lifetime 8 but granted {ba['lifetime']} s"
+
+
+def test_lower_sequence_gets_135_with_last_accepted(testbed, daemon, mn):
+    register_ok(mn, testbed, seq=100)
+    ba = mn.register(seq=99, lifetime=60)
+    assert ba.get("status") == SEQUENCE_OUT_OF_WINDOW, ba
+    assert ba["sequence"] == 100, "a status-135 BA must carry the last accepted sequence number"
+    assert ba["checksum_ok"]
+    assert daemon.binding(testbed.HOA)["sequence"] == 100
+
+
+def test_sequence_numbers_compare_modulo_2_16(testbed, daemon, mn):
+    register_ok(mn, testbed, seq=65535)
+    register_ok(mn, testbed, seq=2)   # (2 - 65535) mod 65536 = 3: newer
+    assert daemon.binding(testbed.HOA)["sequence"] == 2
+
+
+def test_home_address_outside_home_prefix_gets_132(testbed, daemon, mn):
+    foreign = "2001:db8:2::100"
+    assert ipaddress.IPv6Address(foreign) not in ipaddress.IPv6Network(testbed.HOME_PREFIX)
+    ba = mn.register(seq=1, lifetime=60, hoa=foreign)
+    assert ba.get("status") == NOT_HOME_SUBNET, ba
+    assert ba["checksum_ok"]
+    assert daemon.binding(foreign) is None
+
+
+def test_bad_checksum_gets_no_ba_and_no_binding(testbed, daemon, mn):
+    out = mn.register(seq=1, lifetime=60, timeout=2, extra=("--bad-checksum",))
+    assert out == {"ba": None}, f"a BU with a bad checksum was answered: {out}"
+    assert daemon.binding(testbed.HOA) is None
+    assert daemon.alive()
+
+
+def test_unknown_mh_type_gets_binding_error_2(testbed, daemon, mn):
+    out = mn.register(seq=1, lifetime=60, extra=("--mh-type", "42"))
+    assert out.get("be") is not None, f"no Binding Error for MH type 42: {out}"
+    print(f"Binding Error: {out['be']}")
+    assert out["be"]["status"] == BE_UNRECOGNIZED_MH_TYPE
+    assert out["be"]["checksum_ok"]
+    assert daemon.binding(testbed.HOA) is None
+
+
+# --- data path ---------------------------------------------------------------
+def test_ping_home_address_through_tunnel(testbed, daemon, mn):
+    register_ok(mn, testbed, seq=1)
+    stats_before = daemon.stats()
+    b0 = daemon.binding(testbed.HOA)
+
+    received, seen = ping_through(testbed, mn)
+
+    assert received == PINGS, f"{received}/{PINGS} echo replies reached the CN"
+    assert seen["tunneled_requests"] >= PINGS, seen
+    assert set(seen["inner_src"]) == {testbed.CN}
+    # CN (64) -> router (63) -> home agent decrements before encapsulating (62).
+    assert set(seen["inner_hlim"]) == {HOP_LIMIT - 2}, f"inner hop limits {seen['inner_hlim']}"
+    # The outer header starts at the HA's hop limit and the router decrements it once.
+    assert all(h in (63, 127, 254) for h in seen["outer_hlim"]), f"outer hop limits {seen['outer_hlim']}"
+    assert seen["outer_src_mac"] == testbed.VETHS[3].a_mac, "tunneled packets did not come from the router"
+
+    b1 = daemon.binding(testbed.HOA)
+    print(f"binding counters before {b0}\nafter {b1}")
+    assert b1["packetsToMN"] - b0["packetsToMN"] >= PINGS
+    assert b1["packetsFromMN"] - b0["packetsFromMN"] >= PINGS
+    assert b1["bytesToMN"] - b0["bytesToMN"] >= PINGS * 104     # 40 IPv6 + 8 ICMPv6 + 56 data
+    assert b1["bytesFromMN"] - b0["bytesFromMN"] >= PINGS * 104
+
+    stats_after = daemon.stats()
+    enc = counter_delta(stats_before["dataplane"], stats_after["dataplane"], r"encap|to_?mn|tunnel.*out", r"decap")
+    dec = counter_delta(stats_before["dataplane"], stats_after["dataplane"], r"decap|from_?mn|tunnel.*in")
+    print(f"dataplane deltas: encap-like {enc}, decap-like {dec}")
+    assert enc and max(enc.values()) >= PINGS, f"no encapsulation counter grew by {PINGS}: {stats_after['dataplane']}"
+    assert dec and max(dec.values()) >= PINGS, f"no decapsulation counter grew by {PINGS}: {stats_after['dataplane']}"
+
+
+def test_handover_to_second_care_of_address(testbed, daemon, mn):
+    register_ok(mn, testbed, seq=1, iface="mn-f1")
+    received, seen = ping_through(testbed, mn, iface="mn-f1")
+    assert received == PINGS and seen["tunneled_requests"] >= PINGS
+
+    register_ok(mn, testbed, seq=2, iface="mn-f2")
+    assert daemon.binding(testbed.HOA)["careOfAddress"] == testbed.COA2
+
+    old = mn.responder(iface="mn-f1", duration=15)
+    try:
+        received, seen2 = ping_through(testbed, mn, iface="mn-f2")
+    finally:
+        seen1 = old.finish()
+    print(f"after handover: mn-f1 {seen1}, mn-f2 {seen2}")
+    assert received == PINGS, f"{received}/{PINGS} replies after moving to {testbed.COA2}"
+    assert seen2["tunneled_requests"] >= PINGS
+    assert seen1["tunneled_requests"] == 0, "packets still tunneled to the old care-of address"
+
+
+def test_deregistration_removes_binding(testbed, daemon, mn):
+    register_ok(mn, testbed, seq=1)
+    ba = mn.register(seq=2, lifetime=0)
+    assert_accepted(ba, testbed, 2, 0, testbed.COA1)
+    assert ba["lifetime"] == 0
+
+    assert daemon.binding(testbed.HOA) is None, daemon.bindings()
+    assert daemon.show(testbed.HOA).returncode == 1
+    received, seen = ping_through(testbed, mn, count=3)
+    assert received == 0, "the home address still answers after de-registration"
+    assert seen["tunneled_requests"] == 0
+
+
+def test_short_lifetime_expires_on_time(testbed, daemon, mn):
+    t_sent = time.monotonic()
+    ba = register_ok(mn, testbed, seq=1, lifetime=4)
+    t_ba = time.monotonic()     # the BA arrived before this
+    granted = ba["lifetime"]
+    assert daemon.binding(testbed.HOA) is not None
+
+    gone = wait_for(lambda: daemon.binding(testbed.HOA) is None, granted + EXPIRY_GRACE_S + 3, 0.1)
+    t_gone = time.monotonic()
+    print(f"granted {granted} s; binding gone {t_gone - t_ba:.2f} s after the BA")
+    assert gone, "binding never expired"
+    assert t_gone - t_sent >= granted - 0.5, f"binding expired early: after {t_gone - t_sent:.2f} s of {granted} s"
+    assert t_gone - t_ba <= granted + EXPIRY_GRACE_S, (
+        f"binding removed {t_gone - t_ba:.2f} s after the BA; lifetime {granted} s + {EXPIRY_GRACE_S} s grace")
+
+    received, seen = ping_through(testbed, mn, count=3)
+    assert received == 0 and seen["tunneled_requests"] == 0, "still tunneling after expiry"
+
+
+# --- neighbour discovery on the home link ------------------------------------
+def router_neigh(tb) -> dict | None:
+    out = tb.run("rtr", ["ip", "-j", "-6", "neigh", "show", tb.HOA, "dev", tb.HOME_BRIDGE]).stdout
+    entries = json.loads(out or "[]")
+    return entries[0] if entries else None
+
+
+def test_router_resolves_home_address_to_ha(testbed, daemon, mn):
+    ha_mac = testbed.mac("ha", testbed.HA_IF)
+    register_ok(mn, testbed, seq=1)
+    # Make the router resolve the home address (the ping itself goes nowhere).
+    testbed.run("rtr", ["ping", "-6", "-c", "1", "-W", "1", testbed.HOA], check=False)
+    entry = wait_for(lambda: (e := router_neigh(testbed)) and e.get("lladdr") == ha_mac and e, 3)
+    print(f"router: {router_neigh(testbed)}")
+    assert entry, f"router's entry for {testbed.HOA} is {router_neigh(testbed)}, expected lladdr {ha_mac}"
+
+
+def test_unsolicited_na_overrides_stale_router_entry(testbed, daemon, mn):
+    """The MN was at home: the router's cache says mn-home. Registration must repoint it (NA, O flag)."""
+    ha_mac = testbed.mac("ha", testbed.HA_IF)
+    mn_home_mac = testbed.VETHS[2].b_mac
+    testbed.run("rtr", ["ip", "-6", "neigh", "replace", testbed.HOA, "lladdr", mn_home_mac,
+                        "dev", testbed.HOME_BRIDGE, "nud", "stale"])
+    register_ok(mn, testbed, seq=1)
+    entry = wait_for(lambda: (e := router_neigh(testbed)) and e.get("lladdr") == ha_mac and e, 3)
+    print(f"router: {router_neigh(testbed)}")
+    assert entry, (f"router still maps {testbed.HOA} to {router_neigh(testbed)}: no unsolicited NA "
+                   f"with the Override flag from the home agent ({ha_mac})")
+
+
+# --- robustness --------------------------------------------------------------
+def test_malformed_flood_does_not_kill_daemon(testbed, daemon, mn):
+    out = mn.flood(5000)
+    assert out["sent"] == 5000, out
+    time.sleep(0.5)
+    assert daemon.alive(), f"daemon died after the flood (exit {daemon.proc.returncode})"
+    ba = register_ok(mn, testbed, seq=1)
+    print(f"registration right after the flood: {ba['rtt_ms']:.1f} ms")
+    assert daemon.binding("2001:db8:1::f10d") is None, "a malformed BU created a binding"
+
+
+def test_sigterm_detaches_and_exits_zero(testbed, daemon, mn):
+    register_ok(mn, testbed, seq=1)
+    assert testbed.xdp_info("ha", testbed.HA_IF), "no XDP program on ha0 while the daemon runs"
+    code = daemon.stop()
+    assert code == 0, f"`mip6 ha` exited {code} on SIGTERM"
+    assert testbed.xdp_info("ha", testbed.HA_IF) is None, "XDP program still attached to ha0 after exit"
