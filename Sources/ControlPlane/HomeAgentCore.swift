@@ -102,6 +102,8 @@ public enum DropReason: String, CaseIterable, Sendable, Hashable, Codable {
     case dadTimedOut
     /// An error reply (Binding Error, ICMP) suppressed by the rate limit.
     case errorRateLimited
+    /// A Binding Error would go to a multicast, unspecified or loopback source (RFC 6275 §9.3.3).
+    case invalidSourceAddress
 }
 
 public struct HomeAgentCounters: Sendable, Equatable {
@@ -174,8 +176,8 @@ public final class HomeAgentCore {
     public var nextDeadline: UInt64? {
         var deadline = cache.nextExpiry
         if let retry = expiryRetryAt, let d = deadline { deadline = max(d, retry) }
-        for p in pending.values where deadline == nil || p.deadline < deadline! {
-            deadline = p.deadline
+        for p in pending.values {
+            deadline = min(deadline ?? p.deadline, p.deadline)
         }
         return deadline
     }
@@ -495,7 +497,7 @@ public final class HomeAgentCore {
     /// the home address from its Home Address option (else unspecified).
     private func bindingError(status: UInt8, for packet: MobilityPacket, note: String) -> [HomeAgentAction] {
         guard packet.source.isUnicastRoutable || packet.source.isLinkLocal else {
-            drop(.unexpectedMessage, "\(note) from \(packet.source)")
+            drop(.invalidSourceAddress, "\(note) from \(packet.source)")
             return []
         }
         guard errorBucket.take(now: clock.nanoseconds()) else {

@@ -127,7 +127,7 @@ public struct IPv6Address: Hashable, Sendable, Comparable, CustomStringConvertib
 }
 
 /// An address prefix such as 2001:db8::/64. The stored address has its host bits cleared.
-public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
+public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible, Codable {
     public let address: IPv6Address
     public let length: Int
 
@@ -155,6 +155,21 @@ public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(address)/\(length)" }
+
+    /// Codable as its text form, "2001:db8::/64".
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let prefix = IPv6Prefix(text) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an IPv6 prefix: \(text)")
+        }
+        self = prefix
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 
     static func mask(_ length: Int) -> (UInt64, UInt64) {
         switch length {

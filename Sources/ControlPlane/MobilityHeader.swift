@@ -261,15 +261,14 @@ public enum MobilityHeaderCodec {
     /// then the message and its options.
     public static func decode(_ mh: [UInt8], source: IPv6Address, destination: IPv6Address,
                               verifyChecksum: Bool = true) throws(MHDecodeError) -> MobilityMessage {
-        do {
-            return try mh.withUnsafeBytes { (buf: UnsafeRawBufferPointer) throws(MHDecodeError) -> MobilityMessage in
-                try decode(buf, source: source, destination: destination, verifyChecksum: verifyChecksum)
+        let result: Result<MobilityMessage, MHDecodeError> = mh.withUnsafeBytes { buf in
+            do throws(MHDecodeError) {
+                return .success(try decode(buf, source: source, destination: destination, verifyChecksum: verifyChecksum))
+            } catch {
+                return .failure(error)
             }
-        } catch let error as MHDecodeError {
-            throw error
-        } catch {
-            fatalError("unreachable: \(error)")
         }
+        return try result.get()
     }
 
     public static func decode(_ mh: UnsafeRawBufferPointer, source: IPv6Address, destination: IPv6Address,

@@ -387,6 +387,16 @@ struct HomeAgentDropTests {
         #expect(h.sent(h.handle(p2 + plain)).first?.be == BindingError(status: 2, homeAddress: .unspecified))
     }
 
+    @Test func noBindingErrorToMulticastSource() {
+        let h = Harness()
+        let mh = MobilityHeaderCodec.encode(.unrecognized(type: 42, data: [0, 0]), source: addr("ff02::1"), destination: ha)
+        var packet: [UInt8] = []
+        PacketBuilder.ipv6Header(payloadLength: mh.count, nextHeader: 135, hopLimit: 64, source: addr("ff02::1"),
+                                 destination: ha, into: &packet)
+        #expect(h.handle(packet + mh).isEmpty)
+        #expect(h.drops(.invalidSourceAddress) == 1 && h.core.counters.bindingErrorsSent == 0)
+    }
+
     @Test func bindingErrorsAreRateLimited() {
         let h = Harness(errorsPerSecond: 3)
         let mh = MobilityHeaderCodec.encode(.unrecognized(type: 42, data: [0, 0]), source: coa, destination: ha)

@@ -83,6 +83,9 @@ struct IPv6AddressTests {
         #expect(p48.address == addr("2001:db8:abcd::"))
         let p65 = try #require(IPv6Prefix("2001:db8::ffff:ffff:ffff:ffff/65"))
         #expect(p65.address == addr("2001:db8::8000:0:0:0"))
+        let json = try JSONEncoder().encode(p)
+        #expect(String(decoding: json, as: UTF8.self) == #""2001:db8:1::\/64""#)
+        #expect(try JSONDecoder().decode(IPv6Prefix.self, from: json) == p)
         for bad in ["2001:db8::/129", "2001:db8::", "2001:db8::/", "/64", "2001:db8::/-1", "2001:db8::/6 4", "x/64"] {
             #expect(IPv6Prefix(bad) == nil, "\(bad)")
         }

@@ -266,6 +266,16 @@ struct IPv6PacketParserTests {
                                                destination: parsed.checksumDestination) == .bindingUpdate(bu))
     }
 
+    @Test func bindingAckWithoutRoutingHeader() throws {
+        // A BU that came from the home address itself is answered straight to it.
+        let ba = BindingAcknowledgement(status: .notHomeAgentForThisMN, sequence: 3, lifetime: 0)
+        let p = PacketBuilder.bindingAcknowledgement(ba, from: ha, to: hoa, homeAddress: nil, hopLimit: 7)
+        #expect(p.count == 56 && p[6] == 135 && p[7] == 7)
+        let parsed = try IPv6PacketParser.parseMobility(p)
+        #expect(parsed.routingType2Address == nil && parsed.destination == hoa)
+        #expect(try MobilityHeaderCodec.decode(parsed.mh, source: ha, destination: hoa) == .bindingAcknowledgement(ba))
+    }
+
     @Test func bindingErrorPacket() throws {
         let be = BindingError(status: 2, homeAddress: hoa)
         let p = PacketBuilder.bindingError(be, from: ha, to: coa)
