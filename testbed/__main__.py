@@ -3,11 +3,14 @@
     /usr/bin/python3 -m testbed up     [--tag m6] [-v]   build it (replacing leftovers of the tag)
     /usr/bin/python3 -m testbed down   [--tag m6]        remove it
     /usr/bin/python3 -m testbed status [--tag m6]        addresses, routes, XDP per namespace
+    /usr/bin/python3 -m testbed exec NODE [--tag m6] -- CMD...
+                      run CMD in node cn|rtr|ha|mn, seeing the testbed's bpffs at /sys/fs/bpf
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -21,10 +24,13 @@ def _exit_on_signal(signum, _frame):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m testbed", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=("up", "down", "status"))
+    ap.add_argument("action", choices=("up", "down", "status", "exec"))
+    ap.add_argument("node", nargs="?", choices=Testbed.NODES, help="for exec")
     ap.add_argument("--tag", default="m6", help="namespace name prefix (default: m6)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every command")
-    args = ap.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     tb = Testbed(args.tag, verbose=args.verbose)
 
     try:
@@ -36,9 +42,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"testbed {args.tag!r} up in {tb.up_seconds:.2f} s: {' '.join(tb.namespaces)}")
             for note in tb.notes:
                 print(f"note: {note}")
-            print(f"bpffs for the daemon: --bpffs /sys/fs/bpf/mip6-{args.tag} "
-                  f"(host view: {tb.BPFFS}/mip6-{args.tag})")
-            print(f"run things with: ip netns exec {tb.ns('cn')} ping -6 {tb.COA1}")
+            print(f"home agent: python3 -m testbed exec ha --tag {args.tag} -- .build/release/mip6 ha "
+                  f"--interface {tb.HA_IF} --address {tb.HA} --home-prefix {tb.HOME_PREFIX} "
+                  f"--bpffs /sys/fs/bpf/mip6-{args.tag} --state-dir /run/mip6-{args.tag}")
+            print(f"its pins from the host: .build/release/mip6 bindings list --bpffs {tb.BPFFS}/mip6-{args.tag}")
+            print(f"anything else: ip netns exec {tb.ns('cn')} ping -6 {tb.COA1}")
+        elif args.action == "exec":
+            if not args.node or not cmd:
+                ap.error("usage: exec NODE [--tag T] -- CMD...")
+            os.execvp(tb.argv(args.node, cmd)[0], tb.argv(args.node, cmd))
         elif args.action == "down":
             tb.down()
             print(f"testbed {args.tag!r} down")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import random
 import select
 import signal
@@ -259,9 +258,10 @@ def resolve_mac(iface: str, ip: str, timeout: float = 2.0) -> str:
     mac = neigh_lladdr(iface, ip)
     if mac:
         return mac
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+    # Any packet to `ip` makes the kernel resolve it; an echo request draws only an echo reply.
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
         s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.encode())
-        s.sendto(b"", (ip, 9))  # discard port: just makes the kernel resolve the neighbour
+        s.sendto(struct.pack("!BBHHH", ICMPV6_ECHO_REQUEST, 0, 0, 0x6D36, 0), (ip, 0))  # kernel fills the checksum
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.01)

@@ -143,6 +143,7 @@ class Testbed:
         # Private per-tag run directory on the host. Its `bpffs` is a bpf
         # filesystem that every process started through run()/popen() sees at
         # /sys/fs/bpf (see _exec_prefix), so a daemon and the CLI share pins.
+        # A second Testbed(tag) object (another process) finds it by its path.
         self.run_dir = Path(f"/run/mip6-testbed-{tag}")
         self.BPFFS = self.run_dir / "bpffs"
         self._bpffs_mounted = False
@@ -170,7 +171,7 @@ class Testbed:
     # --- running things --------------------------------------------------
     def _exec_prefix(self, node: str) -> list[str]:
         prefix = ["ip", "netns", "exec", self.ns(node)]
-        if self._bpffs_mounted:
+        if self.use_bpffs and (self._bpffs_mounted or os.path.ismount(self.BPFFS)):
             # `ip netns exec` mounts a fresh sysfs on /sys in a private mount
             # namespace, hiding any host bpffs at /sys/fs/bpf. Bind the
             # testbed's bpffs (visible there: it lives under /run) in its place.

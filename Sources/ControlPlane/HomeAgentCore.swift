@@ -533,8 +533,12 @@ public final class HomeAgentCore {
 
     private func drop(_ reason: DropReason, _ detail: @autoclosure () -> String) {
         counters.drops[reason, default: 0] += 1
-        // Per-packet problems stay at debug: a flood must not flood the log.
-        logger.debug("dropped", metadata: ["mip6.drop": "\(reason.rawValue)", "mip6.detail": "\(detail())"])
+        // Counters, not per-packet logs: only the first drop of each reason is logged,
+        // so an operator sees what kind of junk arrives and a flood cannot flood the log.
+        if counters.drops[reason] == 1 {
+            logger.notice("first packet dropped for this reason (further ones are only counted: mip6 stats)",
+                          metadata: ["mip6.drop": "\(reason.rawValue)", "mip6.detail": "\(detail())"])
+        }
     }
 
     private func metadata(_ r: Request, lifetime: UInt32) -> Logger.Metadata {

@@ -561,15 +561,18 @@ struct HomeAgentExpiryTests {
         #expect(h.logs.records.last?.metadata["mip6.status"] == "133")
     }
 
-    @Test func malformedPacketsNeverLoggedAboveDebug() {
+    @Test func malformedPacketsAreCountedAndLoggedOncePerReason() {
         let h = Harness()
         var bad = h.bu(seq: 1)
         bad[bad.count - 1] ^= 1
-        _ = h.handle(bad)
-        _ = h.handle([0x60])
-        _ = h.handle(h.bu(seq: 1, to: addr("2001:db8:77::1")))
-        _ = h.handle(h.bu(seq: 1, altCoA: addr("ff02::1")))
-        #expect(!h.logs.records.isEmpty)
-        #expect(h.logs.records.allSatisfy { $0.level <= .debug })
+        for _ in 0..<100 {
+            _ = h.handle(bad)
+            _ = h.handle([0x60])
+        }
+        // One record per drop reason, however many packets: a flood cannot flood the log.
+        let drops = h.logs.records.filter { $0.metadata["mip6.drop"] != nil }
+        #expect(drops.count == 2)
+        #expect(Set(drops.compactMap { $0.metadata["mip6.drop"].map { "\($0)" } }).count == 2)
+        #expect(h.core.counters.drops[.badChecksum] == 100)
     }
 }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,21 +118,13 @@ def mn(testbed) -> MobileNode:
     return MobileNode(testbed)
 
 
-def _reset_home_agent_state(tb: Testbed) -> None:
-    """Leave no binding state behind: pins, state dir, XDP, neighbour entries."""
-    for path in (tb.BPFFS / f"mip6-{tb.tag}", Path(f"/run/mip6-{tb.tag}")):
-        shutil.rmtree(path, ignore_errors=True)
-    tb.run("ha", "ip link set dev ha0 xdp off; ip -6 neigh flush proxy; true", check=False)
-    tb.run("rtr", f"ip -6 neigh del {tb.HOA} dev br-home; true", check=False)
-
-
 @pytest.fixture
 def daemon(request, testbed, mip6_bin, tmp_path) -> HomeAgent:
     """A fresh `mip6 ha` (no pinned state) for one test; stopped with SIGTERM afterwards."""
     marker = request.node.get_closest_marker("daemon_args")
     extra = [str(a) for a in marker.args] if marker else []
-    _reset_home_agent_state(testbed)
     d = HomeAgent(testbed, mip6_bin, tmp_path / "mip6-ha.log", extra, xdp_mode=XDP_MODE)
+    d.clear_state()
     request.node._mip6_daemons = [d]
     try:
         d.start(READY_TIMEOUT)
@@ -141,4 +132,4 @@ def daemon(request, testbed, mip6_bin, tmp_path) -> HomeAgent:
         pytest.fail(str(e), pytrace=False)
     yield d
     d.stop()
-    _reset_home_agent_state(testbed)
+    d.clear_state()

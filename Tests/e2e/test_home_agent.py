@@ -121,10 +121,14 @@ def test_home_address_outside_home_prefix_gets_132(testbed, daemon, mn):
 
 
 def test_bad_checksum_gets_no_ba_and_no_binding(testbed, daemon, mn):
+    before = daemon.stats()
     out = mn.register(seq=1, lifetime=60, timeout=2, extra=("--bad-checksum",))
     assert out == {"ba": None}, f"a BU with a bad checksum was answered: {out}"
     assert daemon.binding(testbed.HOA) is None
     assert daemon.alive()
+    counted = counter_delta(before, daemon.stats(), r"checksum")
+    print(f"checksum counters: {counted}")
+    assert counted and max(counted.values()) >= 1, "the bad checksum was not counted anywhere"
 
 
 def test_unknown_mh_type_gets_binding_error_2(testbed, daemon, mn):
@@ -251,10 +255,15 @@ def test_unsolicited_na_overrides_stale_router_entry(testbed, daemon, mn):
 
 # --- robustness --------------------------------------------------------------
 def test_malformed_flood_does_not_kill_daemon(testbed, daemon, mn):
+    before = daemon.stats()
     out = mn.flood(5000)
     assert out["sent"] == 5000, out
     time.sleep(0.5)
     assert daemon.alive(), f"daemon died after the flood (exit {daemon.proc.returncode})"
+    # Every flood packet must be accounted for somewhere (dropped in XDP, or punted and rejected).
+    counted = counter_delta(before, daemon.stats(), r"drop|malform|checksum|punt|invalid|error|truncat")
+    print(f"flood counters: { {k: v for k, v in counted.items() if v} }")
+    assert sum(counted.values()) >= 4500, f"the flood barely shows in the counters: {counted}"
     ba = register_ok(mn, testbed, seq=1)
     print(f"registration right after the flood: {ba['rtt_ms']:.1f} ms")
     assert daemon.binding("2001:db8:1::f10d") is None, "a malformed BU created a binding"
