@@ -89,3 +89,85 @@ int cmip6_setns(int fd, int nstype)
 {
 	return setns(fd, nstype) < 0 ? -errno : 0;
 }
+
+/* ---- mobile node: counters, TC attach, skb test runs ---- */
+
+#define MIP6_MN_COUNTER_STR(name, str) str,
+static const char *const mn_counter_names[] = { MIP6_MN_COUNTERS(MIP6_MN_COUNTER_STR) };
+#undef MIP6_MN_COUNTER_STR
+_Static_assert(sizeof(mn_counter_names) / sizeof(mn_counter_names[0]) == MIP6_MN_CNT_MAX, "one name per MN counter");
+
+const char *cmip6_mn_counter_name(unsigned idx)
+{
+	return idx < MIP6_MN_CNT_MAX ? mn_counter_names[idx] : NULL;
+}
+
+int cmip6_tc_hook_create(int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+	int err = bpf_tc_hook_create(&hook);
+	return err < 0 ? err : 0;
+}
+
+int cmip6_tc_hook_destroy(int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+	int err = bpf_tc_hook_destroy(&hook);
+	return err < 0 ? err : 0;
+}
+
+int cmip6_tc_attach(int ifindex, unsigned int attach_point, int prog_fd, unsigned int handle,
+		    unsigned int priority, unsigned int flags, unsigned int *prog_id)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = attach_point);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = flags, .handle = handle, .priority = priority);
+	int err = bpf_tc_attach(&hook, &opts);
+	if (err < 0)
+		return err;
+	if (prog_id)
+		*prog_id = opts.prog_id;
+	return 0;
+}
+
+int cmip6_tc_detach(int ifindex, unsigned int attach_point, unsigned int handle, unsigned int priority)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = attach_point);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = handle, .priority = priority);
+	int err = bpf_tc_detach(&hook, &opts);
+	return err < 0 ? err : 0;
+}
+
+int cmip6_tc_query(int ifindex, unsigned int attach_point, unsigned int handle, unsigned int priority,
+		   unsigned int *prog_id)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = attach_point);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = handle, .priority = priority);
+	int err = bpf_tc_query(&hook, &opts);
+	if (err < 0)
+		return err;
+	if (prog_id)
+		*prog_id = opts.prog_id;
+	return 0;
+}
+
+int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
+		       void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
+		       unsigned int *retval, unsigned int *duration_ns)
+{
+	struct __sk_buff ctx = { .ifindex = ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, opts,
+		.data_in = data_in, .data_size_in = size_in,
+		.data_out = data_out, .data_size_out = size_out ? *size_out : 0,
+		.ctx_in = &ctx, .ctx_size_in = sizeof(ctx),
+		.repeat = repeat);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (err < 0)
+		return -errno;
+	if (size_out)
+		*size_out = opts.data_size_out;
+	if (retval)
+		*retval = opts.retval;
+	if (duration_ns)
+		*duration_ns = opts.duration;
+	return 0;
+}

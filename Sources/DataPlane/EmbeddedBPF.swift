@@ -20,6 +20,8 @@ public struct EmbeddedBPF: Sendable {
 
     /// The home-agent XDP program (bpf/mip6_ha.bpf.c).
     public static var homeAgent: EmbeddedBPF { mip6_ha }
+    /// The mobile node's TC programs (bpf/mip6_mn.bpf.c).
+    public static var mobileNode: EmbeddedBPF { mip6_mn }
     /// Baseline programs for benchmarks (bpf/mip6_bench.bpf.c).
     public static var bench: EmbeddedBPF { mip6_bench }
 }

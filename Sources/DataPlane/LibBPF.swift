@@ -351,3 +351,26 @@ public final class RingBuffer {
         Int(try checkNegErrno(ring_buffer__consume(rb), "ring_buffer__consume"))
     }
 }
+
+// MARK: - Mobile node: skb test runs (the TC attach calls are in TC.swift)
+
+extension BPFProgram {
+    /// bpf_prog_test_run_opts on a TC program: `frame` is an Ethernet frame, `ifindex` the
+    /// device the skb is on (__sk_buff.ifindex; 0 runs on loopback). bpf_fib_lookup and
+    /// bpf_check_mtu then see that device's namespace: call it from a thread inside it.
+    /// TC_ACT_REDIRECT verdicts are reported, not carried out.
+    public func testRunSKB(_ frame: [UInt8], ifindex: UInt32, repeat count: UInt32 = 1) throws(SystemError) -> TestRun {
+        var out = [UInt8](repeating: 0, count: frame.count + 4096)
+        var outSize = UInt32(out.count)
+        var retval: UInt32 = 0
+        var duration: UInt32 = 0
+        let rc = frame.withUnsafeBytes { inp in
+            out.withUnsafeMutableBytes { outp in
+                cmip6_skb_test_run(fd, inp.baseAddress, UInt32(inp.count), outp.baseAddress, &outSize,
+                                   count, ifindex, &retval, &duration)
+            }
+        }
+        _ = try checkNegErrno(rc, "bpf_prog_test_run_opts(skb)", name)
+        return TestRun(verdict: retval, output: Array(out.prefix(Int(outSize))), durationNanoseconds: duration)
+    }
+}

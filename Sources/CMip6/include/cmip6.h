@@ -39,4 +39,36 @@ int cmip6_xdp_query_id(int ifindex, unsigned int flags, unsigned int *prog_id);
 /* setns(2), which Swift's Glibc module does not export. Returns 0 or -errno. */
 int cmip6_setns(int fd, int nstype);
 
+/* ---- mobile node (bpf/mip6_mn.bpf.c): TC attach and skb test runs ---- */
+
+/* Printable name of a mobile-node counter index (enum mip6_mn_counter), NULL past the end. */
+const char *cmip6_mn_counter_name(unsigned idx);
+
+/* bpf_tc_hook_create for the clsact qdisc of ifindex. Returns 0, -EEXIST when a
+ * clsact qdisc is already there, or another -errno. */
+int cmip6_tc_hook_create(int ifindex);
+
+/* bpf_tc_hook_destroy with BPF_TC_INGRESS | BPF_TC_EGRESS: deletes the clsact qdisc
+ * and every filter on it. Returns 0 or -errno. */
+int cmip6_tc_hook_destroy(int ifindex);
+
+/* bpf_tc_attach of a cls_bpf direct-action filter at attach_point (BPF_TC_INGRESS or
+ * BPF_TC_EGRESS) with the given handle and priority; flags may hold BPF_TC_F_REPLACE.
+ * Returns 0 (prog_id set) or -errno. */
+int cmip6_tc_attach(int ifindex, unsigned int attach_point, int prog_fd, unsigned int handle,
+		    unsigned int priority, unsigned int flags, unsigned int *prog_id);
+
+/* bpf_tc_detach of the filter with this handle and priority. Returns 0 or -errno. */
+int cmip6_tc_detach(int ifindex, unsigned int attach_point, unsigned int handle, unsigned int priority);
+
+/* bpf_tc_query: the program id of the filter with this handle and priority. Returns 0 or -errno (-ENOENT: none). */
+int cmip6_tc_query(int ifindex, unsigned int attach_point, unsigned int handle, unsigned int priority,
+		   unsigned int *prog_id);
+
+/* bpf_prog_test_run_opts for a TC (sched_cls) program on an Ethernet frame; `ifindex`
+ * goes in the __sk_buff context (the device the skb is on; 0: loopback). Returns 0 or -errno. */
+int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
+		       void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
+		       unsigned int *retval, unsigned int *duration_ns);
+
 #endif

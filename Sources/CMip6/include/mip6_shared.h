@@ -163,4 +163,72 @@ struct mip6_punt_record {
 };
 _Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt_record size");
 
+/* ======================================================================
+ * Mobile node (bpf/mip6_mn.bpf.c): TC programs on every MN interface.
+ * Ingress: decapsulate the home agent's tunnel to the care-of address,
+ * punt Mobility Headers from the home agent. Egress: reverse-tunnel
+ * packets from the home address (RFC 6275 §11.3.1).
+ * ====================================================================== */
+
+/* ---- map names (at most 15 characters) ---- */
+#define MIP6_MAP_MN_CONFIG     "mip6_mn_config"
+#define MIP6_MAP_MN_COUNTERS   "mip6_mn_counts"
+#define MIP6_MAP_MN_PUNT       "mip6_mn_punt"
+
+/* ---- program names in the embedded object ---- */
+#define MIP6_PROG_MN_INGRESS   "mip6_mn_ingress"
+#define MIP6_PROG_MN_EGRESS    "mip6_mn_egress"
+
+/* ---- mip6_mn_config.flags ---- */
+#define MIP6_MN_TUNNEL_UP      0x1  /* a home registration is accepted: decapsulate and reverse-tunnel */
+
+/* ---- counters: index into the per-CPU array mip6_mn_counts ---- */
+#define MIP6_MN_COUNTERS(X)                                                     \
+	X(IN_TOTAL,              "in_total")              /* every packet seen on ingress */ \
+	X(IN_PASS,               "in_pass")               /* not ours: to the kernel untouched */ \
+	X(DECAP,                 "decap")                 /* tunneled by the home agent to the CoA: delivered */ \
+	X(DROP_TUNNEL_DOWN,      "drop_tunnel_down")      /* IPv6-in-IPv6 while no registration is up */ \
+	X(DROP_TUNNEL_NOT_COA,   "drop_tunnel_not_coa")   /* outer destination is not the care-of address */ \
+	X(DROP_TUNNEL_SPOOFED,   "drop_tunnel_spoofed")   /* outer source is not the home agent */ \
+	X(DROP_TUNNEL_MALFORMED, "drop_tunnel_malformed") /* inner packet truncated or not IPv6 */ \
+	X(DROP_TUNNEL_NOT_HOA,   "drop_tunnel_not_hoa")   /* inner destination neither the HoA nor multicast */ \
+	X(DROP_DECAP_FAIL,       "drop_decap_fail")       /* bpf_skb_adjust_room refused */ \
+	X(MH_PUNT,               "mh_punt")               /* MH from the home agent (BA, BRR, BE) to the control plane */ \
+	X(MH_PUNT_TUNNELED,      "mh_punt_tunneled")      /* ... found inside the tunnel (also counted in mh_punt) */ \
+	X(MH_PUNT_TRUNCATED,     "mh_punt_truncated")     /* punted, longer than MIP6_PUNT_MAX */ \
+	X(MH_PUNT_RING_FULL,     "drop_mh_ring_full")     /* control plane not keeping up */ \
+	X(DROP_FRAGMENT,         "drop_fragment")         /* first fragment of an MH or of a tunneled packet */ \
+	X(IN_DROP_MALFORMED,     "drop_malformed")        /* IPv6 header or extension header truncated */ \
+	X(IN_PASS_EXT_CHAIN,     "pass_ext_chain")        /* more than MIP6_MAX_EXT_HEADERS: left to the kernel */ \
+	X(OUT_TOTAL,             "out_total")             /* every packet seen on egress */ \
+	X(OUT_PASS,              "out_pass")              /* not from the home address (CoA, tunneled, not IPv6) */ \
+	X(OUT_PASS_TUNNEL_DOWN,  "out_pass_tunnel_down")  /* from the home address, no registration (at home) */ \
+	X(OUT_PASS_ND,           "out_pass_nd")           /* Neighbor Discovery (ICMPv6 133-137) stays on the link */ \
+	X(OUT_PASS_SCOPE,        "out_pass_scope")        /* multicast or link-local destination */ \
+	X(ENCAP,                 "encap")                 /* reverse-tunneled to the home agent */ \
+	X(ENCAP_TX,              "encap_tx")              /* ... out of this interface, MACs from the FIB */ \
+	X(ENCAP_REDIRECT,        "encap_redirect")        /* ... redirected to the care-of interface */ \
+	X(ENCAP_REDIRECT_NEIGH,  "encap_redirect_neigh")  /* ... bpf_redirect_neigh: neighbour unresolved or forwarding off */ \
+	X(ENCAP_TOO_BIG,         "encap_too_big")         /* Packet Too Big returned to the local stack */ \
+	X(DROP_ENCAP_FAIL,       "drop_encap_fail")       /* bpf_skb_adjust_room refused (or > 64 KiB) */ \
+	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the home agent */
+
+#define MIP6_MN_COUNTER_ENUM(name, str) MIP6_MN_CNT_##name,
+enum mip6_mn_counter {
+	MIP6_MN_COUNTERS(MIP6_MN_COUNTER_ENUM)
+	MIP6_MN_CNT_MAX
+};
+#undef MIP6_MN_COUNTER_ENUM
+
+/* mip6_mn_config: array of one. The punt ring (mip6_mn_punt) carries struct
+ * mip6_punt_record with kind MIP6_PUNT_MH; hdr.ifindex is the ingress interface. */
+struct mip6_mn_config {
+	__u8  hoa[16];           /* home address, network order */
+	__u8  ha[16];            /* home agent address, network order */
+	__u8  coa[16];           /* current care-of address, network order */
+	__u32 coa_ifindex;       /* interface the care-of address is on, host order */
+	__u32 flags;             /* MIP6_MN_*, host order */
+};
+_Static_assert(sizeof(struct mip6_mn_config) == 56, "mip6_mn_config size");
+
 #endif /* MIP6_SHARED_H */
