@@ -34,22 +34,16 @@ struct BPFBuilder: BuildToolPlugin {
             let input = bpfDir.appending(path: source)
             let object = context.pluginWorkDirectoryURL.appending(path: "\(stem).bpf.o")
             let swift = context.pluginWorkDirectoryURL.appending(path: "Embedded_\(stem).swift")
+            // One command that runs clang and embeds its object: declaring the .o as an
+            // output would make SwiftPM copy it into a resource bundle beside the binary.
             commands.append(.buildCommand(
-                displayName: "Compiling BPF \(source)",
-                executable: clang,
-                arguments: [
-                    "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
-                    "-I", sharedInclude.path(), "-I", bpfDir.path(), "-I", multiarch,
-                    "-c", input.path(), "-o", object.path(),
-                ],
-                inputFiles: [input] + headers,
-                outputFiles: [object]
-            ))
-            commands.append(.buildCommand(
-                displayName: "Embedding BPF \(stem).bpf.o",
+                displayName: "Compiling and embedding BPF \(source)",
                 executable: embed,
-                arguments: [object.path(), swift.path(), stem],
-                inputFiles: [object],
+                arguments: [swift.path(), stem, object.path(), clang.path(), "--",
+                            "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
+                            "-I", sharedInclude.path(), "-I", bpfDir.path(), "-I", multiarch,
+                            "-c", input.path()],
+                inputFiles: [input] + headers,
                 outputFiles: [swift]
             ))
         }

@@ -28,7 +28,7 @@ public final class ScratchNamespace: @unchecked Sendable {
 
     public init(_ tag: String) throws {
         name = "mip6-\(tag)-\(getpid())"
-        try? sh("ip netns del \(name) 2>/dev/null")
+        _ = try? sh("ip netns del \(name) 2>/dev/null")
         try sh("ip netns add \(name)")
         // Suites keep their environment in a static that never deinits: remove it at exit.
         ScratchNamespace.created.append(name)
@@ -40,7 +40,7 @@ public final class ScratchNamespace: @unchecked Sendable {
     nonisolated(unsafe) static var created: [String] = []
 
     deinit {
-        try? sh("ip netns del \(name)")
+        _ = try? sh("ip netns del \(name)")
         ScratchNamespace.created.removeAll { $0 == name }
     }
 
