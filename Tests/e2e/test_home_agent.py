@@ -96,6 +96,20 @@ def test_lifetime_is_capped_by_max_lifetime(testbed, daemon, mn):
     assert 0 < ba["lifetime"] <= 8, f"--max-lifetime 8 but granted {ba['lifetime']} s"
 
 
+def _icmp6_out_param_problems(testbed) -> int:
+    out = testbed.run("ha", ["cat", "/proc/net/snmp6"]).stdout
+    return int(next(l.split()[1] for l in out.splitlines() if l.startswith("Icmp6OutParmProblems")))
+
+
+def test_kernel_never_answers_a_bu_with_parameter_problem(testbed, daemon, mn):
+    """The stock kernel would discard a BU for its Home Address option and send ICMPv6
+    Parameter Problem; XDP takes the BU away first."""
+    before = _icmp6_out_param_problems(testbed)
+    register_ok(mn, testbed, seq=1, lifetime=60)
+    register_ok(mn, testbed, seq=2, lifetime=60)
+    assert _icmp6_out_param_problems(testbed) == before, "the HA kernel answered a BU with Parameter Problem"
+
+
 def test_lower_sequence_gets_135_with_last_accepted(testbed, daemon, mn):
     register_ok(mn, testbed, seq=100)
     ba = mn.register(seq=99, lifetime=60)
