@@ -12,13 +12,32 @@
 
 #define SNAP 160 /* covers Ethernet + outer + inner IPv6 + ICMPv6 header of every fixture */
 
-static __always_inline int restore(struct xdp_md *ctx, __u8 *snap, __u32 n, __u32 len0)
+struct snapshot {
+	__u8 bytes[SNAP];
+	__u32 n;    /* bytes saved */
+	__u32 len0; /* frame length before the program ran */
+};
+
+static __always_inline int save(struct xdp_md *ctx, struct snapshot *s)
 {
-	int delta = (int)bpf_xdp_get_buff_len(ctx) - (int)len0;
+	s->len0 = bpf_xdp_get_buff_len(ctx); /* a scalar: no pointer arithmetic in 32 bits */
+	__u32 n = s->len0 < SNAP ? s->len0 : SNAP;
+	barrier_var(n);
+	if (n < 14 || n > SNAP || bpf_xdp_load_bytes(ctx, 0, s->bytes, n))
+		return -1;
+	s->n = n;
+	return 0;
+}
+
+/* Undo a length change at the head (encapsulation, decapsulation) and the rewritten bytes. */
+static __always_inline int restore(struct xdp_md *ctx, struct snapshot *s)
+{
+	int delta = (int)bpf_xdp_get_buff_len(ctx) - (int)s->len0;
 	if (delta && bpf_xdp_adjust_head(ctx, delta))
 		return -1;
+	__u32 n = s->n;
 	barrier_var(n);
-	if (n < 14 || n > SNAP || bpf_xdp_store_bytes(ctx, 0, snap, n))
+	if (n < 14 || n > SNAP || bpf_xdp_store_bytes(ctx, 0, s->bytes, n))
 		return -1;
 	return 0;
 }
@@ -26,29 +45,19 @@ static __always_inline int restore(struct xdp_md *ctx, __u8 *snap, __u32 n, __u3
 SEC("xdp")
 int mip6_bench_ha(struct xdp_md *ctx)
 {
-	__u8 snap[SNAP];
-	__u32 len0 = bpf_xdp_get_buff_len(ctx); /* a scalar: no pointer arithmetic in 32 bits */
-	__u32 n = len0 < SNAP ? len0 : SNAP;
-	barrier_var(n);
-	if (n < 14 || n > SNAP || bpf_xdp_load_bytes(ctx, 0, snap, n))
+	struct snapshot s;
+	if (save(ctx, &s))
 		return XDP_ABORTED;
 	int r = ha_process(ctx);
-	if (restore(ctx, snap, n, len0))
-		return XDP_ABORTED;
-	return r;
+	return restore(ctx, &s) ? XDP_ABORTED : r;
 }
 
 /* The save/restore wrapper around nothing: its cost is inside mip6_bench_ha's figures. */
 SEC("xdp")
 int mip6_bench_restore_only(struct xdp_md *ctx)
 {
-	__u8 snap[SNAP];
-	__u32 len0 = bpf_xdp_get_buff_len(ctx); /* a scalar: no pointer arithmetic in 32 bits */
-	__u32 n = len0 < SNAP ? len0 : SNAP;
-	barrier_var(n);
-	if (n < 14 || n > SNAP || bpf_xdp_load_bytes(ctx, 0, snap, n))
-		return XDP_ABORTED;
-	if (restore(ctx, snap, n, len0))
+	struct snapshot s;
+	if (save(ctx, &s) || restore(ctx, &s))
 		return XDP_ABORTED;
 	return XDP_PASS;
 }

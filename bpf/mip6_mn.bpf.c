@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define AF_INET6_ 10
 #define IPV6_HLEN 40 /* sizeof(struct ipv6hdr) */
+#define IPPROTO_TCP_ 6
 
 /* Linux 6.3 flags; the UAPI headers of Debian 12 (6.1) do not have them yet.
  * A kernel that does not know them refuses the call with -EINVAL before touching
@@ -40,7 +41,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ENOTSUPP_ 524 /* kernel-internal errno of bpf_skb_adjust_room for non-TCP GSO */
 #define EINVAL_   22
 
-/* Headers looked at directly; pulled into the linear area when a driver left them in frags. */
+/* Headers of tunnels and signaling looked at directly; pulled into the linear area when a
+ * driver left them in page fragments. */
 #define MN_PULL_LEN 256
 
 struct {
@@ -211,6 +213,15 @@ int mip6_mn_ingress(struct __sk_buff *skb)
 	count(MIP6_MN_CNT_IN_TOTAL);
 	if (skb->protocol != bpf_htons(ETH_P_IPV6))
 		return verdict(MIP6_MN_CNT_IN_PASS, TC_ACT_OK);
+	/* Drivers may leave headers in page fragments. The IPv6 header is pulled (ip6_rcv
+	 * would pull it anyway); the rest only for the packets whose chain we walk. */
+	pull_headers(skb, sizeof(struct ethhdr) + IPV6_HLEN);
+	void *data = (void *)(long)skb->data;
+	struct ipv6hdr *first = data + sizeof(struct ethhdr);
+	if ((void *)(first + 1) <= (void *)(long)skb->data_end && first->version == 6 &&
+	    !is_skippable_ext(first->nexthdr) && first->nexthdr != IPPROTO_IPV6_ &&
+	    first->nexthdr != IPPROTO_MH_ && first->nexthdr != IPPROTO_FRAGMENT_)
+		return verdict(MIP6_MN_CNT_IN_PASS, TC_ACT_OK); /* TCP, UDP, ICMPv6...: not ours */
 	pull_headers(skb, MN_PULL_LEN);
 
 	struct cursor c = { .pos = (void *)(long)skb->data, .end = (void *)(long)skb->data_end };
@@ -333,10 +344,19 @@ static __always_inline int encapsulate(struct __sk_buff *skb, const struct mip6_
 		return packet_too_big(skb, cfg, mtu);
 	}
 
-	/* Room for the outer header between Ethernet and IPv6; gso_size shrinks by 40, the
-	 * packet is marked SKB_GSO_IPXIP6 + encapsulation so TSO/GSO segment it correctly.
+	/* Room for the outer header between Ethernet and IPv6; the packet is marked
+	 * SKB_GSO_IPXIP6 + encapsulation so TSO/GSO segment it correctly, and gso_size
+	 * shrinks by 40 so every segment still fits. Not when TCP already sized its segments
+	 * for the tunnel (after a Packet Too Big): they fit as they are (FIXED_GSO).
 	 * UDP GSO refuses a changing gso_size (-ENOTSUPP): its datagrams keep their size. */
 	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV6;
+	__u32 gso_size = skb->gso_size;
+	if (gso_size && inner->nexthdr == IPPROTO_TCP_) {
+		__u8 *tcp = (void *)(inner + 1);
+		if ((void *)(tcp + 13) <= (void *)(long)skb->data_end &&
+		    IPV6_HLEN + (__u32)(tcp[12] >> 4) * 4 + gso_size + IPV6_HLEN <= mtu_len)
+			flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
+	}
 	long rc = bpf_skb_adjust_room(skb, IPV6_HLEN, BPF_ADJ_ROOM_MAC, flags);
 	if (rc == -ENOTSUPP_)
 		rc = bpf_skb_adjust_room(skb, IPV6_HLEN, BPF_ADJ_ROOM_MAC, flags | BPF_F_ADJ_ROOM_FIXED_GSO);

@@ -76,6 +76,7 @@ public final class HomeAgentDaemon {
     var stateDirty = true
     var lastStateWrite: UInt64 = 0
     var sendFailures: UInt64 = 0
+    var loggedSendFailures: Set<String> = []
     var puntsMalformed: UInt64 = 0
     let startedAt = Date()
 
@@ -299,8 +300,7 @@ public final class HomeAgentDaemon {
             switch action {
             case let .send(packet, description):
                 do { try rawSender.send(packet) } catch {
-                    sendFailures += 1
-                    logger.warning("sending failed", metadata: ["mip6.what": "\(description)", "mip6.error": "\(error)"])
+                    sendFailed(description, error)
                 }
             case let .startDAD(hoa):
                 startDAD(hoa)
@@ -323,8 +323,7 @@ public final class HomeAgentDaemon {
         let group = hoa.solicitedNodeMulticast
         let ns = PacketBuilder.neighborSolicitation(target: hoa, source: .unspecified, destination: group, sourceLinkLayer: nil)
         do { try packetSender.send(ipv6: ns, to: PacketSender.multicastMAC(group)) } catch {
-            sendFailures += 1
-            logger.warning("sending DAD probe failed", metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])
+            sendFailed("DAD probe for \(hoa)", error)
         }
     }
 
@@ -335,8 +334,18 @@ public final class HomeAgentDaemon {
                                                      flags: (router: false, solicited: false, override: true),
                                                      targetLinkLayer: homeLink.mac)
         do { try packetSender.send(ipv6: na, to: PacketSender.multicastMAC(allNodes)) } catch {
-            sendFailures += 1
-            logger.warning("sending unsolicited NA failed", metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])
+            sendFailed("unsolicited NA for \(hoa)", error)
+        }
+    }
+
+    /// Counts a failed send; logs the first failure of each kind only (a BU flood with
+    /// unroutable care-of addresses must not become a log flood).
+    func sendFailed(_ what: String, _ error: Error) {
+        sendFailures += 1
+        let kind = (error as? SystemError).map { "\($0.call):\($0.errno)" } ?? "\(error)"
+        if loggedSendFailures.insert(kind).inserted {
+            logger.warning("sending failed (further failures of this kind are only counted: mip6 stats)",
+                           metadata: ["mip6.what": "\(what)", "mip6.error": "\(error)"])
         }
     }
 

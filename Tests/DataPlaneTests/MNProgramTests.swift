@@ -361,7 +361,7 @@ struct MNProgramTests {
         let ping = F.echoRequest(src: F.correspondent, dst: F.homeAddress, identifier: 0x4D4E, sequence: 9)
         let short = Array(Self.received(ping).prefix(14 + 20))
         let reply: [UInt8]? = try ns.run {
-            let tap = try FrameTap(ifindex: m1)
+            let tap = try MNFrameTap(ifindex: m1)
             try tap.send(short)
             try tap.send(Self.received(F.tunnel(outerSrc: F.homeAgent, outerDst: F.careOf, ping)))
             // The reply leaves m0 reverse-tunneled: outer CoA -> HA, next header 41.
@@ -386,7 +386,7 @@ struct MNProgramTests {
 
 /// An AF_PACKET socket on one interface that sends whole frames and reads what arrives
 /// (tests only; create it on a thread inside the namespace).
-final class FrameTap {
+final class MNFrameTap {
     let fd: OwnedFD
     let ifindex: UInt32
 

@@ -194,7 +194,7 @@ _Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt
 	X(DROP_TUNNEL_NOT_HOA,   "drop_tunnel_not_hoa")   /* inner destination neither the HoA nor multicast */ \
 	X(DROP_DECAP_FAIL,       "drop_decap_fail")       /* bpf_skb_adjust_room refused */ \
 	X(MH_PUNT,               "mh_punt")               /* MH from the home agent (BA, BRR, BE) to the control plane */ \
-	X(MH_PUNT_TUNNELED,      "mh_punt_tunneled")      /* ... found inside the tunnel (also counted in mh_punt) */ \
+	X(MH_PUNT_TUNNELED,      "mh_punt_tunneled")      /* an MH inside the tunnel (a BRR); punted as above */ \
 	X(MH_PUNT_TRUNCATED,     "mh_punt_truncated")     /* punted, longer than MIP6_PUNT_MAX */ \
 	X(MH_PUNT_RING_FULL,     "drop_mh_ring_full")     /* control plane not keeping up */ \
 	X(DROP_FRAGMENT,         "drop_fragment")         /* first fragment of an MH or of a tunneled packet */ \
