@@ -23,6 +23,8 @@ public struct NetworkInterface: Sendable {
     public let mac: [UInt8]
     public let mtu: UInt32
     public let isUp: Bool
+    /// IFF_RUNNING: up and with carrier (a veth whose peer is down is up but not running).
+    public let isRunning: Bool
 
     public init(named name: String) throws(SystemError) {
         let idx = if_nametoindex(name)
@@ -38,6 +40,9 @@ public struct NetworkInterface: Sendable {
         let flags = Int((try? String(contentsOfFile: "\(base)/flags", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2) ?? "", radix: 16) ?? 0
         isUp = flags & 0x1 != 0 // IFF_UP
+        // IFF_RUNNING is not in sysfs `flags`; operstate says it ("unknown" for drivers without carrier).
+        let oper = (try? String(contentsOfFile: "\(base)/operstate", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        isRunning = isUp && (oper == "up" || oper == "unknown")
     }
 
     /// IPv6 addresses on the interface (getifaddrs).
@@ -130,10 +135,16 @@ public enum BPFFS {
 public final class RawIPv6Sender {
     let fd: OwnedFD
 
-    public init() throws(SystemError) {
+    /// With `interface`, packets leave by that interface only (SO_BINDTODEVICE): a mobile
+    /// node's BU must leave by the link its care-of address belongs to.
+    public init(boundTo interface: String? = nil) throws(SystemError) {
         let s = socket(AF_INET6, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
         if s < 0 { throw SystemError("socket(AF_INET6, SOCK_RAW, IPPROTO_RAW)", errno: errno) }
         fd = OwnedFD(s)
+        if let interface {
+            let rc = interface.withCString { setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+            if rc != 0 { throw SystemError("setsockopt(SO_BINDTODEVICE)", errno: errno, interface) }
+        }
     }
 
     /// Sends `packet` (starting with its IPv6 header) to its IPv6 destination.

@@ -10,7 +10,7 @@ public struct Mip6Command: ParsableCommand {
         commandName: "mip6",
         abstract: "Mobile IPv6 (RFC 6275) home agent with an XDP data plane, for stock kernels without MIPv6.",
         version: "0.1.0",
-        subcommands: [HACommand.self, BindingsCommand.self, StatsCommand.self, BenchCommand.self]
+        subcommands: [HACommand.self, MNCommand.self, BindingsCommand.self, StatsCommand.self, BenchCommand.self]
     )
 
     public init() {}

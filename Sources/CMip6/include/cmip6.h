@@ -11,6 +11,8 @@
 #include <linux/if_ether.h>
 #include <sys/vfs.h>
 #include <sys/signalfd.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include "mip6_shared.h"
 
 /* Printable name of a counter index (enum mip6_counter), NULL past the end. */

@@ -1,0 +1,89 @@
+// A minimal rtnetlink client: address add/remove (with an ack) and a socket that wakes
+// the event loop on link and IPv6 address changes. Messages are built byte by byte
+// (NLMSG_ALIGN and friends are C macros Swift does not import).
+import CMip6
+import ControlPlane
+import Glibc
+
+public enum Netlink {
+    static let rtmNewAddr: UInt16 = 20, rtmDelAddr: UInt16 = 21
+    static let request: UInt16 = 0x1, ack: UInt16 = 0x4, excl: UInt16 = 0x200, create: UInt16 = 0x400
+    static let ifaFlagNoDAD: UInt8 = 0x02
+    static let rtmgrpLink: UInt32 = 0x1, rtmgrpIPv6IfAddr: UInt32 = 0x100
+
+    static func open(groups: UInt32) throws(SystemError) -> OwnedFD {
+        let s = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_ROUTE)
+        if s < 0 { throw SystemError("socket(AF_NETLINK)", errno: errno) }
+        let fd = OwnedFD(s)
+        var sa = sockaddr_nl()
+        sa.nl_family = sa_family_t(AF_NETLINK)
+        sa.nl_groups = groups
+        let rc = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
+        }
+        if rc != 0 { throw SystemError("bind(AF_NETLINK)", errno: errno) }
+        return fd
+    }
+
+    /// RTM_NEWADDR / RTM_DELADDR for an IPv6 address (no DAD); returns false when it
+    /// already existed (add) or was absent (delete).
+    @discardableResult
+    public static func changeAddress(add: Bool, _ address: IPv6Address, prefixLength: UInt8, ifindex: UInt32) throws(SystemError) -> Bool {
+        let fd = try open(groups: 0)
+        var msg: [UInt8] = []
+        func u16(_ v: UInt16) { msg += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        func u32(_ v: UInt32) { msg += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        let attrs: [(UInt16, [UInt8])] = [(2 /* IFA_LOCAL */, address.bytes), (1 /* IFA_ADDRESS */, address.bytes)]
+        let length = 16 + 8 + attrs.reduce(0) { $0 + 4 + $1.1.count }
+        u32(UInt32(length))
+        u16(add ? rtmNewAddr : rtmDelAddr)
+        u16(request | ack | (add ? create | excl : 0))
+        u32(1)  // sequence
+        u32(0)  // port id: the kernel fills it in
+        msg += [UInt8(AF_INET6), prefixLength, ifaFlagNoDAD, 0]  // struct ifaddrmsg
+        u32(ifindex)
+        for (type, value) in attrs {
+            u16(UInt16(4 + value.count))
+            u16(type)
+            msg += value
+        }
+        _ = try syscallRetrying("send(RTM_\(add ? "NEW" : "DEL")ADDR)") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
+
+        // The ack: nlmsghdr + struct nlmsgerr (error is the first field, 0 or -errno).
+        var reply = [UInt8](repeating: 0, count: 1024)
+        var pfd = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 2000) == 1 else { throw SystemError("netlink ack", errno: ETIMEDOUT, "\(address)") }
+        let n = try syscallRetrying("recv(netlink ack)") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
+        guard n >= 20 else { throw SystemError("netlink ack", errno: EPROTO, "short reply") }
+        let err = reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: Int32.self) }
+        if err == 0 { return true }
+        if add && -err == EEXIST { return false }
+        if !add && (-err == EADDRNOTAVAIL || -err == ENOENT) { return false }
+        throw SystemError(add ? "RTM_NEWADDR" : "RTM_DELADDR", errno: -err, "\(address)/\(prefixLength) on ifindex \(ifindex)")
+    }
+
+    /// A non-blocking socket subscribed to link and IPv6 address events. Its content is
+    /// not parsed: any message means "look at the interfaces again".
+    public final class Watcher {
+        let fd: OwnedFD
+        public var pollFD: Int32 { fd.raw }
+
+        public init() throws(SystemError) {
+            fd = try Netlink.open(groups: Netlink.rtmgrpLink | Netlink.rtmgrpIPv6IfAddr)
+        }
+
+        /// Reads everything queued; returns whether anything was there. An overrun
+        /// (ENOBUFS) also counts as a change: the rescan covers what was lost.
+        public func drain() -> Bool {
+            var buf = [UInt8](repeating: 0, count: 16384)
+            var any = false
+            while true {
+                let n = buf.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) }
+                if n > 0 { any = true; continue }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 && errno == ENOBUFS { any = true; continue }
+                return any
+            }
+        }
+    }
+}
