@@ -27,15 +27,7 @@ public final class HomeAgentMaps {
 
     /// Opens the pins under `directory` (default /sys/fs/bpf/mip6).
     public init(pinnedAt directory: String) throws {
-        func open(_ name: String) throws -> BPFMapHandle {
-            do {
-                return try BPFMapHandle(pinned: "\(directory)/\(name)")
-            } catch {
-                guard error.errno == ENOENT else { throw error }
-                throw SystemError("open pinned map", errno: ENOENT,
-                                  "\(directory)/\(name): no home agent has pinned its maps there (is `mip6 ha` running with this --bpffs?)")
-            }
-        }
+        func open(_ name: String) throws -> BPFMapHandle { try .pinned(name, in: directory, by: "mip6 ha") }
         bindings = try BPFMap(open(MIP6_MAP_BINDINGS))
         bindingStats = try BPFMap(open(MIP6_MAP_BINDING_STATS))
         counters = try BPFMap(open(MIP6_MAP_COUNTERS))

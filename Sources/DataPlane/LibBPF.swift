@@ -263,6 +263,17 @@ public final class BPFMapHandle {
 
     deinit { if ownsFD { close(fd) } }
 
+    /// A map pinned as `directory/name` by a daemon; ENOENT says which daemon to start.
+    public static func pinned(_ name: String, in directory: String, by daemon: String) throws(SystemError) -> BPFMapHandle {
+        do {
+            return try BPFMapHandle(pinned: "\(directory)/\(name)")
+        } catch {
+            guard error.errno == ENOENT else { throw error }
+            throw SystemError("open pinned map", errno: ENOENT,
+                              "\(directory)/\(name): nothing pinned there (is `\(daemon)` running with this --bpffs?)")
+        }
+    }
+
     public var isPerCPU: Bool {
         type == BPF_MAP_TYPE_PERCPU_HASH.rawValue || type == BPF_MAP_TYPE_PERCPU_ARRAY.rawValue
             || type == BPF_MAP_TYPE_LRU_PERCPU_HASH.rawValue

@@ -24,15 +24,7 @@ public final class MobileNodeMaps {
 
     /// Opens the pins under `directory`.
     public init(pinnedAt directory: String) throws {
-        func open(_ name: String) throws -> BPFMapHandle {
-            do {
-                return try BPFMapHandle(pinned: "\(directory)/\(name)")
-            } catch {
-                guard error.errno == ENOENT else { throw error }
-                throw SystemError("open pinned map", errno: ENOENT,
-                                  "\(directory)/\(name): no mobile node has pinned its maps there")
-            }
-        }
+        func open(_ name: String) throws -> BPFMapHandle { try .pinned(name, in: directory, by: "mip6 mn") }
         config = try BPFMap(open(MIP6_MAP_MN_CONFIG))
         counters = try BPFMap(open(MIP6_MAP_MN_COUNTERS))
         punt = try open(MIP6_MAP_MN_PUNT)
