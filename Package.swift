@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
     ],
     targets: [
         // The one C header shared with bpf/ (map structs, names, counters) and the few libbpf helpers Swift cannot import.
@@ -21,7 +22,7 @@ let package = Package(
         // Pure Swift: Mobility Header codec, binding cache, BU processing. No kernel needed to test it.
         .target(
             name: "ControlPlane",
-            dependencies: [.product(name: "Logging", package: "swift-log")]
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Kernel-facing: libbpf wrappers, embedded BPF objects, sockets, the daemon loop.
         .target(
