@@ -1,5 +1,22 @@
 import Logging
 
+/// MN-HA authentication of home registrations (RFC 4285 §5.1 with RFC 4283 MN-ID, replay
+/// protection by timestamps, RFC 4285 §6).
+public struct HomeAgentAuthenticationPolicy: Sendable {
+    /// The security associations: NAI, home address (or any in the home prefix), SPI, key.
+    public var keys: KeyStore
+    /// Largest difference in seconds between a Binding Update's timestamp and the home agent's
+    /// clock (RFC 4285 §6: default 7 s, which "SHOULD be greater than 3 seconds").
+    public var allowedSkew: UInt32
+    public var clock: any WallClock
+
+    public init(keys: KeyStore, allowedSkew: UInt32 = 7, clock: any WallClock = SystemWallClock()) {
+        self.keys = keys
+        self.allowedSkew = allowedSkew
+        self.clock = clock
+    }
+}
+
 public struct HomeAgentConfiguration: Sendable {
     /// The address mobile nodes send home registrations to. BUs with the H flag that arrive at any
     /// other local address are answered with status 131.
@@ -24,10 +41,14 @@ public struct HomeAgentConfiguration: Sendable {
     public var sendParameterProblem: Bool
     /// Hop limit of the packets the home agent originates.
     public var hopLimit: UInt8
+    /// MN-HA authentication (RFC 4285). Nil: Binding Updates are not authenticated here (they
+    /// are expected to arrive IPsec-protected, RFC 6275 §5.1, or on a trusted network).
+    public var authentication: HomeAgentAuthenticationPolicy?
 
     public init(homeAgentAddress: IPv6Address, homePrefix: IPv6Prefix, maxLifetime: UInt32 = 3600,
                 capacity: Int = 1_000_000, duplicateAddressDetection: Bool = true, dadTimeout: UInt32 = 10,
-                errorMessagesPerSecond: UInt32 = 10, sendParameterProblem: Bool = true, hopLimit: UInt8 = 64) {
+                errorMessagesPerSecond: UInt32 = 10, sendParameterProblem: Bool = true, hopLimit: UInt8 = 64,
+                authentication: HomeAgentAuthenticationPolicy? = nil) {
         self.homeAgentAddress = homeAgentAddress
         self.homePrefix = homePrefix
         self.maxLifetime = maxLifetime
@@ -37,6 +58,7 @@ public struct HomeAgentConfiguration: Sendable {
         self.errorMessagesPerSecond = errorMessagesPerSecond
         self.sendParameterProblem = sendParameterProblem
         self.hopLimit = hopLimit
+        self.authentication = authentication
     }
 
     /// `maxLifetime` in 4-second units as granted in a BA.
@@ -123,6 +145,12 @@ public struct HomeAgentCounters: Sendable, Equatable {
     public var dadStarted: UInt64 = 0
     /// Data plane writes that failed.
     public var dataPlaneErrors: UInt64 = 0
+    /// Binding Updates that passed MN-HA authentication (RFC 4285).
+    public var authenticatedBindingUpdates: UInt64 = 0
+    /// Binding Updates refused by MN-HA authentication, by reason (never `.ok`). Which of them
+    /// were answered is in `AuthenticationResult.homeAgentStatus`; the answers are also in
+    /// `acksByStatus` (144, 145, 146).
+    public var authRefusals: [AuthenticationResult: UInt64] = [:]
 
     public init() {}
 
@@ -140,6 +168,11 @@ public final class HomeAgentCore {
     private let logger: Logger
     private var pending: [IPv6Address: PendingRegistration] = [:]
     private var errorBucket: TokenBucket
+    /// Last accepted Replay Protection timestamp per home address (RFC 4285 §6). Kept after the
+    /// binding goes, so that a BU recorded before a de-registration cannot be replayed within
+    /// the skew; entries older than the skew prove nothing more and are pruned.
+    private var lastTimestamps: [IPv6Address: UInt64] = [:]
+    private var timestampPruneAt = 1024
     /// Set when the data plane refused an expiry removal: retry no sooner than this.
     private var expiryRetryAt: UInt64?
 
@@ -159,6 +192,16 @@ public final class HomeAgentCore {
         var grantedUnits: UInt16
         var route: ReplyRoute
         var deadline: UInt64
+        var auth: ReplyAuthentication? = nil
+    }
+
+    /// How the answers to an authenticated Binding Update are authenticated: with the same
+    /// security association, echoing its timestamp (RFC 4285 §5.1, §6), over the same care-of
+    /// address and home address.
+    struct ReplyAuthentication {
+        var association: MNHASecurityAssociation
+        var timestamp: UInt64?
+        var careOf: IPv6Address
     }
 
     public init(configuration: HomeAgentConfiguration, cache: BindingCache, clock: MonotonicClock, logger: Logger) {
@@ -264,7 +307,16 @@ public final class HomeAgentCore {
         }
         let route = ReplyRoute(from: packet.finalDestination, to: packet.source,
                                routingHeaderHomeAddress: packet.homeAddressOption)
-        let request = Request(bu: bu, hoa: hoa, coa: coa, route: route)
+        var request = Request(bu: bu, hoa: hoa, coa: coa, route: route)
+
+        // RFC 4285: with a policy, nothing below runs for a BU that does not authenticate, so a
+        // refused BU changes nothing (cache, pending DAD, sequence numbers).
+        if let policy = configuration.authentication {
+            switch authenticate(request, packet: packet, policy: policy) {
+            case .accepted(let auth): request.auth = auth
+            case .refused(let actions): return actions
+            }
+        }
 
         // §10.3.1: a node not acting as home agent for this address answers 131. Applied to
         // de-registrations too: another of our addresses holds no home registrations.
@@ -283,6 +335,80 @@ public final class HomeAgentCore {
         var hoa: IPv6Address
         var coa: IPv6Address
         var route: ReplyRoute
+        var auth: ReplyAuthentication? = nil
+    }
+
+    enum AuthenticationOutcome {
+        case accepted(ReplyAuthentication)
+        case refused([HomeAgentAction])
+    }
+
+    /// RFC 4285 §5.1 and §6 checks of a Binding Update (see `MobilityAuthentication
+    /// .verifyBindingUpdate` for the order), and the answer to one that fails:
+    ///
+    /// - no MN-HA option: silently discarded (RFC 4285 §5);
+    /// - the authenticator did not verify (malformed, not last, unknown SPI, wrong key): 146,
+    ///   unauthenticated, since no key vouches for it;
+    /// - authentic but not acceptable (no or wrong NAI, home address not covered): 146, and
+    ///   authenticated with the association the sender proved it holds;
+    /// - no Replay Protection option: 145, authenticated;
+    /// - timestamp outside the skew: 144, authenticated, carrying the home agent's current time
+    ///   in its Replay Protection option for the mobile node to resynchronise (RFC 4285 §6);
+    /// - timestamp not newer than the last accepted for this home address (a replay):
+    ///   silently discarded.
+    ///
+    /// Every refusal BA is rate limited like the other error replies (`errorMessagesPerSecond`):
+    /// they answer packets nobody vouches for yet (unauthenticated ones) or replays of old
+    /// authentic ones (144), and must not become a reflector. Refusals are counted per reason;
+    /// only the first of each reason is logged above debug level. Keys are never logged.
+    private func authenticate(_ r: Request, packet: MobilityPacket, policy: HomeAgentAuthenticationPolicy) -> AuthenticationOutcome {
+        let now = policy.clock.ntpTimestamp()
+        let verdict = MobilityAuthentication.verifyBindingUpdate(
+            mh: packet.mh, bu: r.bu, careOf: r.coa, homeAddress: r.hoa, keys: policy.keys,
+            homePrefix: configuration.homePrefix, now: now, allowedSkew: policy.allowedSkew,
+            lastAccepted: lastTimestamps[r.hoa])
+        if verdict.result == .ok, let association = verdict.association, let ts = verdict.timestamp {
+            counters.authenticatedBindingUpdates += 1
+            recordTimestamp(ts, for: r.hoa, now: now, skew: policy.allowedSkew)
+            return .accepted(ReplyAuthentication(association: association, timestamp: ts, careOf: r.coa))
+        }
+
+        let reason = verdict.result
+        counters.authRefusals[reason, default: 0] += 1
+        var meta = metadata(r, lifetime: 0)
+        meta["mip6.auth"] = "\(reason.rawValue)"
+        if let spi = verdict.spi { meta["mip6.spi"] = "\(spi)" }
+        if reason == .staleTimestamp, let ts = verdict.timestamp {
+            meta["mip6.skew"] = "\(NTPTimestamp.seconds(NTPTimestamp.difference(ts, now)))"
+        }
+        if let status = reason.homeAgentStatus { meta["mip6.status"] = "\(status.rawValue)" }
+        if counters.authRefusals[reason] == 1 {
+            logger.notice("binding update failed authentication (first for this reason; further ones are counted: mip6 stats)",
+                          metadata: meta)
+        } else {
+            logger.debug("binding update failed authentication", metadata: meta)
+        }
+
+        guard let status = reason.homeAgentStatus else { return .refused([]) }
+        guard errorBucket.take(now: clock.nanoseconds()) else {
+            drop(.errorRateLimited, "BA \(status) for \(r.hoa)")
+            return .refused([])
+        }
+        var reply = r
+        if let association = verdict.association {
+            // RFC 4285 §6: 144 carries the home agent's time; the others echo the BU's.
+            let stamp = reason == .staleTimestamp ? now : verdict.timestamp
+            reply.auth = ReplyAuthentication(association: association, timestamp: stamp, careOf: r.coa)
+        }
+        return .refused([acknowledge(reply, status: status, lifetime: 0)])
+    }
+
+    private func recordTimestamp(_ ts: UInt64, for hoa: IPv6Address, now: UInt64, skew: UInt32) {
+        lastTimestamps[hoa] = ts
+        guard lastTimestamps.count > timestampPruneAt else { return }
+        // A last timestamp older than now - skew rejects nothing the skew check does not.
+        lastTimestamps = lastTimestamps.filter { NTPTimestamp.within($0.value, now, seconds: skew) }
+        timestampPruneAt = max(1024, 2 * lastTimestamps.count)
     }
 
     /// RFC 6275 §10.3.2.
@@ -338,6 +464,7 @@ public final class HomeAgentCore {
             waiting.flags = r.bu.flags
             waiting.grantedUnits = units
             waiting.route = r.route
+            waiting.auth = r.auth
             pending[r.hoa] = waiting
             logger.debug("BU updated while DAD runs", metadata: metadata(r, lifetime: UInt32(units) * 4))
             return []
@@ -377,13 +504,14 @@ public final class HomeAgentCore {
             pending[r.hoa] = PendingRegistration(
                 homeAddress: r.hoa, careOfAddress: r.coa, sequence: r.bu.sequence, flags: r.bu.flags,
                 grantedUnits: units, route: r.route,
-                deadline: now + UInt64(configuration.dadTimeout) * 1_000_000_000)
+                deadline: now + UInt64(configuration.dadTimeout) * 1_000_000_000, auth: r.auth)
             counters.dadStarted += 1
             logger.info("DAD started for new registration", metadata: metadata(r, lifetime: UInt32(units) * 4))
             return [.startDAD(homeAddress: r.hoa)]
         }
         return install(PendingRegistration(homeAddress: r.hoa, careOfAddress: r.coa, sequence: r.bu.sequence,
-                                           flags: r.bu.flags, grantedUnits: units, route: r.route, deadline: now))
+                                           flags: r.bu.flags, grantedUnits: units, route: r.route, deadline: now,
+                                           auth: r.auth))
     }
 
     // MARK: DAD
@@ -393,7 +521,7 @@ public final class HomeAgentCore {
     public func dadFinished(homeAddress: IPv6Address, duplicate: Bool) -> [HomeAgentAction] {
         guard let waiting = pending.removeValue(forKey: homeAddress) else { return [] }
         let r = Request(bu: BindingUpdate(sequence: waiting.sequence, flags: waiting.flags, lifetime: waiting.grantedUnits),
-                        hoa: waiting.homeAddress, coa: waiting.careOfAddress, route: waiting.route)
+                        hoa: waiting.homeAddress, coa: waiting.careOfAddress, route: waiting.route, auth: waiting.auth)
         if duplicate {
             // §10.3.1: DAD failed → reject the whole BU with 134.
             logger.info("DAD failed, registration rejected", metadata: metadata(r, lifetime: 0))
@@ -404,7 +532,7 @@ public final class HomeAgentCore {
 
     private func install(_ p: PendingRegistration) -> [HomeAgentAction] {
         let r = Request(bu: BindingUpdate(sequence: p.sequence, flags: p.flags, lifetime: p.grantedUnits),
-                        hoa: p.homeAddress, coa: p.careOfAddress, route: p.route)
+                        hoa: p.homeAddress, coa: p.careOfAddress, route: p.route, auth: p.auth)
         let binding = makeBinding(p.homeAddress, p.careOfAddress, p.sequence, p.flags, p.grantedUnits)
         do {
             try cache.upsert(binding)
@@ -467,14 +595,27 @@ public final class HomeAgentCore {
 
     /// A Binding Acknowledgement. RFC 6275 §10.3.1 and §10.3.2: the home agent returns one
     /// whatever the A flag says. K is never set (no IKE key management mobility here), nor R/P.
+    /// When the Binding Update authenticated, so does the BA (RFC 4285 §5.1): MN-ID, Replay
+    /// Protection (the BU's timestamp, or ours with 144) and the MN-HA option last.
     private func acknowledge(_ r: Request, status: BAStatus, sequence: UInt16? = nil, lifetime: UInt16) -> HomeAgentAction {
         let ba = BindingAcknowledgement(status: status, flags: [], sequence: sequence ?? r.bu.sequence, lifetime: lifetime)
         counters.acksByStatus[status.rawValue, default: 0] += 1
-        let packet = PacketBuilder.bindingAcknowledgement(ba, from: r.route.from, to: r.route.to,
+        let packet: [UInt8]
+        var note = ""
+        if let auth = r.auth {
+            packet = PacketBuilder.bindingAcknowledgement(
+                ba, from: r.route.from, to: r.route.to, homeAddress: r.route.routingHeaderHomeAddress,
+                hopLimit: configuration.hopLimit,
+                authentication: MNHASeal(association: auth.association, timestamp: auth.timestamp,
+                                         careOf: auth.careOf, homeAddress: r.hoa))
+            note = " (MN-HA SPI \(auth.association.spi))"
+        } else {
+            packet = PacketBuilder.bindingAcknowledgement(ba, from: r.route.from, to: r.route.to,
                                                           homeAddress: r.route.routingHeaderHomeAddress,
                                                           hopLimit: configuration.hopLimit)
+        }
         return .send(packet: packet,
-                     description: "BA status \(status) seq \(ba.sequence) lifetime \(UInt32(lifetime) * 4)s to \(r.route.to) for \(r.hoa)")
+                     description: "BA status \(status) seq \(ba.sequence) lifetime \(UInt32(lifetime) * 4)s to \(r.route.to) for \(r.hoa)\(note)")
     }
 
     private func reject(_ r: Request, _ status: BAStatus, sequence: UInt16? = nil) -> HomeAgentAction {

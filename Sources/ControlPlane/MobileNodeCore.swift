@@ -1,5 +1,18 @@
 import Logging
 
+/// The mobile node's MN-HA credentials (RFC 4285 §5.1): its NAI, sent in the MN-ID option
+/// (RFC 4283 §3.1), the Mobility SPI and key shared with the home agent, and the clock its
+/// Replay Protection timestamps come from (RFC 4285 §6).
+public struct MobileNodeCredentials: Sendable {
+    public var association: MNHASecurityAssociation
+    public var clock: any WallClock
+
+    public init(nai: String, spi: UInt32, key: MobilityKey, clock: any WallClock = SystemWallClock()) {
+        self.association = MNHASecurityAssociation(nai: nai, spi: spi, key: key)
+        self.clock = clock
+    }
+}
+
 /// Mobile node settings (RFC 6275 §11, timers of §12 and §13).
 public struct MobileNodeConfiguration: Sendable {
     /// The mobile node's home address.
@@ -25,10 +38,15 @@ public struct MobileNodeConfiguration: Sendable {
     /// 0.1 ... 0.95 so that a refresh always has time before the binding expires.
     public var refreshFraction: Double
     /// Status 135 answers in a row followed by a re-synchronised Binding Update (§11.7.1);
-    /// the next one counts as a failure and backs off.
+    /// the next one counts as a failure and backs off. With credentials the same bound applies,
+    /// separately, to status 144 clock re-synchronisations (RFC 4285 §6).
     public var maxConsecutiveResyncs: Int
     /// Hop limit of the Binding Updates.
     public var hopLimit: UInt8
+    /// MN-HA authentication (RFC 4285). With credentials every Binding Update carries the MN-ID,
+    /// Replay Protection and MN-HA authentication options, and only Binding Acknowledgements
+    /// authenticated with the same key are believed. Nil: none of that (IPsec or trust).
+    public var credentials: MobileNodeCredentials?
 
     public init(homeAddress: IPv6Address, homeAgent: IPv6Address, homePrefix: IPv6Prefix,
                 requestedLifetime: UInt32 = 600,
@@ -37,7 +55,8 @@ public struct MobileNodeConfiguration: Sendable {
                 maxBindackTimeout: UInt64 = 32_000_000_000,
                 refreshFraction: Double = 0.75,
                 maxConsecutiveResyncs: Int = 3,
-                hopLimit: UInt8 = 64) {
+                hopLimit: UInt8 = 64,
+                credentials: MobileNodeCredentials? = nil) {
         self.homeAddress = homeAddress
         self.homeAgent = homeAgent
         self.homePrefix = homePrefix
@@ -48,6 +67,7 @@ public struct MobileNodeConfiguration: Sendable {
         self.refreshFraction = refreshFraction
         self.maxConsecutiveResyncs = maxConsecutiveResyncs
         self.hopLimit = hopLimit
+        self.credentials = credentials
     }
 
     /// `requestedLifetime` in the 4-second units of the Binding Update's Lifetime field.
@@ -106,8 +126,42 @@ public struct MobileNodeCounters: Codable, Sendable, Equatable {
     public var packetsIgnored: UInt64 = 0
     /// First Binding Update of the last accepted registration or refresh → its acceptance, ms.
     public var lastRegistrationMs: UInt64?
+    /// Binding Acknowledgements ignored because their MN-HA authentication failed (RFC 4285;
+    /// also counted in `acksIgnored`).
+    public var acksUnauthenticated: UInt64 = 0
+    /// Status 144 answers followed by a Binding Update with the clock re-synchronised to the
+    /// home agent's (RFC 4285 §6).
+    public var resyncs144: UInt64 = 0
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case busSent, retransmissions, acksAccepted, acksIgnored, resyncs135, registrations, refreshes,
+             deregistrations, rejections, expirations, refreshRequests, packetsIgnored, lastRegistrationMs,
+             acksUnauthenticated, resyncs144
+    }
+
+    /// Missing counters decode as 0, so that a status file written before a counter existed
+    /// still reads.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func count(_ key: CodingKeys) throws -> UInt64 { try c.decodeIfPresent(UInt64.self, forKey: key) ?? 0 }
+        busSent = try count(.busSent)
+        retransmissions = try count(.retransmissions)
+        acksAccepted = try count(.acksAccepted)
+        acksIgnored = try count(.acksIgnored)
+        resyncs135 = try count(.resyncs135)
+        registrations = try count(.registrations)
+        refreshes = try count(.refreshes)
+        deregistrations = try count(.deregistrations)
+        rejections = try count(.rejections)
+        expirations = try count(.expirations)
+        refreshRequests = try count(.refreshRequests)
+        packetsIgnored = try count(.packetsIgnored)
+        lastRegistrationMs = try c.decodeIfPresent(UInt64.self, forKey: .lastRegistrationMs)
+        acksUnauthenticated = try count(.acksUnauthenticated)
+        resyncs144 = try count(.resyncs144)
+    }
 }
 
 /// A snapshot for `mip6 status`.
@@ -197,6 +251,10 @@ public final class MobileNodeCore {
         var sentAt: UInt64?
         var firstSentAt: UInt64?
         var consecutiveResyncs = 0
+        /// Status 144 answers in a row (RFC 4285 §6 clock re-synchronisation).
+        var consecutiveClockResyncs = 0
+        /// Replay Protection timestamp of the last transmission (with credentials).
+        var sentTimestamp: UInt64?
         /// The last answer was a rejection: backing off.
         var failed = false
     }
@@ -222,6 +280,10 @@ public final class MobileNodeCore {
     private var lastStatus: UInt8?
     /// Send times of the last MAX_UPDATE_RATE Binding Updates.
     private var recentSends: [UInt64] = []
+    /// Home agent's clock minus ours, 32.32 seconds, learnt from status 144 (RFC 4285 §6).
+    private var clockOffset: Int64 = 0
+    /// Last Replay Protection timestamp sent: each BU's is newer (the home agent drops the rest).
+    private var lastTimestamp: UInt64?
     private var isShutDown = false
 
     public init(configuration: MobileNodeConfiguration, clock: any MonotonicClock, logger: Logger,
@@ -359,6 +421,26 @@ public final class MobileNodeCore {
         }
         let now = clock.nanoseconds()
 
+        if let credentials = configuration.credentials {
+            // RFC 4285 §5.1: believe only a BA authenticated with our key over our care-of
+            // address and home address, echoing the timestamp of the outstanding BU (§6) - except
+            // 144, which carries the home agent's clock instead.
+            let verdict = MobilityAuthentication.verifyBindingAcknowledgement(
+                mh: packet.mh, ba: ba, careOf: p.source, homeAddress: configuration.homeAddress,
+                association: credentials.association,
+                expectedTimestamp: ba.status == .idMismatch ? nil : p.sentTimestamp)
+            guard verdict.result == .ok else {
+                counters.acksUnauthenticated += 1
+                return ignore(true, "MN-HA authentication failed: \(verdict.result.rawValue) (status \(ba.status.rawValue), seq \(ba.sequence))", packet)
+            }
+            if ba.status == .idMismatch, let haTime = verdict.timestamp {
+                guard ba.sequence == sent else {
+                    return ignore(true, "status 144 for seq \(ba.sequence), outstanding \(sent)", packet)
+                }
+                return resynchronizeClock(haTime: haTime, credentials: credentials, p: p, now: now)
+            }
+        }
+
         if ba.status == .sequenceOutOfWindow {
             // RFC 6275 §11.7.1: status 135 carries the last sequence number the home agent
             // accepted; "the mobile node MUST store this information and use the next Sequence
@@ -400,6 +482,7 @@ public final class MobileNodeCore {
         counters.acksAccepted += 1
         lastStatus = ba.status.rawValue
         p.consecutiveResyncs = 0
+        p.consecutiveClockResyncs = 0
 
         switch p.kind {
         case .deregister:
@@ -461,6 +544,46 @@ public final class MobileNodeCore {
             }
             return actions
         }
+    }
+
+    /// RFC 4285 §6: status 144 (MIPV6-ID-MISMATCH) - our timestamp was outside the home agent's
+    /// window. The BA (already authenticated) carries the home agent's current time: adopt it as
+    /// an offset to our clock and send a new Binding Update at once. Bounded by
+    /// `maxConsecutiveResyncs` answers in a row, then treated as a rejection.
+    private func resynchronizeClock(haTime: UInt64, credentials: MobileNodeCredentials, p: Transaction,
+                                    now: UInt64) -> [MobileNodeAction] {
+        var p = p
+        counters.acksAccepted += 1
+        lastStatus = BAStatus.idMismatch.rawValue
+        p.consecutiveClockResyncs += 1
+        guard p.consecutiveClockResyncs <= configuration.maxConsecutiveResyncs else {
+            pending = p
+            return fail(status: .idMismatch, now: now)
+        }
+        counters.resyncs144 += 1
+        let previous = clockOffset
+        clockOffset = NTPTimestamp.difference(haTime, credentials.clock.ntpTimestamp())
+        // The next timestamp follows the home agent's clock even if that is behind what we sent.
+        lastTimestamp = nil
+        p.sendDue = true
+        p.dueIsRetransmission = false
+        p.deadline = now
+        p.failed = false
+        pending = p
+        let actions = pump(now: now)
+        logger.info("clock re-synchronised to the home agent's after status 144",
+                    metadata: ["mip6.status": "144", "mip6.offset": "\(NTPTimestamp.seconds(clockOffset))",
+                               "mip6.previousOffset": "\(NTPTimestamp.seconds(previous))"])
+        return actions
+    }
+
+    /// The Replay Protection timestamp for the next Binding Update (RFC 4285 §6): our clock plus
+    /// the offset learnt from 144, and always newer than the previous one.
+    private func nextTimestamp(_ credentials: MobileNodeCredentials) -> UInt64 {
+        var ts = credentials.clock.ntpTimestamp() &+ UInt64(bitPattern: clockOffset)
+        if let last = lastTimestamp, !NTPTimestamp.isNewer(ts, than: last) { ts = last &+ 1 }
+        lastTimestamp = ts
+        return ts
     }
 
     /// RFC 6275 §11.7.3: a rejection (status >= 128). The node "can take steps to correct the
@@ -681,9 +804,22 @@ public final class MobileNodeCore {
         let sequence = nextSequence
         nextSequence &+= 1
         let bu = BindingUpdate(sequence: sequence, flags: [.ack, .home], lifetime: p.lifetimeUnits)
-        let packet = PacketBuilder.bindingUpdate(bu, careOf: p.source, homeAgent: configuration.homeAgent,
+        let packet: [UInt8]
+        if let credentials = configuration.credentials {
+            // RFC 4285 §5.1: MN-ID, Replay Protection, then the MN-HA option over
+            // care-of address | home address | MH data.
+            let ts = nextTimestamp(credentials)
+            p.sentTimestamp = ts
+            packet = PacketBuilder.bindingUpdate(
+                bu, careOf: p.source, homeAgent: configuration.homeAgent, homeAddress: configuration.homeAddress,
+                hopLimit: configuration.hopLimit,
+                authentication: MNHASeal(association: credentials.association, timestamp: ts, careOf: p.source,
+                                         homeAddress: configuration.homeAddress))
+        } else {
+            packet = PacketBuilder.bindingUpdate(bu, careOf: p.source, homeAgent: configuration.homeAgent,
                                                  homeAddress: configuration.homeAddress,
                                                  hopLimit: configuration.hopLimit)
+        }
         p.sentSequence = sequence
         p.sentAt = now
         if p.firstSentAt == nil { p.firstSentAt = now }

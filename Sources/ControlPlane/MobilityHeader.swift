@@ -126,6 +126,29 @@ public struct BindingRefreshRequest: Equatable, Hashable, Sendable {
     public init(options: [MobilityOption] = []) { self.options = options }
 }
 
+/// Offset of the first mobility option in each message type (RFC 6275 §6.1.2 ... §6.1.9).
+extension MobilityMessage {
+    var optionsOffset: Int? {
+        switch self {
+        case .bindingRefreshRequest: return 8
+        case .bindingUpdate, .bindingAcknowledgement: return 12
+        case .bindingError: return 24
+        case .unrecognized: return nil
+        }
+    }
+
+    /// The message's options (empty for unrecognized types).
+    var options: [MobilityOption] {
+        switch self {
+        case .bindingRefreshRequest(let m): return m.options
+        case .bindingUpdate(let m): return m.options
+        case .bindingAcknowledgement(let m): return m.options
+        case .bindingError(let m): return m.options
+        case .unrecognized: return []
+        }
+    }
+}
+
 /// Binding Update (RFC 6275 §6.1.7).
 public struct BindingUpdate: Equatable, Hashable, Sendable {
     public var sequence: UInt16
@@ -230,7 +253,9 @@ public enum MHDecodeError: Error, Equatable, Hashable, Sendable {
     case badChecksum(expected: UInt16, found: UInt16)
     /// An option at `offset` (from the start of the header) runs past the end.
     case optionOverrun(offset: Int)
-    /// A fixed-size option (BRA 2, Alt-CoA 16, Nonce Indices 4) with another length.
+    /// A fixed-size option (BRA 2, Alt-CoA 16, Nonce Indices 4, Replay Protection 8) with another
+    /// length, or a Mobile Node Identifier (< 1) or Mobility Message Authentication option (< 5)
+    /// too short for its fixed fields.
     case badOptionLength(type: UInt8, length: Int)
 
     /// Byte offset in the Mobility Header of the field at fault, for ICMP Parameter Problem.

@@ -12,7 +12,16 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
     case nonceIndices(home: UInt16, careOf: UInt16)
     /// §6.2.7: the authenticator bytes.
     case bindingAuthorizationData([UInt8])
-    /// Any other type (RFC 4283 MN-ID 8, RFC 4285 auth 9 and replay 10, ...), data kept raw.
+    /// RFC 4283 §3 Mobile Node Identifier option (type 8): Subtype (1 = NAI, RFC 4283 §3.1) and
+    /// the identifier bytes (at most 254, since the Option Length covers the subtype too).
+    case mobileNodeIdentifier(subtype: UInt8, identifier: [UInt8])
+    /// RFC 4285 §5 Mobility Message Authentication option (type 9): Subtype (1 MN-HA, 2 MN-AAA),
+    /// Mobility SPI, Authentication Data (the 96-bit authenticator for MN-HA, §5.1).
+    case mobilityMessageAuthentication(subtype: UInt8, spi: UInt32, authenticator: [UInt8])
+    /// RFC 4285 §6 Mobility Message Replay Protection option (type 10): a 64-bit NTP timestamp
+    /// (seconds since 1900 in the high 32 bits, the fraction in the low 32 bits).
+    case replayProtection(UInt64)
+    /// Any other type, data kept raw.
     case unknown(type: UInt8, data: [UInt8])
 
     public enum Kind {
@@ -27,6 +36,20 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
         public static let replayProtection: UInt8 = 10
     }
 
+    /// Mobile Node Identifier subtypes (RFC 4283 §3.1).
+    public enum IdentifierSubtype {
+        /// MN-NAI: a Network Access Identifier (RFC 4282).
+        public static let nai: UInt8 = 1
+    }
+
+    /// Mobility Message Authentication subtypes (RFC 4285 §5.1, §5.2).
+    public enum AuthenticationSubtype {
+        /// MN-HA: shared key between mobile node and home agent (§5.1).
+        public static let mnHA: UInt8 = 1
+        /// MN-AAA: key shared with an AAA server (§5.2). Decoded, not verified here.
+        public static let mnAAA: UInt8 = 2
+    }
+
     public var type: UInt8 {
         switch self {
         case .pad1: return Kind.pad1
@@ -35,6 +58,9 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
         case .alternateCareOfAddress: return Kind.alternateCareOfAddress
         case .nonceIndices: return Kind.nonceIndices
         case .bindingAuthorizationData: return Kind.bindingAuthorizationData
+        case .mobileNodeIdentifier: return Kind.mobileNodeIdentifier
+        case .mobilityMessageAuthentication: return Kind.authentication
+        case .replayProtection: return Kind.replayProtection
         case .unknown(let type, _): return type
         }
     }
@@ -55,6 +81,9 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
         case .alternateCareOfAddress: return (8, 6)        // §6.2.5: 8n+6
         case .nonceIndices: return (2, 0)                  // §6.2.6: 2n
         case .bindingAuthorizationData: return (8, 2)      // §6.2.7: 8n+2
+        case .mobileNodeIdentifier: return (1, 0)          // RFC 4283 §3: no alignment requirement
+        case .mobilityMessageAuthentication: return (4, 1) // RFC 4285 §5: 4n+1 (the SPI lands 4-aligned)
+        case .replayProtection: return (8, 2)              // RFC 4285 §6: 8n+2
         case .unknown: return (1, 0)
         }
     }
@@ -83,6 +112,23 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
             out.append(Kind.bindingAuthorizationData)
             out.append(UInt8(data.count))
             out.append(contentsOf: data)
+        case .mobileNodeIdentifier(let subtype, let identifier):
+            precondition(identifier.count <= 254, "Mobile Node Identifier longer than 254 octets")
+            out.append(Kind.mobileNodeIdentifier)
+            out.append(UInt8(1 + identifier.count))
+            out.append(subtype)
+            out.append(contentsOf: identifier)
+        case .mobilityMessageAuthentication(let subtype, let spi, let authenticator):
+            precondition(authenticator.count <= 250, "Authentication Data longer than 250 octets")
+            out.append(Kind.authentication)
+            out.append(UInt8(5 + authenticator.count))
+            out.append(subtype)
+            out.append(contentsOf: [UInt8(spi >> 24), UInt8(spi >> 16 & 0xff), UInt8(spi >> 8 & 0xff), UInt8(spi & 0xff)])
+            out.append(contentsOf: authenticator)
+        case .replayProtection(let timestamp):
+            out.append(Kind.replayProtection)
+            out.append(8)
+            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(timestamp >> UInt64(shift) & 0xff)) }
         case .unknown(let type, let data):
             precondition(data.count <= 255 && type != Kind.pad1)
             out.append(type)
@@ -146,11 +192,43 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
                                              careOf: UInt16(mh[data + 2]) << 8 | UInt16(mh[data + 3])))
             case Kind.bindingAuthorizationData:
                 options.append(.bindingAuthorizationData(Array(mh[data..<data + length])))
+            case Kind.mobileNodeIdentifier:
+                // RFC 4283 §3: Option Length counts the Subtype and the Identifier.
+                guard length >= 1 else { throw .badOptionLength(type: type, length: length) }
+                options.append(.mobileNodeIdentifier(subtype: mh[data], identifier: Array(mh[data + 1..<data + length])))
+            case Kind.authentication:
+                // RFC 4285 §5: Subtype (1) + Mobility SPI (4) + Authentication Data.
+                guard length >= 5 else { throw .badOptionLength(type: type, length: length) }
+                var spi: UInt32 = 0
+                for k in 1...4 { spi = spi << 8 | UInt32(mh[data + k]) }
+                options.append(.mobilityMessageAuthentication(subtype: mh[data], spi: spi,
+                                                              authenticator: Array(mh[data + 5..<data + length])))
+            case Kind.replayProtection:
+                // RFC 4285 §6: exactly the 64-bit timestamp.
+                guard length == 8 else { throw .badOptionLength(type: type, length: length) }
+                var timestamp: UInt64 = 0
+                for k in 0..<8 { timestamp = timestamp << 8 | UInt64(mh[data + k]) }
+                options.append(.replayProtection(timestamp))
             default:
                 options.append(.unknown(type: type, data: Array(mh[data..<data + length])))
             }
             i = data + length
         }
         return options
+    }
+
+    /// Where each option TLV of `mh[start...]` begins (Pad1 and PadN included), without
+    /// decoding them. Nil if the TLVs do not fill the buffer exactly.
+    static func offsets(in mh: [UInt8], from start: Int) -> [(offset: Int, type: UInt8)]? {
+        var result: [(offset: Int, type: UInt8)] = []
+        var i = start
+        while i < mh.count {
+            let type = mh[i]
+            result.append((i, type))
+            if type == Kind.pad1 { i += 1; continue }
+            guard i + 2 <= mh.count else { return nil }
+            i += 2 + Int(mh[i + 1])
+        }
+        return i == mh.count ? result : nil
     }
 }

@@ -117,12 +117,14 @@ struct MobilityHeaderVectorTests {
         #expect(try MobilityHeaderCodec.decode(Self.buAuthOnly, source: hoa, destination: ha) == .bindingUpdate(authOnly))
     }
 
-    @Test func pad1AndUnknownOption() throws {
-        // An RFC 4283 Mobile Node Identifier (type 8, subtype 1 NAI "a") is kept raw, no alignment.
+    @Test func pad1AndMobileNodeIdentifier() throws {
+        // An RFC 4283 Mobile Node Identifier (type 8, subtype 1 NAI "ab"), no alignment (§3).
         // It ends at 12 + 5 = 17; the BRA (2n) then needs one octet: Pad1. BRA ends at 22;
-        // PadN(2) closes the header at 24.
+        // PadN(2) closes the header at 24. (Before MN-ID was decoded this test used a raw
+        // `.unknown(type: 8, ...)`; the same bytes now decode as `.mobileNodeIdentifier`.)
         let bu = BindingUpdate(sequence: 1, flags: .home, lifetime: 10,
-                               options: [.unknown(type: 8, data: [0x01, 0x61, 0x62]), .bindingRefreshAdvice(5)])
+                               options: [.mobileNodeIdentifier(subtype: 1, identifier: Array("ab".utf8)),
+                                         .bindingRefreshAdvice(5)])
         var expected = hex("""
             3b 02 05 00 00 00 | 00 01 | 40 00 | 00 0a
             08 03 01 61 62  // MN-ID, subtype 1 (NAI), "ab"
@@ -195,7 +197,8 @@ struct MobilityHeaderRoundTripTests {
         .bindingUpdate(BindingUpdate(sequence: 9, flags: [.ack, .home, .linkLocal, .key], lifetime: 1,
                                      options: [.bindingRefreshAdvice(1), .alternateCareOfAddress(coa),
                                                .nonceIndices(home: 1, careOf: 2), .bindingAuthorizationData([1, 2, 3]),
-                                               .unknown(type: 10, data: [UInt8](repeating: 7, count: 8)),
+                                               .unknown(type: 99, data: [UInt8](repeating: 7, count: 8)),
+                                               .replayProtection(0x0707_0707_0707_0707),
                                                .alternateCareOfAddress(hoa)])),
         .bindingAcknowledgement(BindingAcknowledgement(status: .sequenceOutOfWindow, flags: [.key, .proxy],
                                                        sequence: 4, lifetime: 0)),
@@ -233,6 +236,8 @@ struct MobilityHeaderRoundTripTests {
             case 2, 4: #expect(i % 2 == 0, "option \(bytes[i]) at \(i)")
             case 3: #expect(i % 8 == 6, "Alt-CoA at \(i)")
             case 5: #expect(i % 8 == 2, "BAD at \(i)")
+            case 9: #expect(i % 4 == 1, "MN-HA auth at \(i)")        // RFC 4285 §5: 4n+1
+            case 10: #expect(i % 8 == 2, "replay protection at \(i)") // RFC 4285 §6: 8n+2
             default: break
             }
             i += 2 + Int(bytes[i + 1])
