@@ -160,7 +160,7 @@ public struct HomeAgentCounters: Sendable, Equatable {
 /// Home agent processing of RFC 6275 §9.2, §9.5.1, §10.3.1 and §10.3.2, without I/O: the daemon
 /// feeds packets and DAD results in and carries out the returned actions.
 public final class HomeAgentCore {
-    public let configuration: HomeAgentConfiguration
+    public private(set) var configuration: HomeAgentConfiguration
     public let cache: BindingCache
     public private(set) var counters = HomeAgentCounters()
 
@@ -202,6 +202,15 @@ public final class HomeAgentCore {
         var association: MNHASecurityAssociation
         var timestamp: UInt64?
         var careOf: IPv6Address
+    }
+
+    /// New security associations (SIGHUP re-reads the key file); bindings are kept.
+    /// Returns false when authentication is off (there is nothing to replace).
+    @discardableResult
+    public func replaceKeys(_ keys: KeyStore) -> Bool {
+        guard configuration.authentication != nil else { return false }
+        configuration.authentication?.keys = keys
+        return true
     }
 
     public init(configuration: HomeAgentConfiguration, cache: BindingCache, clock: MonotonicClock, logger: Logger) {

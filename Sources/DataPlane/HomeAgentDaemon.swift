@@ -17,6 +17,9 @@ public struct HomeAgentOptions: Sendable {
     /// RFC 4862 RetransTimer for DAD; nil reads the interface's retrans_time_ms.
     public var dadTimeoutMilliseconds: UInt32?
     public var duplicateAddressDetection: Bool
+    /// RFC 4285 key file; nil runs unauthenticated (and says so loudly).
+    public var authKeysPath: String?
+    public var allowedSkew: UInt32 = 7
 
     public init(interfaces: [String], address: IPv6Address, homePrefix: IPv6Prefix, maxLifetime: UInt32 = 3600,
                 maxBindings: Int = 65536, bpffs: String = "/sys/fs/bpf/mip6", stateDir: String = "/run/mip6",
@@ -167,11 +170,18 @@ public final class HomeAgentDaemon {
         cache.restore(adopted)
         if !adopted.isEmpty { logger.info("adopted pinned bindings", metadata: ["mip6.count": "\(adopted.count)"]) }
 
-        core = HomeAgentCore(
-            configuration: HomeAgentConfiguration(homeAgentAddress: options.address, homePrefix: options.homePrefix,
-                                                  maxLifetime: options.maxLifetime, capacity: options.maxBindings,
-                                                  duplicateAddressDetection: options.duplicateAddressDetection),
-            cache: cache, clock: clock, logger: logger)
+        var configuration = HomeAgentConfiguration(homeAgentAddress: options.address, homePrefix: options.homePrefix,
+                                                   maxLifetime: options.maxLifetime, capacity: options.maxBindings,
+                                                   duplicateAddressDetection: options.duplicateAddressDetection)
+        if let path = options.authKeysPath {
+            let keys: KeyStore
+            do { keys = try KeyFiles.keyStore(path, logger: logger) } catch { throw StartupError("--auth-keys \(error)") }
+            configuration.authentication = HomeAgentAuthenticationPolicy(keys: keys, allowedSkew: options.allowedSkew)
+            logger.info("bindings are authenticated (RFC 4285 MN-HA)", metadata: ["mip6.keys": "\(keys.count)", "mip6.file": "\(path)"])
+        } else {
+            logger.warning("BINDINGS ARE NOT AUTHENTICATED: anyone who can reach the home agent can redirect any home address's traffic; use --auth-keys FILE")
+        }
+        core = HomeAgentCore(configuration: configuration, cache: cache, clock: clock, logger: logger)
 
         try maps.writeConfig(homeAgent: options.address, homePrefix: options.homePrefix, flags: UInt32(MIP6_CFG_ENABLED))
         for i in ifaces {
@@ -232,7 +242,7 @@ public final class HomeAgentDaemon {
             if fds[1].revents != 0 {
                 for s in signals.read() {
                     if s == SIGHUP {
-                        logger.info("SIGHUP: nothing to reload yet")
+                        reloadKeys()
                         continue
                     }
                     logger.notice("stopping", metadata: ["mip6.signal": "\(s == SIGTERM ? "SIGTERM" : "SIGINT")"])
@@ -241,6 +251,21 @@ public final class HomeAgentDaemon {
             }
             runTimers()
             if stateDirty && clock.nanoseconds() - lastStateWrite > 200_000_000 { writeState() }
+        }
+    }
+
+    /// SIGHUP: re-read --auth-keys; bindings stay. A broken file keeps the old keys.
+    func reloadKeys() {
+        guard let path = options.authKeysPath else {
+            logger.info("SIGHUP: no --auth-keys file to reload")
+            return
+        }
+        do {
+            let keys = try KeyFiles.keyStore(path, logger: logger)
+            core.replaceKeys(keys)
+            logger.notice("SIGHUP: keys reloaded, bindings kept", metadata: ["mip6.keys": "\(keys.count)"])
+        } catch {
+            logger.error("SIGHUP: keeping the previous keys", metadata: ["mip6.error": "\(error)"])
         }
     }
 

@@ -15,6 +15,10 @@ public struct MobileNodeOptions: Sendable {
     public var bpffs: String
     public var stateDir: String
     public var initialSequence: UInt16?
+    /// RFC 4285 credentials: all three, or none (unauthenticated).
+    public var nai: String?
+    public var spi: UInt32?
+    public var keyPath: String?
 
     public init(homeAddress: IPv6Address, homeAgent: IPv6Address, homePrefix: IPv6Prefix, interfaces: [String],
                 lifetime: UInt32 = 600, bpffs: String = "/sys/fs/bpf/mip6-mn", stateDir: String = "/run/mip6-mn",
@@ -134,6 +138,12 @@ public final class MobileNodeDaemon {
         var config = MobileNodeConfiguration(homeAddress: options.homeAddress, homeAgent: options.homeAgent,
                                              homePrefix: options.homePrefix)
         config.requestedLifetime = options.lifetime
+        if let nai = options.nai, let spi = options.spi, let path = options.keyPath {
+            let key: MobilityKey
+            do { key = try KeyFiles.key(path, logger: logger) } catch { throw StartupError("--key-file \(error)") }
+            config.credentials = MobileNodeCredentials(nai: nai, spi: spi, key: key)
+            logger.info("binding updates are authenticated (RFC 4285 MN-HA)", metadata: ["mip6.nai": "\(nai)", "mip6.spi": "\(spi)"])
+        }
         core = MobileNodeCore(configuration: config, clock: clock, logger: logger,
                               initialSequence: options.initialSequence ?? .random(in: 0...UInt16.max))
         logger.notice("mobile node ready", metadata: [

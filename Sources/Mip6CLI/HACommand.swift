@@ -46,6 +46,12 @@ struct HACommand: ParsableCommand {
     @Flag(name: .long, help: "Skip Duplicate Address Detection for home addresses.")
     var noDad = false
 
+    @Option(name: .long, help: "RFC 4285 key file: one `NAI HOME-ADDRESS|any SPI KEY-HEX` per line; re-read on SIGHUP. Without it bindings are unauthenticated.")
+    var authKeys: String?
+
+    @Option(name: .long, help: "Allowed clock difference for replay-protection timestamps, seconds (RFC 4285).")
+    var authSkew: UInt32 = 7
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -58,15 +64,18 @@ struct HACommand: ParsableCommand {
             throw ValidationError("--max-bindings must be 1...\(MIP6_MAX_BINDINGS_LIMIT)")
         }
         if !pins.bpffs.hasPrefix("/") { throw ValidationError("--bpffs must be an absolute path") }
+        if authSkew == 0 || authSkew > 3600 { throw ValidationError("--auth-skew must be 1...3600 seconds") }
     }
 
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
         let logger = Logger(label: "mip6.ha")
-        let options = HomeAgentOptions(
+        var options = HomeAgentOptions(
             interfaces: interface, address: address, homePrefix: homePrefix, maxLifetime: maxLifetime,
             maxBindings: maxBindings, bpffs: pins.bpffs, stateDir: stateDir, xdpMode: xdpMode,
             dadTimeoutMilliseconds: dadTimeout, duplicateAddressDetection: !noDad)
+        options.authKeysPath = authKeys
+        options.allowedSkew = authSkew
         do {
             try HomeAgentDaemon(options: options, logger: logger).run()
         } catch {

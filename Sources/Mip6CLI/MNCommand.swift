@@ -35,22 +35,29 @@ struct MNCommand: ParsableCommand {
         @Option(help: "Directory for the status file read by `mip6 mn status`.") var stateDir: String = "/run/mip6-mn"
         @Option(help: "First BU sequence number (testing; random by default).") var initialSequence: UInt16?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+        @Option(help: "RFC 4283 identifier (NAI) for authenticated BUs, e.g. mn1@example.net.") var nai: String?
+        @Option(help: "RFC 4285 Mobility SPI shared with the home agent.") var spi: UInt32?
+        @Option(help: "File holding the MN-HA key in hex (one line; chmod 600).") var keyFile: String?
 
         func validate() throws {
             if interface.isEmpty { throw ValidationError("--interface is required") }
             if !homeAddress.isUnicastRoutable { throw ValidationError("--home-address must be a global unicast address") }
             if !homeAgent.isUnicastRoutable { throw ValidationError("--home-agent must be a global unicast address") }
             if let p = homePrefix, !p.contains(homeAddress) { throw ValidationError("--home-prefix \(p) does not contain \(homeAddress)") }
+            let auth = [nai != nil, spi != nil, keyFile != nil]
+            if auth.contains(true) && auth.contains(false) { throw ValidationError("--nai, --spi and --key-file go together") }
+            if let spi, spi < 256 { throw ValidationError("--spi must be 256 or more (0-255 are reserved, RFC 4285)") }
             if lifetime < 4 || lifetime > 262_140 { throw ValidationError("--lifetime must be 4...262140 seconds (4-second units)") }
         }
 
         func run() throws {
             LogSetup.bootstrap(level: logLevel)
             let logger = Logger(label: "mip6.mn")
-            let options = MobileNodeOptions(
+            var options = MobileNodeOptions(
                 homeAddress: homeAddress, homeAgent: homeAgent,
                 homePrefix: homePrefix ?? IPv6Prefix(address: homeAddress, length: 64)!, interfaces: interface,
                 lifetime: lifetime, bpffs: bpffs, stateDir: stateDir, initialSequence: initialSequence)
+            (options.nai, options.spi, options.keyPath) = (nai, spi, keyFile)
             do {
                 try MobileNodeDaemon(options: options, logger: logger).run()
             } catch {
