@@ -67,6 +67,20 @@ struct {
 	__uint(max_entries, MIP6_PUNT_RING_BYTES);
 } mip6_punt SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mip6_token_bucket);
+} mip6_punt_tb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MIP6_MAX_SRC_BUCKETS);
+	__type(key, __u64);
+	__type(value, struct mip6_token_bucket);
+} mip6_src_tb SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&mip6_counters, &idx);
@@ -79,6 +93,56 @@ static __always_inline int verdict(__u32 idx, int action)
 {
 	count(idx);
 	return action;
+}
+
+/* Token bucket: refill with the time elapsed, spend `cost` if there is that much. */
+static __always_inline int bucket_take(struct mip6_token_bucket *b, __u64 now, __u64 cost, __u64 burst)
+{
+	int ok = 0;
+	bpf_spin_lock(&b->lock);
+	__u64 credit = b->credit_ns + (now - b->last_ns);
+	if (credit > burst || now < b->last_ns)
+		credit = burst;
+	b->last_ns = now;
+	if (credit >= cost) {
+		credit -= cost;
+		ok = 1;
+	}
+	b->credit_ns = credit;
+	bpf_spin_unlock(&b->lock);
+	return ok;
+}
+
+/*
+ * Signaling flood protection: every punt to the control plane passes a per-source-/64
+ * bucket and a global one, so a flood cannot starve the control plane and one source
+ * cannot take the whole budget. Forwarding never goes through here.
+ */
+static __always_inline int punt_allowed(const struct mip6_config *cfg, const struct ipv6hdr *ip6)
+{
+	__u64 now = bpf_ktime_get_ns();
+	if (cfg->src_cost_ns) {
+		__u64 prefix = *(const __u64 *)ip6->saddr.s6_addr;
+		struct mip6_token_bucket *b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
+		if (!b) {
+			struct mip6_token_bucket fresh = { .credit_ns = cfg->src_burst_ns, .last_ns = now };
+			bpf_map_update_elem(&mip6_src_tb, &prefix, &fresh, BPF_NOEXIST);
+			b = bpf_map_lookup_elem(&mip6_src_tb, &prefix); /* NULL when full: global bucket only */
+		}
+		if (b && !bucket_take(b, now, cfg->src_cost_ns, cfg->src_burst_ns)) {
+			count(MIP6_CNT_PUNT_SRC_RATE_LIMITED);
+			return 0;
+		}
+	}
+	if (cfg->punt_cost_ns) {
+		__u32 zero = 0;
+		struct mip6_token_bucket *g = bpf_map_lookup_elem(&mip6_punt_tb, &zero);
+		if (g && !bucket_take(g, now, cfg->punt_cost_ns, cfg->punt_burst_ns)) {
+			count(MIP6_CNT_PUNT_RATE_LIMITED);
+			return 0;
+		}
+	}
+	return 1;
 }
 
 /* Copy the packet from the IPv6 header on into the control plane's ring. */
@@ -323,14 +387,16 @@ static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth_in
 }
 
 /* Packets to one of our addresses: MH to the control plane, IPv6-in-IPv6 to decapsulation. */
-static __always_inline int to_local(struct xdp_md *ctx, struct ethhdr *eth, struct ipv6hdr *ip6,
-				    struct cursor *c)
+static __always_inline int to_local(struct xdp_md *ctx, const struct mip6_config *cfg, struct ethhdr *eth,
+				    struct ipv6hdr *ip6, struct cursor *c)
 {
 	__u8 nh = ip6->nexthdr;
 	int i;
 
 	for (i = 0; i < MIP6_MAX_EXT_HEADERS; i++) {
 		if (nh == IPPROTO_MH_) {
+			if (!punt_allowed(cfg, ip6))
+				return XDP_DROP; /* counted by the limiter */
 			if (punt(ctx, MIP6_PUNT_MH, eth) < 0)
 				return verdict(MIP6_CNT_MH_PUNT_RING_FULL, XDP_DROP);
 			return verdict(MIP6_CNT_MH_PUNT, XDP_DROP);
@@ -475,7 +541,7 @@ static __always_inline int ha_process(struct xdp_md *ctx)
 		return verdict(MIP6_CNT_PASS_OTHER, XDP_PASS);
 
 	if (addr_eq(ip6->daddr.s6_addr, cfg->ha_addr) || bpf_map_lookup_elem(&mip6_locals, ip6->daddr.s6_addr))
-		return to_local(ctx, eth, ip6, &c);
+		return to_local(ctx, cfg, eth, ip6, &c);
 
 	if (ip6->nexthdr == IPPROTO_ICMPV6_) {
 		__u8 *icmp = c.pos;
@@ -488,7 +554,7 @@ static __always_inline int ha_process(struct xdp_md *ctx)
 			return verdict(MIP6_CNT_PASS_OTHER, XDP_PASS);
 		}
 		if (icmp[0] == ND_NA_ && (cfg->flags & MIP6_CFG_PUNT_NA)) {
-			if (punt(ctx, MIP6_PUNT_NA, eth) == 0)
+			if (punt_allowed(cfg, ip6) && punt(ctx, MIP6_PUNT_NA, eth) == 0)
 				count(MIP6_CNT_NA_COPY);
 			return verdict(MIP6_CNT_PASS_OTHER, XDP_PASS);
 		}

@@ -20,6 +20,7 @@ public struct HomeAgentOptions: Sendable {
     /// RFC 4285 key file; nil runs unauthenticated (and says so loudly).
     public var authKeysPath: String?
     public var allowedSkew: UInt32 = 7
+    public var puntLimits: PuntLimits = .default
 
     public init(interfaces: [String], address: IPv6Address, homePrefix: IPv6Prefix, maxLifetime: UInt32 = 3600,
                 maxBindings: Int = 65536, bpffs: String = "/sys/fs/bpf/mip6", stateDir: String = "/run/mip6",
@@ -183,7 +184,8 @@ public final class HomeAgentDaemon {
         }
         core = HomeAgentCore(configuration: configuration, cache: cache, clock: clock, logger: logger)
 
-        try maps.writeConfig(homeAgent: options.address, homePrefix: options.homePrefix, flags: UInt32(MIP6_CFG_ENABLED))
+        try maps.writeConfig(homeAgent: options.address, homePrefix: options.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
+                             limits: options.puntLimits)
         for i in ifaces {
             try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu)
             for a in i.ipv6Addresses() {

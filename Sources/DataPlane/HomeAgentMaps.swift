@@ -14,7 +14,7 @@ public final class HomeAgentMaps {
 
     /// The names of every map the home agent pins.
     public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
-                                     MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT]
+                                     MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT, MIP6_MAP_PUNT_LIMIT, MIP6_MAP_SRC_LIMIT]
 
     public init(object: BPFObject) throws {
         bindings = try BPFMap(object.map(MIP6_MAP_BINDINGS))
@@ -38,8 +38,11 @@ public final class HomeAgentMaps {
 
     // MARK: configuration
 
-    public func writeConfig(homeAgent: IPv6Address, homePrefix: IPv6Prefix, flags: UInt32) throws {
+    public func writeConfig(homeAgent: IPv6Address, homePrefix: IPv6Prefix, flags: UInt32,
+                            limits: PuntLimits = .default) throws {
         var c: mip6_config = zeroed()
+        (c.punt_cost_ns, c.punt_burst_ns) = PuntLimits.bucket(rate: limits.rate, burst: limits.burst)
+        (c.src_cost_ns, c.src_burst_ns) = PuntLimits.bucket(rate: limits.perSourceRate, burst: limits.perSourceBurst)
         c.ha_addr = homeAgent.cAddress
         c.home_prefix = homePrefix.address.cAddress
         c.home_prefix_len = UInt8(homePrefix.length)
@@ -135,3 +138,29 @@ public final class HomeAgentMaps {
         return out
     }
 }
+
+/// Signaling punt limits (packets per second and burst; a rate of 0 = unlimited), overall
+/// and per source /64. Turned into the data plane's nanosecond-credit token buckets.
+public struct PuntLimits: Sendable, Equatable {
+    public var rate: UInt32
+    public var burst: UInt32
+    public var perSourceRate: UInt32
+    public var perSourceBurst: UInt32
+
+    public init(rate: UInt32, burst: UInt32, perSourceRate: UInt32, perSourceBurst: UInt32) {
+        self.rate = rate
+        self.burst = burst
+        self.perSourceRate = perSourceRate
+        self.perSourceBurst = perSourceBurst
+    }
+
+    public static let `default` = PuntLimits(rate: 20_000, burst: 2_000, perSourceRate: 1_000, perSourceBurst: 100)
+    public static let unlimited = PuntLimits(rate: 0, burst: 0, perSourceRate: 0, perSourceBurst: 0)
+
+    static func bucket(rate: UInt32, burst: UInt32) -> (cost: UInt64, burst: UInt64) {
+        guard rate > 0 else { return (0, 0) }
+        let cost = 1_000_000_000 / UInt64(rate)
+        return (cost, cost * UInt64(max(burst, 1)))
+    }
+}
+

@@ -49,7 +49,8 @@ public final class XDPFixtureEnvironment {
         try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 1024)
         try object.load()
         maps = try HomeAgentMaps(object: object)
-        try maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED))
+        try maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
+                             limits: .unlimited)
         try maps.setInterface(ifindex: t0, mac: F.haMAC, mtu: 1500)
         try maps.addLocalAddress(F.homeAgent)
         for (hoa, coa) in [(F.homeAddress, F.careOf), (Self.hoaNoNeigh, Self.coaNoNeigh),

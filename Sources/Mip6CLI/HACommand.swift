@@ -52,6 +52,18 @@ struct HACommand: ParsableCommand {
     @Option(name: .long, help: "Allowed clock difference for replay-protection timestamps, seconds (RFC 4285).")
     var authSkew: UInt32 = 7
 
+    @Option(name: .long, help: "Signaling packets per second handed to the control plane, all sources together (0: no limit).")
+    var puntRate: UInt32 = PuntLimits.default.rate
+
+    @Option(name: .long, help: "Burst allowed above --punt-rate, packets.")
+    var puntBurst: UInt32 = PuntLimits.default.burst
+
+    @Option(name: .long, help: "Signaling packets per second from one source /64 (0: no limit).")
+    var puntRatePerSource: UInt32 = PuntLimits.default.perSourceRate
+
+    @Option(name: .long, help: "Burst allowed above --punt-rate-per-source, packets.")
+    var puntBurstPerSource: UInt32 = PuntLimits.default.perSourceBurst
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -76,6 +88,8 @@ struct HACommand: ParsableCommand {
             dadTimeoutMilliseconds: dadTimeout, duplicateAddressDetection: !noDad)
         options.authKeysPath = authKeys
         options.allowedSkew = authSkew
+        options.puntLimits = PuntLimits(rate: puntRate, burst: puntBurst, perSourceRate: puntRatePerSource,
+                                        perSourceBurst: puntBurstPerSource)
         do {
             try HomeAgentDaemon(options: options, logger: logger).run()
         } catch {

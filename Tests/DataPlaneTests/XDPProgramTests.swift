@@ -205,6 +205,37 @@ struct XDPProgramTests {
         #expect(try env.counter("encap_too_big") >= 1)
     }
 
+    @Test("signaling punts are rate-limited per source /64 and overall; forwarding is not")
+    func puntRateLimit() throws {
+        let env = try Self.env.get()
+        defer { try? env.maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
+                                          limits: .unlimited) }
+        // One BU a second per source, a burst of 3; the global bucket is generous.
+        try env.maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
+                                 limits: PuntLimits(rate: 100_000, burst: 100_000, perSourceRate: 1, perSourceBurst: 3))
+        let bu = F.ethernet(PacketBuilder.bindingUpdate(BindingUpdate(sequence: 1, flags: [.ack, .home], lifetime: 10, options: []),
+                                                        careOf: F.careOf, homeAgent: F.homeAgent, homeAddress: F.homeAddress))
+        let limitedBefore = try env.counter("drop_punt_src_rate_limited")
+        let puntsBefore = try env.counter("mh_punt")
+        for _ in 0..<10 { #expect(try env.run(bu).verdict == Self.xdpDrop) }
+        #expect(try env.counter("mh_punt") - puntsBefore == 3, "the burst gets through")
+        #expect(try env.counter("drop_punt_src_rate_limited") - limitedBefore == 7, "the rest is counted, not punted")
+        // Another /64 has its own bucket.
+        let other = F.ethernet(PacketBuilder.bindingUpdate(BindingUpdate(sequence: 1, flags: [.ack, .home], lifetime: 10, options: []),
+                                                           careOf: IPv6Address("2001:db8:f7::1")!, homeAgent: F.homeAgent,
+                                                           homeAddress: F.homeAddress))
+        _ = try env.run(other)
+        #expect(try env.counter("mh_punt") - puntsBefore == 4)
+        // The global bucket: burst 2, then everyone waits.
+        try env.maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
+                                 limits: PuntLimits(rate: 1, burst: 2, perSourceRate: 0, perSourceBurst: 0))
+        let globalBefore = try env.counter("drop_punt_rate_limited")
+        for _ in 0..<5 { _ = try env.run(other) }
+        #expect(try env.counter("drop_punt_rate_limited") - globalBefore >= 3)
+        // Forwarding for a registered binding is untouched by the limiter.
+        #expect(try env.run(F.ethernet(F.echoRequest())).verdict == Self.xdpTX)
+    }
+
     @Test("with the config disabled every packet is passed")
     func disabled() throws {
         let env = try Self.env.get()

@@ -13,6 +13,7 @@
 #define MIP6_SHARED_H
 
 #include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 
 /* ---- map names (pinned under --bpffs with these names) ---- */
 #define MIP6_MAP_BINDINGS      "mip6_bindings"
@@ -22,6 +23,8 @@
 #define MIP6_MAP_IFACES        "mip6_ifaces"
 #define MIP6_MAP_LOCAL_ADDRS   "mip6_locals"     /* map names are at most 15 characters */
 #define MIP6_MAP_PUNT          "mip6_punt"
+#define MIP6_MAP_PUNT_LIMIT    "mip6_punt_tb"    /* signaling token bucket, all sources */
+#define MIP6_MAP_SRC_LIMIT     "mip6_src_tb"     /* signaling token buckets per source /64 */
 
 /* ---- capacities ---- */
 #ifndef MIP6_MAX_BINDINGS
@@ -29,6 +32,7 @@
 #endif
 #define MIP6_MAX_IFACES        64
 #define MIP6_MAX_LOCAL_ADDRS   256
+#define MIP6_MAX_SRC_BUCKETS   8192      /* per-source-/64 limiters; past it only the global one applies */
 #define MIP6_PUNT_RING_BYTES   (1 << 20) /* signaling ring buffer, bytes (power of two) */
 #define MIP6_PUNT_MAX          1280      /* bytes of a punted packet kept (IPv6 minimum MTU) */
 #define MIP6_MAX_EXT_HEADERS   8         /* fixed limit on the extension-header walk */
@@ -63,6 +67,8 @@
 	X(MH_PUNT,             "mh_punt")             /* Mobility Header handed to the control plane */ \
 	X(MH_PUNT_TRUNCATED,   "mh_punt_truncated")   /* punted, longer than MIP6_PUNT_MAX */ \
 	X(MH_PUNT_RING_FULL,   "drop_mh_ring_full")   /* control plane not keeping up */ \
+	X(PUNT_RATE_LIMITED,   "drop_punt_rate_limited")     /* signaling over the global rate */ \
+	X(PUNT_SRC_RATE_LIMITED, "drop_punt_src_rate_limited") /* signaling over one source /64's rate */ \
 	X(DROP_MH_FRAGMENT,    "drop_mh_fragment")    /* fragmented signaling is not reassembled */ \
 	X(NA_COPY,             "na_copy")             /* NA copied to the control plane (DAD) */ \
 	X(DROP_MALFORMED,      "drop_malformed")      /* IPv6 header truncated or not version 6 */ \
@@ -122,6 +128,12 @@ _Static_assert(sizeof(struct mip6_binding_stats) == 32, "mip6_binding_stats size
 
 /* mip6_config: array of one. */
 struct mip6_config {
+	/* Signaling rate limits as token buckets in nanoseconds of credit: a punt costs
+	 * cost_ns, the bucket holds burst_ns. 0 = no limit. Set from --punt-rate etc. */
+	__u64 punt_cost_ns;      /* all sources together */
+	__u64 punt_burst_ns;
+	__u64 src_cost_ns;       /* per source /64 */
+	__u64 src_burst_ns;
 	__u8  ha_addr[16];       /* the home agent address: tunnel entry/exit point */
 	__u8  home_prefix[16];   /* masked home prefix */
 	__u32 flags;             /* MIP6_CFG_* */
@@ -129,7 +141,16 @@ struct mip6_config {
 	__u8  tunnel_hop_limit;  /* outer hop limit */
 	__u8  _pad[2];
 };
-_Static_assert(sizeof(struct mip6_config) == 40, "mip6_config size");
+_Static_assert(sizeof(struct mip6_config) == 72, "mip6_config size");
+
+/* mip6_punt_tb (array of one) and mip6_src_tb (key: the source's first 64 bits). */
+struct mip6_token_bucket {
+	__u64 credit_ns;         /* available credit */
+	__u64 last_ns;           /* bpf_ktime_get_ns() of the last refill */
+	struct bpf_spin_lock lock;
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct mip6_token_bucket) == 24, "mip6_token_bucket size");
 
 /* mip6_ifaces: key = ifindex (__u32). The interfaces the program is attached to. */
 struct mip6_iface {
