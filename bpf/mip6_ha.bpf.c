@@ -561,8 +561,14 @@ static __always_inline int ha_process(struct xdp_md *ctx)
 	}
 
 	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, ip6->daddr.s6_addr);
-	if (b)
+	if (b) {
+		/* We copy payload_len into the outer header: it must not claim more than is there
+		 * (0 would be a jumbogram, which no tunnel carries). */
+		__u32 plen = bpf_ntohs(ip6->payload_len);
+		if (plen == 0 || (void *)(ip6 + 1) + plen > c.end)
+			return verdict(MIP6_CNT_DROP_MALFORMED, XDP_DROP);
 		return encapsulate(ctx, cfg, ip6, b);
+	}
 	return verdict(MIP6_CNT_PASS_OTHER, XDP_PASS);
 }
 
