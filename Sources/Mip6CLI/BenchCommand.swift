@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks of the data plane (see perf/README.md).",
-        subcommands: [XDP.self]
+        subcommands: [XDP.self, Signaling.self]
     )
 
     struct XDP: ParsableCommand {
@@ -55,4 +55,46 @@ struct BenchCommand: ParsableCommand {
             print("\n\(repeatCount) packets per call, median of \(rounds) calls; mip6_bench_ha rows include the save/restore wrapper.")
         }
     }
+
+    struct Signaling: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Binding Updates per second through the home-agent control plane, latency, memory per binding.",
+            discussion: "In process on one core: parse, checks, binding cache, one BPF map update per binding, BA built. Needs root (BPF maps)."
+        )
+
+        @Option(help: "Binding counts to measure, comma-separated.")
+        var bindings: String = "10000,100000,1000000"
+
+        @Option(help: "Rounds of refreshes over the same bindings, watching memory.")
+        var refreshRounds: Int = 5
+
+        @Option(help: "Also write the results as JSON to this file.")
+        var output: String?
+
+        @OptionGroup var format: OutputOptions
+
+        func run() throws {
+            let counts = bindings.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--bindings: positive numbers, comma-separated") }
+            var results: [SignalingBenchmark.Result] = []
+            do {
+                for n in counts { results.append(try SignalingBenchmark(bindings: n, refreshRounds: refreshRounds).run()) }
+            } catch {
+                FileHandle.standardError.write(Data("mip6 bench signaling: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            if let output {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try enc.encode(results).write(to: URL(fileURLWithPath: output))
+            }
+            if format.json { return try printJSON(results) }
+            printTable(["BINDINGS", "BU/S", "P50 US", "P99 US", "RSS B/BINDING", "MAP B/BINDING", "RSS MIB DURING REFRESHES"], results.map {
+                ["\($0.bindings)", String(format: "%.0f", $0.busPerSecond), String(format: "%.1f", $0.p50Microseconds),
+                 String(format: "%.1f", $0.p99Microseconds), String(format: "%.0f", $0.rssBytesPerBinding),
+                 String(format: "%.0f", $0.mapBytesPerBinding), $0.refreshStreamRSSMiB.map { String(format: "%.0f", $0) }.joined(separator: " ")]
+            })
+        }
+    }
 }
+
