@@ -1,27 +1,34 @@
 #!/usr/bin/python3
-"""Mobile IPv6 home agent demo, in network namespaces (run as root from anywhere):
+"""Mobile IPv6 demo in network namespaces (run as root from anywhere):
 
     sudo scripts/demo [--tag m6] [--keep]     (installs, builds, then runs this file)
 
-Builds the testbed (testbed/topology.py), starts `mip6 ha` in the home agent's
-namespace, then plays the mobile node with scapy (testbed/scapy_mn.py): register
-from foreign link 1, ping the home address from the correspondent, move to
-foreign link 2, ping again, de-register. --keep leaves the topology and the
-daemon running for poking around; `python3 -m testbed down --tag m6` clears it.
+Builds the testbed (testbed/topology.py), starts the home agent `mip6 ha` in its
+namespace and the mobile node `mip6 mn` in the MN's (both foreign links up,
+mn-f1 preferred), then: registration, ping both ways through the tunnel, TCP
+throughput through the home agent (iperf3), a 1000 datagrams/s UDP stream to the
+home address while mn-f1 goes down (the MN moves to mn-f2: outage and loss),
+the binding cache and the MN's status. Takes about 20 s. --keep leaves the
+topology and both daemons running for poking around; `python3 -m testbed down
+--tag m6` clears it. Ctrl-C cleans up too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testbed import Testbed, TestbedError  # noqa: E402
-from testbed.harness import HarnessError, HomeAgent, MobileNode, default_binary, ping  # noqa: E402
+from testbed.harness import (HarnessError, HomeAgent, MobileNodeDaemon, UdpStream, default_binary,  # noqa: E402
+                             iperf3, move_break_before_make, ping)
+from testbed.stream import summary  # noqa: E402
 
 
 def step(text: str) -> None:
@@ -31,76 +38,99 @@ def step(text: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tag", default="m6", help="namespace prefix (default m6)")
-    ap.add_argument("--keep", action="store_true", help="leave the testbed and the daemon running")
+    ap.add_argument("--keep", action="store_true", help="leave the testbed and the daemons running")
     ap.add_argument("--bin", default=os.environ.get("MIP6_BIN", str(default_binary())))
     args = ap.parse_args()
     if os.geteuid() != 0:
-        print("the demo needs root (network namespaces, XDP)", file=sys.stderr)
+        print("the demo needs root (network namespaces, XDP, TC)", file=sys.stderr)
         return 1
 
+    t_start = time.monotonic()
     tb = Testbed(args.tag)
-    log = Path(tempfile.gettempdir()) / f"mip6-demo-{args.tag}.log"
-    ha = HomeAgent(tb, Path(args.bin), log, log_level="info")
-    mn = MobileNode(tb, echo=False)
+    logdir = Path(tempfile.gettempdir())
+    ha = HomeAgent(tb, Path(args.bin), logdir / f"mip6-demo-{args.tag}-ha.log", log_level="info")
+    mn = MobileNodeDaemon(tb, Path(args.bin), logdir / f"mip6-demo-{args.tag}-mn.log", log_level="info",
+                          interfaces=(tb.MN_IF1, tb.MN_IF2))
+    stream: UdpStream | None = None
+    ok = False
     try:
-        tb.__enter__()   # up, and down on SIGTERM/SIGINT
+        tb.__enter__()   # up, and down on SIGTERM/SIGHUP
         step(f"testbed up in {tb.up_seconds:.2f} s: {', '.join(tb.namespaces)}")
-        print(f"CN {tb.CN} -- router -- home link {tb.HOME_PREFIX} (HA {tb.HA}); "
-              f"MN home address {tb.HOA}, care-of {tb.COA1} / {tb.COA2}")
+        print(f"CN {tb.CN} -- router -- home link {tb.HOME_PREFIX} (home agent {tb.HA})\n"
+              f"mobile node: home address {tb.HOA}; care-of {tb.COA1} on mn-f1 (preferred), {tb.COA2} on mn-f2")
 
         step("start the home agent")
         ha.start()
-        print(f"ready in {ha.ready_seconds:.2f} s; log: {log}")
+        print(f"ready in {ha.ready_seconds:.2f} s (XDP on {tb.HA_IF}); log: {ha.log_path}")
 
-        step(f"mobile node registers from foreign link 1 ({tb.COA1})")
-        ba = mn.register(seq=1, lifetime=120)
-        print(f"Binding Acknowledgement: status {ba.get('status')}, lifetime {ba.get('lifetime')} s, "
-              f"after {ba.get('rtt_ms')} ms (includes DAD for the home address)")
+        step("start the mobile node: it registers from mn-f1")
+        mn.start()
+        st = mn.wait_registered(tb.COA1, timeout=10)
+        t_reg = time.monotonic() - mn.started_at
+        print(f"ready in {mn.ready_seconds:.2f} s (TC on {', '.join(mn.interfaces)}; {tb.HOA}/128 on lo); "
+              f"log: {mn.log_path}")
+        print(f"registered from {st['careOfAddress']} {t_reg:.2f} s after start: first BU -> BA "
+              f"{st['counters'].get('lastRegistrationMs')} ms, of which about 1000 ms is the home agent's "
+              f"DAD for the new home address; lifetime {st['grantedLifetime']} s, refresh in "
+              f"{st['secondsToRefresh']} s")
         print(ha.cli("bindings", "list", "--bpffs", ha.bpffs).stdout.rstrip())
 
-        step(f"correspondent pings the home address {tb.HOA}; the HA tunnels to {tb.COA1}")
-        r = mn.responder(tb.MN_IF1, duration=30)
-        ping(tb, "cn", tb.HOA, count=3)
-        seen = r.finish()
-        print(f"MN saw {seen['tunneled_requests']} tunneled requests on mn-f1 "
-              f"(outer hop limits {seen['outer_hlim']}, inner {seen['inner_hlim']})")
+        step("ping both ways through the tunnel")
+        received, _ = ping(tb, "cn", tb.HOA, count=3, echo=False)
+        print(f"CN -> {tb.HOA}: {received}/3 replies")
+        received, _ = ping(tb, "mn", tb.CN, count=3, echo=False, source=tb.HOA)
+        print(f"MN (from {tb.HOA}) -> CN: {received}/3 replies")
 
-        step(f"mobile node moves to foreign link 2 ({tb.COA2})")
-        ba = mn.register(seq=2, lifetime=120, iface=tb.MN_IF2)
-        print(f"Binding Acknowledgement: status {ba.get('status')} after {ba.get('rtt_ms')} ms")
-        r = mn.responder(tb.MN_IF2, duration=30)
-        ping(tb, "cn", tb.HOA, count=3)
-        seen = r.finish()
-        print(f"MN saw {seen['tunneled_requests']} tunneled requests on mn-f2")
+        step("TCP CN -> home address through the home agent (iperf3, 3 s)")
+        iperf3(tb, "mn", tb.HOA, "cn", seconds=3)
+
+        step("1000 datagrams/s CN -> home address; mn-f1 goes down (break-before-make)")
+        stream = UdpStream(tb, rate=1000).start()
+        time.sleep(1.0)
+        stream.mark("link_down")
+        move = move_break_before_make(tb, mn, tb.MN_IF1, tb.COA2)
+        time.sleep(1.0)
+        res, stream = stream.stop(), None
+        st = mn.status()
+        print(f"re-registered from {tb.COA2}: BU -> BA {st['counters'].get('lastRegistrationMs')} ms "
+              f"(seen in `mip6 mn status` {move['seconds'] * 1000:.0f} ms after the link went down)")
+        lb, fa = res["last_before"], res["first_after"]
+        print(f"outage: {res['outage_ms']:.1f} ms between the last datagram before (#{lb['seq']}, "
+              f"{-res['last_before_to_link_down_ms']:+.1f} ms) and the first after (#{fa['seq']}, "
+              f"{res['link_down_to_first_after_ms']:+.1f} ms), times from `ip link set mn-f1 down`; "
+              f"{res['lost']} of {res['sent']} datagrams lost")
+        print(f"stream: {summary(res)}")
+
+        step("binding cache and mobile-node status")
         print(ha.cli("bindings", "list", "--bpffs", ha.bpffs).stdout.rstrip())
-
-        step("counters")
-        print(ha.cli("stats", "--bpffs", ha.bpffs, "--state-dir", ha.state_dir).stdout.rstrip())
+        print()
+        print(mn.status_text() or json.dumps(mn.status(), indent=1))
 
         if args.keep:
             step("kept running")
-            print(f"daemon pid {ha.proc.pid}; try: ip netns exec {tb.ns('cn')} ping -6 {tb.HOA}\n"
-                  f"stop with: kill {ha.proc.pid}; /usr/bin/python3 -m testbed down --tag {args.tag}")
-            return 0
-
-        step("mobile node de-registers (lifetime 0)")
-        ba = mn.register(seq=3, lifetime=0, iface=tb.MN_IF2)
-        print(f"Binding Acknowledgement: status {ba.get('status')}")
-        received, _ = ping(tb, "cn", tb.HOA, count=2, echo=False)
-        print(f"pings answered now: {received} of 2")
-        print(ha.cli("bindings", "list", "--bpffs", ha.bpffs).stdout.rstrip())
+            print(f"home agent pid {ha.proc.pid}, mobile node pid {mn.proc.pid}; try:\n"
+                  f"  ip netns exec {tb.ns('cn')} ping -6 {tb.HOA}\n"
+                  f"  /usr/bin/python3 -m testbed exec mn --tag {args.tag} -- {args.bin} mn status "
+                  f"--state-dir {mn.state_dir} --bpffs {mn.bpffs}\n"
+                  f"stop with: kill {mn.proc.pid} {ha.proc.pid}; /usr/bin/python3 -m testbed down --tag {args.tag}")
+        ok = True
     except (HarnessError, TestbedError) as e:
         print(f"\ndemo failed: {e}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
     finally:
-        if not args.keep:
-            code = ha.stop()
+        if not (args.keep and ok):
+            if stream is not None:
+                stream.abort()
+            mn_code = mn.stop()
+            ha_code = ha.stop()
             if tb.exists():
+                mn.clear_state()
                 ha.clear_state()
             tb.__exit__(None, None, None)
-            if code is not None:
-                print(f"\nhome agent exited {code}; testbed down")
-    return 0
+            print(f"\nmobile node exited {mn_code}, home agent exited {ha_code}; testbed down "
+                  f"({time.monotonic() - t_start:.1f} s in all)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"--interface {tb.HA_IF} --address {tb.HA} --home-prefix {tb.HOME_PREFIX} "
                   f"--bpffs /sys/fs/bpf/mip6-{args.tag} --state-dir /run/mip6-{args.tag}")
             print(f"its pins from the host: .build/release/mip6 bindings list --bpffs {tb.BPFFS}/mip6-{args.tag}")
+            print(f"mobile node: python3 -m testbed exec mn --tag {args.tag} -- .build/release/mip6 mn "
+                  f"--home-address {tb.HOA} --home-agent {tb.HA} --interface {tb.MN_IF1} --interface {tb.MN_IF2} "
+                  f"--bpffs /sys/fs/bpf/mip6-mn-{args.tag} --state-dir /run/mip6-mn-{args.tag}")
             print(f"anything else: ip netns exec {tb.ns('cn')} ping -6 {tb.COA1}")
         elif args.action == "exec":
             if not args.node or not cmd:

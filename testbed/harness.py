@@ -6,6 +6,7 @@ node, and ping. Shared by Tests/e2e, scripts/demo and perf/; they raise HarnessE
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import shutil
@@ -58,22 +59,35 @@ class HomeAgent:
         self.exit_code: int | None = None
         self.ready_seconds: float | None = None
         self._log = None
+        self._log_start = 0
+        self.name = "mip6 ha"
 
-    def start(self, timeout: float = 15.0) -> "HomeAgent":
+    def start(self, timeout: float = 15.0, append: bool = False) -> "HomeAgent":
+        """Start the daemon and wait for its ready line. `append` keeps the log of an earlier
+        run (a restart) and only looks for the ready line after it."""
         if not self.binary.is_file():
             raise HarnessError(f"{self.binary} not found: run `swift build -c release` in {REPO_ROOT}")
-        self._log = open(self.log_path, "wb")
+        self._log_start = len(self.log_text()) if append else 0
+        self._log = open(self.log_path, "ab" if append else "wb")
+        self.exit_code = None
         self.proc = self.tb.popen("ha", self.argv, stdout=self._log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
         t0 = time.monotonic()
-        wait_for(lambda: READY_LINE in self.log_text() or self.proc.poll() is not None, timeout)
-        if READY_LINE not in self.log_text():
+        wait_for(lambda: READY_LINE in self.log_text()[self._log_start:] or self.proc.poll() is not None, timeout)
+        if READY_LINE not in self.log_text()[self._log_start:]:
             code = self.proc.poll()
             self.stop()
             raise HarnessError(f"`mip6 ha` did not log {READY_LINE!r} within {timeout:.0f} s "
-                               f"(exit code {code}); its output:\n{self.log_text()}")
+                               f"(exit code {code}); its output:\n{self.log_text()[self._log_start:]}")
         self.ready_seconds = time.monotonic() - t0
         return self
+
+    def restart(self, clear: bool = True, timeout: float = 15.0) -> "HomeAgent":
+        """Stop (SIGTERM), optionally forget every binding (clear_state), start again; one log."""
+        self.stop()
+        if clear:
+            self.clear_state()
+        return self.start(timeout, append=True)
 
     def clear_state(self) -> None:
         """Remove what a home agent leaves behind (pins, state dir, XDP, neighbour entries),
@@ -117,6 +131,246 @@ class HomeAgent:
 
     def stats(self) -> dict:
         return json.loads(self.cli("stats", "--json", "--bpffs", self.bpffs, "--state-dir", self.state_dir).stdout)
+
+
+MN_READY_LINE = "mobile node ready"
+
+
+class MobileNodeDaemon:
+    """`mip6 mn` in the MN namespace, run like HomeAgent: output in `log_path`, pins under
+    /sys/fs/bpf/mip6-mn-<tag> (the testbed's bpffs), state in /run/mip6-mn-<tag>.
+
+    `interfaces` in order of preference; `lifetime` None leaves the daemon's default (600 s).
+    """
+
+    def __init__(self, tb: Testbed, binary: Path, log_path: Path,
+                 interfaces: tuple[str, ...] | list[str] = (Testbed.MN_IF1, Testbed.MN_IF2),
+                 lifetime: int | None = None, extra_args: list[str] = (), log_level: str = "debug"):
+        self.tb, self.binary, self.log_path = tb, Path(binary), Path(log_path)
+        self.interfaces = list(interfaces)
+        self.bpffs = f"/sys/fs/bpf/mip6-mn-{tb.tag}"
+        self.bpffs_host = tb.BPFFS / f"mip6-mn-{tb.tag}"
+        self.state_dir = f"/run/mip6-mn-{tb.tag}"
+        self.argv = [str(self.binary), "mn", "--home-address", tb.HOA, "--home-agent", tb.HA,
+                     *[a for i in self.interfaces for a in ("--interface", i)],
+                     *(["--lifetime", str(lifetime)] if lifetime is not None else []),
+                     "--bpffs", self.bpffs, "--state-dir", self.state_dir, "--log-level", log_level,
+                     *extra_args]
+        self.name = "mip6 mn"
+        self.proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self.ready_seconds: float | None = None
+        self.started_at: float | None = None
+        self._log = None
+
+    # --- process -------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> "MobileNodeDaemon":
+        if not self.binary.is_file():
+            raise HarnessError(f"{self.binary} not found: run `swift build -c release` in {REPO_ROOT}")
+        self._log = open(self.log_path, "wb")
+        self.started_at = time.monotonic()
+        self.proc = self.tb.popen("mn", self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+        wait_for(lambda: MN_READY_LINE in self.log_text() or self.proc.poll() is not None, timeout)
+        if MN_READY_LINE not in self.log_text():
+            code = self.proc.poll()
+            self.stop()
+            raise HarnessError(f"`mip6 mn` did not log {MN_READY_LINE!r} within {timeout:.0f} s "
+                               f"(exit code {code}); argv: {' '.join(self.argv)}\nits output:\n{self.log_text()}")
+        self.ready_seconds = time.monotonic() - self.started_at
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM (the daemon de-registers, detaches, exits 0); SIGKILL after `timeout`."""
+        if self.proc is None:
+            return None
+        if self.exit_code is None:
+            self.exit_code = self.tb.stop(self.proc, signal.SIGTERM, timeout)
+        if self._log:
+            self._log.close()
+        return self.exit_code
+
+    def clear_state(self) -> None:
+        """Remove what a mobile node leaves behind (pins, state dir, TC programs, the home
+        address on lo). Call when no daemon runs."""
+        for path in (self.bpffs_host, Path(self.state_dir)):
+            shutil.rmtree(path, ignore_errors=True)
+        ifaces = (self.tb.MN_IF1, self.tb.MN_IF2, self.tb.MN_HOME_IF)
+        self.tb.run("mn", "; ".join(f"tc qdisc del dev {i} clsact 2>/dev/null" for i in ifaces)
+                    + f"; ip -6 addr del {self.tb.HOA}/128 dev lo 2>/dev/null; true", check=False)
+
+    # --- output --------------------------------------------------------------
+    def log_text(self, since: int = 0) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[since:]
+        except FileNotFoundError:
+            return ""
+
+    def mark(self) -> int:
+        """A position in the log; log_text(since=mark) is what came after."""
+        return len(self.log_text())
+
+    def log_lines(self, *fragments: str, since: int = 0) -> list[str]:
+        """Log lines containing every fragment."""
+        return [l for l in self.log_text(since).splitlines() if all(f in l for f in fragments)]
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    # --- status --------------------------------------------------------------
+    def status(self, check: bool = True) -> dict | None:
+        """`mip6 mn status --json`; None (check=False) when it fails."""
+        cp = self.tb.run("mn", [str(self.binary), "mn", "status", "--json", "--state-dir", self.state_dir,
+                                "--bpffs", self.bpffs], check=False, timeout=20)
+        if cp.returncode == 0:
+            try:
+                return json.loads(cp.stdout)
+            except json.JSONDecodeError:
+                if check:
+                    raise HarnessError(f"`mip6 mn status --json` printed no JSON: {cp.stdout!r} {cp.stderr}")
+                return None
+        if check:
+            raise HarnessError(f"`mip6 mn status --json` exited {cp.returncode}: {cp.stderr.strip()}"
+                               f"\n--- mip6 mn log (tail)\n{self.log_tail()}")
+        return None
+
+    def status_text(self) -> str:
+        return self.tb.run("mn", [str(self.binary), "mn", "status", "--state-dir", self.state_dir,
+                                  "--bpffs", self.bpffs], check=False).stdout.rstrip()
+
+    def wait_status(self, predicate, timeout: float, what: str, interval: float = 0.05) -> dict:
+        """Poll the status until `predicate(status)`; HarnessError (last status, log tail) if not."""
+        last: dict | None = None
+
+        def check():
+            nonlocal last
+            last = self.status(check=False)
+            try:
+                return last is not None and predicate(last)
+            except (KeyError, TypeError):      # a field missing or null: not there yet
+                return False
+
+        if not wait_for(check, timeout, interval):
+            code = self.proc.poll() if self.proc else None
+            raise HarnessError(f"mobile node not {what} within {timeout:.1f} s"
+                               f"{f' (daemon exited {code})' if code is not None else ''}; last status:\n"
+                               f"{json.dumps(last, indent=1)}\n--- mip6 mn log (tail)\n{self.log_tail()}")
+        return last
+
+    def wait_registered(self, coa: str, timeout: float = 10.0) -> dict:
+        """Until state is "registered" with `coa` as care-of address and tunnel end point."""
+        return self.wait_status(lambda s: s.get("state") == "registered" and s.get("careOfAddress") == coa
+                                and s.get("tunnelCareOf") == coa, timeout, f"registered from {coa}")
+
+    def wait_state(self, state: str, timeout: float = 10.0) -> dict:
+        return self.wait_status(lambda s: s.get("state") == state, timeout, f"in state {state!r}")
+
+
+def counter(status: dict, name: str) -> int:
+    """A counter of `mip6 mn status --json` ("counters.busSent", "dataplane.decap"), 0 if absent."""
+    section, _, key = name.partition(".")
+    v = (status.get(section) or {}).get(key)
+    return int(v) if isinstance(v, (int, float)) else 0
+
+
+# --- moves of the mobile node (shared by the tests, the demo and perf/handover.py) --------
+def move_break_before_make(tb: Testbed, mn: MobileNodeDaemon, old_if: str, new_coa: str,
+                           timeout: float = 10.0) -> dict:
+    """Take the care-of link `old_if` down (another link is already up): the daemon must
+    register `new_coa` at once. Returns {"t_down": monotonic time of the link going down,
+    "seconds": until `mip6 mn status` showed the registration, "status": it}."""
+    t0 = time.monotonic()
+    tb.set_mn_link(old_if, False)
+    st = mn.wait_registered(new_coa, timeout)
+    return {"t_down": t0, "seconds": time.monotonic() - t0, "status": st}
+
+
+def move_make_before_break(tb: Testbed, mn: MobileNodeDaemon, new_if: str, new_coa: str, old_if: str,
+                           timeout: float = 10.0, overlap: float = 0.3) -> dict:
+    """Bring the more preferred link `new_if` up: the daemon must move to `new_coa` while
+    `old_if` still works; `overlap` s after the registration, `old_if` goes down.
+    Returns {"seconds": link up -> registration seen in the status, "status": it}."""
+    t0 = time.monotonic()
+    tb.set_mn_link(new_if, True)
+    st = mn.wait_registered(new_coa, timeout)
+    t1 = time.monotonic()
+    time.sleep(overlap)
+    tb.set_mn_link(old_if, False)
+    return {"t_up": t0, "seconds": t1 - t0, "status": st}
+
+
+def send_forged_ba(tb: Testbed, coa: str, sequence: int, status: int = 0, lifetime: int = 60,
+                   echo: bool = True) -> dict:
+    """A Binding Acknowledgement built by scapy (testbed.scapy_mn send-ba) and sent from the
+    HA namespace, with the home agent's address as source, to `coa` (Type 2 RH: the HoA)."""
+    cp = tb.run("ha", [PYTHON, "-m", "testbed.scapy_mn", "send-ba", "--iface", tb.HA_IF, "--coa", coa,
+                       "--ha", tb.HA, "--hoa", tb.HOA, "--seq", str(sequence), "--status", str(status),
+                       "--lifetime", str(lifetime)], check=False, timeout=30)
+    try:
+        out = json.loads(cp.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise HarnessError(f"scapy_mn send-ba printed no JSON (exit {cp.returncode}): {cp.stdout}{cp.stderr}") from None
+    if "error" in out:
+        raise HarnessError(f"scapy_mn send-ba failed: {out['error']}\n{cp.stderr}")
+    if echo:
+        print(f"forged BA from {tb.HA} to {coa}: {json.dumps(out)}")
+    return out
+
+
+class Iperf3Error(HarnessError):
+    pass
+
+
+def iperf3(tb: Testbed, server_node: str, server_addr: str, client_node: str, *, seconds: float = 2,
+           reverse: bool = False, udp_rate: str | None = None, udp_length: int = 1200,
+           client_bind: str | None = None, port: int = 5201, echo: bool = True) -> dict:
+    """One iperf3 run: a one-off server on `server_addr` in `server_node`, the client in
+    `client_node` (bound to `client_bind` if given). The client sends; `reverse` makes the
+    server send. `udp_rate` ("500M") makes it UDP with `udp_length`-byte datagrams.
+    Returns {"mbps": receiver's rate, "sender_mbps", "retransmits" (TCP), "lost_percent" (UDP), ...}."""
+    server = tb.popen(server_node, ["iperf3", "-s", "-1", "-B", server_addr, "-p", str(port)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # The server listens within a few ms; the client retries its connection for a moment.
+        wait_for(lambda: str(port) in tb.run(server_node, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout, 3)
+        argv = ["iperf3", "-c", server_addr, "-p", str(port), "-t", str(seconds), "-J", "--connect-timeout", "3000"]
+        if client_bind:
+            argv += ["-B", client_bind]
+        if reverse:
+            argv.append("-R")
+        if udp_rate:
+            argv += ["-u", "-b", udp_rate, "-l", str(udp_length)]
+        cp = tb.run(client_node, argv, check=False, timeout=seconds + 20)
+    finally:
+        tb.stop(server, timeout=3)
+    try:
+        out = json.loads(cp.stdout)
+    except json.JSONDecodeError:
+        raise Iperf3Error(f"iperf3 printed no JSON (exit {cp.returncode}): {cp.stdout[-2000:]}{cp.stderr}") from None
+    if "error" in out:
+        raise Iperf3Error(f"iperf3 {' '.join(argv)}: {out['error']}")
+    end = out["end"]
+    if udp_rate:
+        s = end.get("sum_received") or end["sum"]
+        sent = end.get("sum_sent") or end["sum"]
+        mbps = (s["bits_per_second"] if "sum_received" in end
+                else s["bits_per_second"] * (1 - s.get("lost_percent", 0) / 100))
+        res = {"proto": "udp", "mbps": mbps / 1e6, "sender_mbps": sent["bits_per_second"] / 1e6,
+               "lost_percent": s.get("lost_percent"), "jitter_ms": s.get("jitter_ms")}
+    else:
+        res = {"proto": "tcp", "mbps": end["sum_received"]["bits_per_second"] / 1e6,
+               "sender_mbps": end["sum_sent"]["bits_per_second"] / 1e6,
+               "retransmits": end["sum_sent"].get("retransmits")}
+    res.update(seconds=seconds, reverse=reverse, server=f"{server_node} {server_addr}", client=client_node)
+    if echo:
+        direction = f"{server_node} -> {client_node}" if reverse else f"{client_node} -> {server_node}"
+        extra = (f", {res['retransmits']} retransmits" if res["proto"] == "tcp"
+                 else f", {res['lost_percent']:.2f}% lost")
+        print(f"iperf3 {res['proto'].upper()} {direction} ({server_addr}): {res['mbps']:.0f} Mbit/s{extra}")
+    return res
 
 
 class Responder:
@@ -185,11 +439,163 @@ class MobileNode:
 
 
 def ping(tb: Testbed, node: str, dst: str, count: int = 5, interval: float = 0.2,
-         wait: float = 1.0, echo: bool = True) -> tuple[int, subprocess.CompletedProcess]:
-    """`ping -6` from `node`; returns (replies received, the finished process)."""
-    cp = tb.run(node, ["ping", "-6", "-n", "-c", str(count), "-i", str(interval), "-W", str(wait), dst],
+         wait: float = 1.0, echo: bool = True, source: str | None = None) -> tuple[int, subprocess.CompletedProcess]:
+    """`ping -6` from `node` (from address `source` if given); returns (replies received, the finished process)."""
+    cp = tb.run(node, ["ping", "-6", "-n", "-c", str(count), "-i", str(interval), "-W", str(wait),
+                       *(["-I", source] if source else []), dst],
                 check=False, timeout=count * (interval + wait) + 10)
     m = re.search(r"(\d+) received", cp.stdout)
     if echo:
         print(cp.stdout.rstrip())
     return (int(m.group(1)) if m else 0), cp
+
+
+class UdpStream:
+    """testbed.stream: a receiver in `dst_node` bound to `dst`, a sender in `src_node` at
+    `rate` datagrams/s. start() returns once both run; stop() ends the sender, lets the
+    last datagrams arrive, ends the receiver and returns testbed.stream.analyse()."""
+
+    def __init__(self, tb: Testbed, dst: str = Testbed.HOA, rate: float = 1000, port: int = 5555,
+                 src_node: str = "cn", dst_node: str = "mn", size: int = 64, max_seconds: float = 120):
+        self.tb, self.dst, self.rate, self.port = tb, dst, rate, port
+        self.src_node, self.dst_node, self.size, self.max_seconds = src_node, dst_node, size, max_seconds
+        self.run_id = int(time.monotonic_ns() & 0x7FFFFFFF)
+        self.receiver: subprocess.Popen | None = None
+        self.sender: subprocess.Popen | None = None
+        self.events: dict[str, int] = {}
+
+    def _start(self, node: str, args: list[str], ready: str) -> subprocess.Popen:
+        p = self.tb.popen(node, [PYTHON, "-m", "testbed.stream", *args, "--port", str(self.port),
+                                 "--run-id", str(self.run_id), "--duration", str(self.max_seconds)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = ""
+        if select.select([p.stderr], [], [], 10)[0]:
+            line = p.stderr.readline()
+        if ready not in line:
+            self.tb.stop(p)
+            raise HarnessError(f"testbed.stream {args[0]} in {node} did not start: {line}{p.stderr.read()}")
+        return p
+
+    def start(self) -> "UdpStream":
+        self.receiver = self._start(self.dst_node, ["recv", "--bind", self.dst], "READY")
+        try:
+            self.sender = self._start(self.src_node, ["send", "--dst", self.dst, "--rate", str(self.rate),
+                                                      "--size", str(self.size)], "SENDING")
+        except HarnessError:
+            self.tb.stop(self.receiver)
+            raise
+        return self
+
+    def mark(self, name: str) -> None:
+        """Note the time of an event (e.g. "link_down"); analyse() reports it against the outage."""
+        self.events[name] = time.monotonic_ns()
+
+    @staticmethod
+    def _result(p: subprocess.Popen, what: str) -> dict:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=15)
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise HarnessError(f"testbed.stream {what} printed no JSON: {out[-500:]!r} {err}") from None
+        if "error" in res:
+            raise HarnessError(f"testbed.stream {what}: {res['error']}")
+        return res
+
+    def stop(self, drain: float = 0.2) -> dict:
+        from .stream import analyse
+        try:
+            sent = self._result(self.sender, "send")
+            time.sleep(drain)
+        finally:
+            received = self._result(self.receiver, "recv")
+        return analyse(sent, received, self.events)
+
+    def abort(self) -> None:
+        for p in (self.sender, self.receiver):
+            if p is not None:
+                self.tb.stop(p, timeout=2)
+
+
+class Capture:
+    """tcpdump in `node` on `iface` (text, one line per packet, -v): start() returns once it
+    listens, stop() returns the lines. For checks like "did the MN send an unsolicited NA"."""
+
+    def __init__(self, tb: Testbed, node: str, iface: str, bpf_filter: str, verbose: bool = True):
+        self.tb = tb
+        self.argv = ["tcpdump", "-i", iface, "-n", "-l", "-tt", "-e", *(["-v"] if verbose else []), bpf_filter]
+        self.node = node
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 5) -> "Capture":
+        self.proc = self.tb.popen(self.node, self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Unbuffered reads of stderr (a buffered readline would hide lines from select).
+        err = b""
+        deadline = time.monotonic() + timeout
+        while b"listening" not in err:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stderr], [], [], left)[0]:
+                break
+            chunk = os.read(self.proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            err += chunk
+        if b"listening" not in err:
+            self.tb.stop(self.proc)
+            raise HarnessError(f"tcpdump {' '.join(self.argv)} did not start: {err.decode(errors='replace')}")
+        return self
+
+    def stop(self) -> list[str]:
+        time.sleep(0.05)          # what is on the wire now reaches tcpdump
+        self.tb.stop(self.proc, signal.SIGINT, timeout=3)
+        out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+        # With -v a packet may take two lines (the second indented): join them.
+        lines: list[str] = []
+        for l in out.splitlines():
+            if l.startswith((" ", "\t")) and lines:
+                lines[-1] += " " + l.strip()
+            elif l.strip():
+                lines.append(l.strip())
+        return lines
+
+
+class Setup:
+    """The whole testbed with both daemons, for scripts (perf/): builds the topology, starts
+    `mip6 ha` and `mip6 mn` (care-of links in `interfaces` order), waits for the registration;
+    on exit (also on an exception, SIGTERM or Ctrl-C) stops both and removes everything.
+
+        with Setup("m6perf", binary) as s:
+            s.tb, s.ha, s.mn ...
+    """
+
+    def __init__(self, tag: str, binary: Path, logdir: Path,
+                 interfaces: tuple[str, ...] = (Testbed.MN_IF1, Testbed.MN_IF2), lifetime: int | None = None,
+                 log_level: str = "info"):
+        self.tb = Testbed(tag)
+        self.ha = HomeAgent(self.tb, binary, Path(logdir) / f"mip6-{tag}-ha.log", log_level=log_level)
+        self.mn = MobileNodeDaemon(self.tb, binary, Path(logdir) / f"mip6-{tag}-mn.log", interfaces=interfaces,
+                                   lifetime=lifetime, log_level=log_level)
+        self.registered: dict | None = None
+
+    def __enter__(self) -> "Setup":
+        self.tb.__enter__()
+        try:
+            self.ha.start()
+            self.mn.start()
+            coa = self.tb.MN_FOREIGN_LINKS[self.mn.interfaces[0]][0]
+            self.registered = self.mn.wait_registered(coa, timeout=10)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.mn.stop()
+            self.ha.stop()
+            if self.tb.exists():
+                self.mn.clear_state()
+                self.ha.clear_state()
+        finally:
+            self.tb.__exit__(None, None, None)

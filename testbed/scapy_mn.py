@@ -15,6 +15,8 @@ Commands
   responder  the mobile node's end of the tunnel: answer tunneled ICMPv6 echo
              requests for the home address through the reverse tunnel.
   flood      send malformed Mobility Header packets to the home agent.
+  send-ba    (from the HA namespace) send a Binding Acknowledgement to a care-of
+             address, e.g. one with a sequence number the mobile node never sent.
 
 Why layer 2: this kernel has no Mobile IPv6. It drops any packet carrying a
 Home Address option or a Type 2 routing header, and has no ip6tnl. So frames
@@ -445,6 +447,26 @@ def cmd_responder(args) -> dict:
     return stats
 
 
+# --- send-ba -----------------------------------------------------------------
+def build_ba(ha: str, coa: str, hoa: str, seq: int, status: int, lifetime: int, flags: int = 0) -> bytes:
+    """IPv6 (HA -> CoA) / Type 2 Routing Header (the home address) / Mobility Header BA
+    (RFC 6275 §6.1.8, §6.4, §9.5.4); checksum over the final destination, the home address."""
+    data = struct.pack("!BBHH", status & 0xFF, flags & 0xFF, seq & 0xFFFF, min(0xFFFF, lifetime // 4))
+    mh = mobility_header(MH_BA, data)
+    set_checksum(mh, ha, hoa)
+    rh2 = bytes([IPPROTO_MH, 2, 2, 1, 0, 0, 0, 0]) + a2b(hoa)   # Segments Left 1
+    return ipv6_packet(ha, coa, IPPROTO_ROUTING, rh2 + bytes(mh))
+
+
+def cmd_send_ba(args) -> dict:
+    # Sent from the HA's namespace: --ha is our source, its /64's ::1 the next hop.
+    link = Link(args.iface, args.gw, args.dst_mac, args.ha)
+    link.send(link.frame(build_ba(args.ha, args.coa, args.hoa, args.seq, args.status, args.lifetime)))
+    link.close()
+    return {"sent": 1, "src": args.ha, "dst": args.coa, "rh2": args.hoa, "sequence": args.seq & 0xFFFF,
+            "status": args.status, "lifetime": (min(0xFFFF, args.lifetime // 4)) * 4}
+
+
 # --- flood -------------------------------------------------------------------
 FLOOD_KINDS = ("bad_checksum", "bad_header_len", "truncated", "garbage_options",
                "random_bytes", "bad_home_address_option", "unknown_type_bad_checksum",
@@ -565,6 +587,12 @@ def main(argv: list[str] | None = None) -> int:
     common(p)
     p.add_argument("--duration", type=float, required=True, help="seconds (SIGTERM ends it early)")
 
+    p = sub.add_parser("send-ba", help="(in the HA namespace) send a Binding Acknowledgement to a care-of address")
+    common(p)
+    p.add_argument("--seq", type=int, required=True)
+    p.add_argument("--status", type=int, default=0)
+    p.add_argument("--lifetime", type=int, default=60, help="seconds (sent in 4 s units)")
+
     p = sub.add_parser("flood", help="send malformed Mobility Header packets to the HA")
     common(p, hoa_default="2001:db8:1::f10d")
     p.add_argument("--count", type=int, required=True)
@@ -575,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     conf.verb = 0
     try:
-        result = {"register": cmd_register, "responder": cmd_responder, "flood": cmd_flood}[args.command](args)
+        result = {"register": cmd_register, "responder": cmd_responder, "send-ba": cmd_send_ba,
+                  "flood": cmd_flood}[args.command](args)
     except (OSError, RuntimeError, ValueError) as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
         return 2

@@ -10,6 +10,10 @@
                mn-f1 2001:db8:f1::100 ----------------+                |
                mn-home (home link, DOWN unless the MN is brought home) +
 
+The MN has a default route through each foreign link (mn-f1 metric 100, mn-f2
+metric 200), so either link alone reaches the home agent; `set_mn_link()`,
+`mn_go_home()` and `mn_leave_home()` move it.
+
 Everything lives inside the namespaces, so deleting them removes the whole
 topology; nothing is created in the caller's namespace except a private bpffs
 mount under /run (see `Testbed.BPFFS`).
@@ -108,10 +112,18 @@ class Testbed:
         ("mn", "mn-f1"): [COA1 + "/64"],
         ("mn", "mn-f2"): [COA2 + "/64"],
     }
+    # The MN's foreign links: care-of address, router, metric of the default route through
+    # it. Either link alone reaches the home agent; mn-f1 wins while both are up.
+    MN_FOREIGN_LINKS = {
+        MN_IF1: (COA1, F1_ROUTER, 100),
+        MN_IF2: (COA2, F2_ROUTER, 200),
+    }
+    MN_HOME_METRIC = 50               # at home, the home router is preferred over both
     ROUTES = {
         "cn": [f"default via {CN_ROUTER} dev cn0"],
         "ha": [f"default via {HOME_ROUTER} dev ha0"],
-        "mn": [f"default via {F1_ROUTER} dev mn-f1"],
+        "mn": [f"default via {gw} dev {ifname} metric {metric}"
+               for ifname, (_coa, gw, metric) in MN_FOREIGN_LINKS.items()],
     }
     DOWN_INTERFACES = {("mn", "mn-home")}
 
@@ -370,15 +382,82 @@ class Testbed:
         out = self.run(node, ["ip", "-j", "-d", "link", "show", "dev", ifname]).stdout
         return json.loads(out)[0].get("xdp")
 
-    # --- mobile node at home ---------------------------------------------
+    def mn_kernel_drops(self) -> int:
+        """Packets the quiet-MN-kernel rule dropped so far (BAs or tunneled packets that reached
+        the MN's kernel instead of being taken by a mobile-node data plane); -1 without nft."""
+        import json
+        cp = self.run("mn", ["nft", "-j", "list", "table", "ip6", "mip6_testbed"], check=False)
+        if cp.returncode != 0:
+            return -1
+        total = 0
+        for item in json.loads(cp.stdout).get("nftables", []):
+            for expr in item.get("rule", {}).get("expr", []):
+                if "counter" in expr:
+                    total += expr["counter"].get("packets", 0)
+        return total
+
+    # --- moving the mobile node ------------------------------------------
+    # The kernel removes an interface's global addresses (keep_addr_on_down=0) and the
+    # routes through it when it goes down, and brings neither back when it comes up: what
+    # a mobile node sees when it leaves a link and comes back to it.
+    def set_mn_link(self, ifname: str, up: bool) -> None:
+        """Take a foreign link of the MN (mn-f1, mn-f2) down, or bring it up with its care-of
+        address and its default route (re-added: the kernel dropped them on down)."""
+        if ifname not in self.MN_FOREIGN_LINKS:
+            raise KeyError(f"{ifname!r} is not a foreign link of the MN ({', '.join(self.MN_FOREIGN_LINKS)})")
+        if not up:
+            self._ip_batch("mn", [f"link set dev {ifname} down"])
+            return
+        coa, gw, metric = self.MN_FOREIGN_LINKS[ifname]
+        self._ip_batch("mn", [f"link set dev {ifname} up",
+                              f"address replace {coa}/64 dev {ifname} nodad",
+                              f"route replace default via {gw} dev {ifname} metric {metric}"])
+
+    def mn_link_state(self, ifname: str) -> dict:
+        """{"up": bool, "addresses": [global addresses], "default": bool (a default route via it)}."""
+        import json
+        link = json.loads(self.run("mn", ["ip", "-j", "link", "show", "dev", ifname]).stdout)[0]
+        addrs = json.loads(self.run("mn", ["ip", "-j", "-6", "addr", "show", "dev", ifname,
+                                           "scope", "global"]).stdout or "[]")
+        routes = json.loads(self.run("mn", ["ip", "-j", "-6", "route", "show", "default",
+                                            "dev", ifname]).stdout or "[]")
+        return {"up": "UP" in link["flags"],
+                "addresses": [a["local"] for e in addrs for a in e.get("addr_info", []) if "local" in a],
+                "default": bool(routes)}
+
     def set_mn_home(self, at_home: bool) -> None:
-        """Bring the MN's home interface up with the home address, or take it down."""
+        """Bring the MN's home interface up with the home address (/64, and a default route
+        through the home router), or take it down and clear it."""
         if at_home:
-            self._ip_batch("mn", [f"address replace {self.HOA}/{self.HOME_PLEN} dev {self.MN_HOME_IF} nodad",
-                                  f"link set dev {self.MN_HOME_IF} up"])
+            self._ip_batch("mn", [f"link set dev {self.MN_HOME_IF} up",
+                                  f"address replace {self.HOA}/{self.HOME_PLEN} dev {self.MN_HOME_IF} nodad",
+                                  f"route replace default via {self.HOME_ROUTER} dev {self.MN_HOME_IF} "
+                                  f"metric {self.MN_HOME_METRIC}"])
         else:
             self._ip_batch("mn", [f"address flush dev {self.MN_HOME_IF}",
                                   f"link set dev {self.MN_HOME_IF} down"])
+
+    def mn_go_home(self) -> None:
+        """The MN returns home: mn-home up with the home address, then (same `ip -batch`)
+        both foreign links down."""
+        self._ip_batch("mn", [f"link set dev {self.MN_HOME_IF} up",
+                              f"address replace {self.HOA}/{self.HOME_PLEN} dev {self.MN_HOME_IF} nodad",
+                              f"route replace default via {self.HOME_ROUTER} dev {self.MN_HOME_IF} "
+                              f"metric {self.MN_HOME_METRIC}"]
+                       + [f"link set dev {ifname} down" for ifname in self.MN_FOREIGN_LINKS])
+
+    def mn_leave_home(self, links: Iterable[str] = (MN_IF1, MN_IF2)) -> None:
+        """The MN goes away again: foreign `links` up (addresses, routes), then mn-home down."""
+        for ifname in links:
+            self.set_mn_link(ifname, True)
+        self.set_mn_home(False)
+
+    def reset_mn(self) -> None:
+        """Put the MN's links back as up() made them: both foreign links up with their
+        addresses and routes, mn-home down and empty."""
+        self.set_mn_home(False)
+        for ifname in self.MN_FOREIGN_LINKS:
+            self.set_mn_link(ifname, True)
 
     # --- teardown --------------------------------------------------------
     def down(self) -> None:

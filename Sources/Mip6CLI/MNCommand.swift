@@ -83,12 +83,22 @@ struct MNCommand: ParsableCommand {
                 // Flat: the status fields at the top level, as operators read them.
                 try status.encode(to: encoder)
                 var c = encoder.container(keyedBy: Key.self)
+                // Absent values are null, not missing keys: scripts read `careOfAddress == null` as "home".
+                try c.encode(status.careOfAddress, forKey: .careOfAddress)
+                try c.encode(status.tunnelCareOf, forKey: .tunnelCareOf)
+                try c.encode(status.secondsToRefresh, forKey: .secondsToRefresh)
+                try c.encode(status.secondsToExpiry, forKey: .secondsToExpiry)
+                try c.encode(status.sequence, forKey: .sequence)
+                try c.encode(status.lastStatus, forKey: .lastStatus)
                 try c.encode(pid, forKey: .pid)
                 try c.encode(updatedAt, forKey: .updatedAt)
                 try c.encode(dataplane, forKey: .dataplane)
             }
 
-            enum Key: String, CodingKey { case pid, updatedAt, dataplane }
+            enum Key: String, CodingKey {
+                case pid, updatedAt, dataplane
+                case careOfAddress, tunnelCareOf, secondsToRefresh, secondsToExpiry, sequence, lastStatus
+            }
         }
 
         func run() throws {

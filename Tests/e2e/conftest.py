@@ -1,4 +1,5 @@
-"""Fixtures for the end-to-end tests: one testbed per session, one home agent per test.
+"""Fixtures for the end-to-end tests: one testbed per session, one home agent per test
+(`daemon`), mobile-node daemons started by the test through `mobile_node`.
 
 Run as root from the repository root:
 
@@ -8,7 +9,7 @@ Run as root from the repository root:
 Environment:
     MIP6_BIN       the daemon (default .build/release/mip6, relative to the repo root)
     MIP6_E2E_TAG   namespace prefix (default m6e2e; two runs need two tags)
-    MIP6_XDP_MODE  --xdp-mode for the daemon (default native)
+    MIP6_XDP_MODE  --xdp-mode for the home agent (default native)
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from testbed import Testbed  # noqa: E402
-from testbed.harness import PYTHON, HarnessError, HomeAgent, MobileNode, ping, wait_for  # noqa: E402,F401
+from testbed.harness import (PYTHON, HarnessError, HomeAgent, MobileNode, MobileNodeDaemon,  # noqa: E402,F401
+                             ping, wait_for)
 
 TAG = os.environ.get("MIP6_E2E_TAG", "m6e2e")
 XDP_MODE = os.environ.get("MIP6_XDP_MODE", "native")
@@ -58,12 +60,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On failure, attach the output of the test's `mip6 ha` to the report."""
+    """On failure, attach the output of the test's daemons (`mip6 ha`, `mip6 mn`) to the report."""
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
         for d in getattr(item, "_mip6_daemons", []):
-            rep.sections.append((f"mip6 ha stderr ({d.log_path})", d.log_text()[-20000:] or "(empty)"))
+            rep.sections.append((f"{d.name} output ({d.log_path})", d.log_text()[-20000:] or "(empty)"))
 
 
 # --- helpers -----------------------------------------------------------------
@@ -125,7 +127,7 @@ def daemon(request, testbed, mip6_bin, tmp_path) -> HomeAgent:
     extra = [str(a) for a in marker.args] if marker else []
     d = HomeAgent(testbed, mip6_bin, tmp_path / "mip6-ha.log", extra, xdp_mode=XDP_MODE)
     d.clear_state()
-    request.node._mip6_daemons = [d]
+    request.node._mip6_daemons = getattr(request.node, "_mip6_daemons", []) + [d]
     try:
         d.start(READY_TIMEOUT)
     except HarnessError as e:
@@ -133,3 +135,34 @@ def daemon(request, testbed, mip6_bin, tmp_path) -> HomeAgent:
     yield d
     d.stop()
     d.clear_state()
+
+
+@pytest.fixture
+def mobile_node(request, testbed, mip6_bin, tmp_path):
+    """Starts `mip6 mn` daemons: mobile_node(interfaces=..., lifetime=..., extra=...) returns a
+    started MobileNodeDaemon (no pinned state before it). Afterwards each gets SIGTERM and
+    the MN's links are put back as the testbed made them (both foreign links up, mn-home down).
+
+    Ask for it after `daemon`, so that the mobile node stops (and de-registers) first."""
+    started: list[MobileNodeDaemon] = []
+
+    def start(interfaces=(Testbed.MN_IF1, Testbed.MN_IF2), lifetime=None, extra=(),
+              timeout=READY_TIMEOUT) -> MobileNodeDaemon:
+        d = MobileNodeDaemon(testbed, mip6_bin, tmp_path / f"mip6-mn-{len(started)}.log",
+                             interfaces, lifetime, [str(a) for a in extra])
+        d.clear_state()
+        started.append(d)
+        request.node._mip6_daemons = getattr(request.node, "_mip6_daemons", []) + [d]
+        try:
+            d.start(timeout)
+        except HarnessError as e:
+            pytest.fail(str(e), pytrace=False)
+        print(f"mip6 mn ready in {d.ready_seconds:.2f} s: {' '.join(d.argv[1:])}")
+        return d
+
+    yield start
+    for d in reversed(started):
+        d.stop()
+    for d in started:
+        d.clear_state()
+    testbed.reset_mn()

@@ -202,3 +202,42 @@ def test_flood_reaches_ha(idle_ha, mn):
     arrived = wait_for(lambda: rx_packets() - before >= 5000, 3) and rx_packets() - before
     print(f"flood: {out}; ha0 received {rx_packets() - before} packets")
     assert arrived, f"only {rx_packets() - before} of 5000 flood packets reached ha0"
+
+
+def test_mn_has_a_default_route_through_each_foreign_link(testbed):
+    routes = testbed.run("mn", ["ip", "-6", "route", "show", "default"]).stdout
+    assert "via 2001:db8:f1::1 dev mn-f1 metric 100" in routes, routes
+    assert "via 2001:db8:f2::1 dev mn-f2 metric 200" in routes, routes
+
+
+def test_mn_link_down_and_up_restores_address_and_route(testbed):
+    """What a move looks like to the MN: the kernel drops the care-of address and the route
+    with the link; set_mn_link(up) brings both back."""
+    try:
+        testbed.set_mn_link(testbed.MN_IF1, False)
+        down = testbed.mn_link_state(testbed.MN_IF1)
+        assert down == {"up": False, "addresses": [], "default": False}, down
+        other = testbed.mn_link_state(testbed.MN_IF2)
+        assert other["up"] and other["default"] and testbed.COA2 in other["addresses"], other
+        received, _ = ping_cn(testbed, testbed.COA2, count=1)
+        assert received == 1, "mn-f2 alone does not reach the CN"
+        testbed.set_mn_link(testbed.MN_IF1, True)
+        up = testbed.mn_link_state(testbed.MN_IF1)
+        assert up == {"up": True, "addresses": [testbed.COA1], "default": True}, up
+        received, _ = ping_cn(testbed, testbed.COA1, count=1)
+        assert received == 1
+    finally:
+        testbed.reset_mn()
+
+
+def test_mn_goes_home_and_leaves_again(testbed):
+    try:
+        testbed.mn_go_home()
+        assert not testbed.mn_link_state(testbed.MN_IF1)["up"] and not testbed.mn_link_state(testbed.MN_IF2)["up"]
+        home = testbed.mn_link_state(testbed.MN_HOME_IF)
+        assert home["up"] and home["default"] and testbed.HOA in home["addresses"], home
+        testbed.mn_leave_home()
+        assert not testbed.mn_link_state(testbed.MN_HOME_IF)["up"]
+        assert testbed.mn_link_state(testbed.MN_IF1)["default"] and testbed.mn_link_state(testbed.MN_IF2)["default"]
+    finally:
+        testbed.reset_mn()
