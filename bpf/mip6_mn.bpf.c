@@ -167,9 +167,10 @@ static __always_inline int walk_ext(struct cursor *c, __u8 nh, int *frag_next)
 static __always_inline int decapsulate(struct __sk_buff *skb, const struct mip6_mn_config *cfg,
 				       struct ethhdr *eth, struct ipv6hdr *outer, struct cursor *c)
 {
-	if (!(cfg->flags & MIP6_MN_TUNNEL_UP))
+	int to_pending = !addr_is_unspecified(cfg->pending_coa) && addr_eq(outer->daddr.s6_addr, cfg->pending_coa);
+	if (!(cfg->flags & MIP6_MN_TUNNEL_UP) && !to_pending)
 		return verdict(MIP6_MN_CNT_DROP_TUNNEL_DOWN, TC_ACT_SHOT);
-	if (!addr_eq(outer->daddr.s6_addr, cfg->coa))
+	if (!to_pending && !addr_eq(outer->daddr.s6_addr, cfg->coa))
 		return verdict(MIP6_MN_CNT_DROP_TUNNEL_NOT_COA, TC_ACT_SHOT);
 	if (!addr_eq(outer->saddr.s6_addr, cfg->ha))
 		return verdict(MIP6_MN_CNT_DROP_TUNNEL_SPOOFED, TC_ACT_SHOT);

@@ -235,6 +235,13 @@ public final class MobileNodeDaemon {
         for action in actions {
             switch action {
             case let .send(packet, description):
+                // A BU from a care-of address: the HA may tunnel to it before its BA reaches us.
+                let source = IPv6Address(bytes: packet[8..<24])
+                if source != options.homeAddress {
+                    do { try maps.setPendingCareOf(source) } catch {
+                        logger.error("cannot update the data-plane config", metadata: ["mip6.error": "\(error)"])
+                    }
+                }
                 send(packet, description)
             case let .tunnelUp(coa):
                 guard let i = owner[coa] else {
@@ -245,7 +252,10 @@ public final class MobileNodeDaemon {
                     logger.error("cannot program the tunnel", metadata: ["mip6.error": "\(error)"])
                 }
             case .tunnelDown:
-                do { try maps.tunnelDown() } catch {
+                do {
+                    try maps.tunnelDown()
+                    if core.status.careOfAddress == nil { try maps.setPendingCareOf(nil) }
+                } catch {
                     logger.error("cannot take the tunnel down", metadata: ["mip6.error": "\(error)"])
                 }
             case let .registered(coa, lifetime):

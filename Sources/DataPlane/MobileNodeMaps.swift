@@ -56,6 +56,17 @@ public final class MobileNodeMaps {
         c.coa = careOf.cAddress
         c.coa_ifindex = ifindex
         c.flags |= UInt32(MIP6_MN_TUNNEL_UP)
+        if IPv6Address(cAddress: c.pending_coa) == careOf { c.pending_coa = IPv6Address.unspecified.cAddress }
+        try config.update(0, c)
+    }
+
+    /// A BU from `careOf` is outstanding (nil: none): accept the home agent's tunnel to it
+    /// already, since the home agent switches as soon as it accepts the BU.
+    public func setPendingCareOf(_ careOf: IPv6Address?) throws {
+        guard var c = try config.lookup(0) else { throw SystemError("mip6_mn_config", errno: ENOENT, "configure() first") }
+        let new = (careOf ?? .unspecified).cAddress
+        if IPv6Address(cAddress: c.pending_coa) == IPv6Address(cAddress: new) { return }
+        c.pending_coa = new
         try config.update(0, c)
     }
 

@@ -217,6 +217,29 @@ struct MNProgramTests {
         #expect(try env.drainPunts().count == 1)
     }
 
+    @Test("make-before-break: the tunnel to the care-of address of an outstanding BU is accepted before its BA")
+    func pendingCareOf() throws {
+        let env = try Self.env.get()
+        let newCoA = IPv6Address("2001:db8:f2::100")!
+        defer { try? env.maps.setPendingCareOf(nil) }
+        let toNew = Self.received(F.tunnel(outerSrc: F.homeAgent, outerDst: newCoA, Self.toMN))
+        let notCoABefore = try env.counter("drop_tunnel_not_coa")
+        #expect(try env.ingress(toNew).verdict == Self.tcShot, "no BU outstanding: not ours yet")
+        #expect(try env.counter("drop_tunnel_not_coa") == notCoABefore + 1)
+
+        try env.maps.setPendingCareOf(newCoA)
+        let decapBefore = try env.counter("decap")
+        #expect(try env.ingress(toNew).verdict == Self.tcOK, "the HA already switched to the new CoA")
+        #expect(try env.ingress(Self.received(F.tunnel(outerSrc: F.homeAgent, outerDst: F.careOf, Self.toMN))).verdict == Self.tcOK,
+                "the old CoA still works")
+        #expect(try env.counter("decap") == decapBefore + 2)
+
+        // The BA arrives: the new CoA becomes current and nothing is pending any more.
+        try env.maps.tunnelUp(careOf: newCoA, ifindex: env.m0)
+        defer { try? env.maps.tunnelUp(careOf: F.careOf, ifindex: env.m0) }
+        #expect(try env.maps.readConfig().map { IPv6Address(cAddress: $0.pending_coa) } == .unspecified)
+    }
+
     @Test("sent on another interface: encapsulated and redirected to the CoA's interface")
     func redirect() throws {
         let env = try Self.env.get()
@@ -301,7 +324,7 @@ struct MNProgramTests {
             let s = try env.object.mapSizes(name)
             #expect(s.key == k && s.value == v, "\(name): libbpf \(s), Swift \(k)/\(v)")
         }
-        #expect(MemoryLayout<mip6_mn_config>.size == 56)
+        #expect(MemoryLayout<mip6_mn_config>.size == 72)
         #expect(Set(env.object.mapNames) == Set(MobileNodeMaps.pinnedNames))
         let names = (0..<UInt32(MIP6_MN_CNT_MAX.rawValue)).map { cmip6_mn_counter_name($0).map { String(cString: $0) } ?? "" }
         #expect(!names.contains(""))

@@ -247,9 +247,12 @@ struct mip6_mn_config {
 	__u8  hoa[16];           /* home address, network order */
 	__u8  ha[16];            /* home agent address, network order */
 	__u8  coa[16];           /* current care-of address, network order */
+	__u8  pending_coa[16];   /* care-of address of an outstanding BU, or ::. Tunneled packets to it
+	                          * are accepted too: the home agent switches when it accepts the BU,
+	                          * before our BA arrives (make-before-break without loss) */
 	__u32 coa_ifindex;       /* interface the care-of address is on, host order */
 	__u32 flags;             /* MIP6_MN_*, host order */
 };
-_Static_assert(sizeof(struct mip6_mn_config) == 56, "mip6_mn_config size");
+_Static_assert(sizeof(struct mip6_mn_config) == 72, "mip6_mn_config size");
 
 #endif /* MIP6_SHARED_H */
