@@ -96,7 +96,7 @@ public final class HomeAgentMaps {
         let k = Self.key(b.homeAddress)
         // Counters first, so the data plane never forwards for a binding it cannot count.
         do {
-            try bindingStats.updatePerCPU(k, zeroed(), flags: UInt64(BPF_NOEXIST))
+            try bindingStats.update(k, zeroed(), flags: UInt64(BPF_NOEXIST))
         } catch let e as SystemError where e.errno == EEXIST {} // a refresh keeps its counters
         try bindings.update(k, v)
     }
@@ -116,16 +116,9 @@ public final class HomeAgentMaps {
         return out
     }
 
-    /// Per-binding counters summed over CPUs.
+    /// Per-binding counters (zero when the binding has none).
     public func stats(for hoa: IPv6Address) throws -> mip6_binding_stats {
-        var sum: mip6_binding_stats = zeroed()
-        for s in try bindingStats.lookupPerCPU(Self.key(hoa)) ?? [] {
-            sum.to_mn_packets += s.to_mn_packets
-            sum.to_mn_bytes += s.to_mn_bytes
-            sum.from_mn_packets += s.from_mn_packets
-            sum.from_mn_bytes += s.from_mn_bytes
-        }
-        return sum
+        try bindingStats.lookup(Self.key(hoa)) ?? zeroed()
     }
 
     /// Data-plane counters by name (mip6_shared.h order), summed over CPUs.

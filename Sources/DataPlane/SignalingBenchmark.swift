@@ -57,7 +57,11 @@ public struct SignalingBenchmark {
         let core = HomeAgentCore(
             configuration: HomeAgentConfiguration(homeAgentAddress: ha, homePrefix: PacketFixtures.homePrefix, maxLifetime: 3600,
                                                   capacity: bindings, duplicateAddressDetection: false),
-            cache: cache, clock: SystemMonotonicClock(), logger: Logger(label: "mip6.bench", factory: { _ in SwiftLogNoOpLogHandler() }))
+            cache: cache, clock: SystemMonotonicClock(), logger: Logger(label: "mip6.bench", factory: { label in
+                var h = StreamLogHandler.standardError(label: label)
+                h.logLevel = .error // a refused map update is worth seeing; nothing else is
+                return h
+            }))
         let local: Set<IPv6Address> = [ha]
         let mapsBefore = Self.mapBytes(fd: maps.bindings.handle.fd) + Self.mapBytes(fd: maps.bindingStats.handle.fd)
 
@@ -82,7 +86,7 @@ public struct SignalingBenchmark {
                 busy += dt
                 latencies.append(UInt32(min(dt, UInt64(UInt32.max))))
                 guard case .bindingInstalled = actions.first(where: { if case .bindingInstalled = $0 { true } else { false } }) else {
-                    throw SystemError("benchmark", errno: EINVAL, "BU \(i) was not accepted: \(actions)")
+                    throw SystemError("benchmark", errno: EINVAL, "BU for \(Self.hoa(cache.count)) was not accepted (\(cache.count) bindings so far)")
                 }
             }
             i += n
