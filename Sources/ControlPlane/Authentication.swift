@@ -637,18 +637,7 @@ extension PacketBuilder {
                                      authentication seal: MNHASeal) -> [UInt8] {
         let mh = MobilityAuthentication.seal(.bindingUpdate(bu), with: seal, checksumSource: homeAddress,
                                              checksumDestination: homeAgent)
-        var out: [UInt8] = []
-        if careOf == homeAddress {
-            ipv6Header(payloadLength: mh.count, nextHeader: IPProto.mobility, hopLimit: hopLimit,
-                       source: careOf, destination: homeAgent, into: &out)
-        } else {
-            ipv6Header(payloadLength: 24 + mh.count, nextHeader: IPProto.destinationOptions, hopLimit: hopLimit,
-                       source: careOf, destination: homeAgent, into: &out)
-            out.append(contentsOf: [IPProto.mobility, 2, 1, 2, 0, 0, homeAddressOptionType, 16])
-            homeAddress.append(to: &out)
-        }
-        out.append(contentsOf: mh)
-        return out
+        return bindingUpdatePacket(mh: mh, careOf: careOf, homeAgent: homeAgent, homeAddress: homeAddress, hopLimit: hopLimit)
     }
 
     /// `bindingAcknowledgement(_:from:to:homeAddress:hopLimit:)` with the MN-ID, Replay

@@ -272,7 +272,13 @@ public enum PacketBuilder {
     /// source (§6.1.1). When `careOf == homeAddress` (at home) the option is left out.
     public static func bindingUpdate(_ bu: BindingUpdate, careOf: IPv6Address, homeAgent: IPv6Address,
                                      homeAddress: IPv6Address, hopLimit: UInt8 = 64) -> [UInt8] {
-        let mh = MobilityHeaderCodec.encode(.bindingUpdate(bu), source: homeAddress, destination: homeAgent)
+        bindingUpdatePacket(mh: MobilityHeaderCodec.encode(.bindingUpdate(bu), source: homeAddress, destination: homeAgent),
+                            careOf: careOf, homeAgent: homeAgent, homeAddress: homeAddress, hopLimit: hopLimit)
+    }
+
+    /// IPv6 header (+ Destination Options with the Home Address option when away) around an encoded BU.
+    static func bindingUpdatePacket(mh: [UInt8], careOf: IPv6Address, homeAgent: IPv6Address,
+                                    homeAddress: IPv6Address, hopLimit: UInt8) -> [UInt8] {
         var out: [UInt8] = []
         if careOf == homeAddress {
             ipv6Header(payloadLength: mh.count, nextHeader: IPProto.mobility, hopLimit: hopLimit,

@@ -398,7 +398,7 @@ public final class HomeAgentDaemon {
             bindingUpdates: c.bindingUpdates, acksByStatus: acks, bindingErrorsSent: c.bindingErrorsSent,
             deregistrations: c.deregistrations, expirations: c.expirations, drops: drops,
             sendFailures: sendFailures, puntsMalformed: puntsMalformed)
-        do { try state.write(to: ControlPlaneState.path(stateDir: options.stateDir)) } catch {
+        do { try state.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
         }
     }
@@ -412,7 +412,7 @@ public final class HomeAgentDaemon {
 }
 
 /// The control plane's counters, written to `<state-dir>/controlplane.json` for `mip6 stats`.
-public struct ControlPlaneState: Codable, Sendable {
+public struct ControlPlaneState: StateFile, Sendable {
     public var pid: Int32
     public var startedAt: Date
     public var bindings: Int
@@ -426,18 +426,27 @@ public struct ControlPlaneState: Codable, Sendable {
     public var sendFailures: UInt64
     public var puntsMalformed: UInt64
 
-    public static func path(stateDir: String) -> String { "\(stateDir)/controlplane.json" }
+    public static let fileName = "controlplane.json"
+}
 
-    func write(to path: String) throws {
+/// A daemon's status file under --state-dir: JSON, written atomically (rename), read by the CLI.
+public protocol StateFile: Codable {
+    static var fileName: String { get }
+}
+
+extension StateFile {
+    public static func path(stateDir: String) -> String { "\(stateDir)/\(fileName)" }
+
+    func write(stateDir: String) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         enc.dateEncodingStrategy = .iso8601
-        try enc.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try enc.encode(self).write(to: URL(fileURLWithPath: Self.path(stateDir: stateDir)), options: .atomic)
     }
 
-    public static func read(stateDir: String) throws -> ControlPlaneState {
+    public static func read(stateDir: String) throws -> Self {
         let dec = JSONDecoder()
         dec.dateDecodingStrategy = .iso8601
-        return try dec.decode(ControlPlaneState.self, from: Data(contentsOf: URL(fileURLWithPath: path(stateDir: stateDir))))
+        return try dec.decode(Self.self, from: Data(contentsOf: URL(fileURLWithPath: path(stateDir: stateDir))))
     }
 }

@@ -35,26 +35,13 @@ public struct MobileNodeOptions: Sendable {
 }
 
 /// `mip6 mn status`: the state machine's view plus the data plane's counters.
-public struct MobileNodeReport: Codable, Sendable {
+public struct MobileNodeReport: StateFile, Sendable {
     public var status: MobileNodeStatus
     public var pid: Int32
     public var updatedAt: Date
     public var interfaces: [String]
 
-    public static func path(stateDir: String) -> String { "\(stateDir)/mobilenode.json" }
-
-    func write(to path: String) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        enc.dateEncodingStrategy = .iso8601
-        try enc.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
-    }
-
-    public static func read(stateDir: String) throws -> MobileNodeReport {
-        let dec = JSONDecoder()
-        dec.dateDecodingStrategy = .iso8601
-        return try dec.decode(MobileNodeReport.self, from: Data(contentsOf: URL(fileURLWithPath: path(stateDir: stateDir))))
-    }
+    public static let fileName = "mobilenode.json"
 }
 
 /// The `mip6 mn` daemon: one thread polling the BA ring buffer, netlink (movement), a
@@ -303,7 +290,7 @@ public final class MobileNodeDaemon {
     func writeStatus() {
         lastStatusWrite = clock.nanoseconds()
         let report = MobileNodeReport(status: core.status, pid: getpid(), updatedAt: Date(), interfaces: options.interfaces)
-        do { try report.write(to: MobileNodeReport.path(stateDir: options.stateDir)) } catch {
+        do { try report.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
         }
     }
