@@ -77,11 +77,18 @@ struct {
 } mip6_punt_tb SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, MIP6_MAX_SRC_BUCKETS);
 	__type(key, __u64);
-	__type(value, struct mip6_token_bucket);
+	__type(value, struct mip6_rate_state);
 } mip6_src_tb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MIP6_MAX_NEXTHOPS);
+	__type(key, struct mip6_addr_key);
+	__type(value, struct mip6_nexthop);
+} mip6_nexthop SEC(".maps");
 
 static __always_inline void count(__u32 idx)
 {
@@ -98,19 +105,24 @@ static __always_inline int verdict(__u32 idx, int action)
 }
 
 /* Token bucket: refill with the time elapsed, spend `cost` if there is that much. */
+static __always_inline int rate_take(__u64 *credit_ns, __u64 *last_ns, __u64 now, __u64 cost, __u64 burst)
+{
+	__u64 credit = *credit_ns + (now - *last_ns);
+	if (credit > burst || now < *last_ns)
+		credit = burst;
+	*last_ns = now;
+	if (credit < cost) {
+		*credit_ns = credit;
+		return 0;
+	}
+	*credit_ns = credit - cost;
+	return 1;
+}
+
 static __always_inline int bucket_take(struct mip6_token_bucket *b, __u64 now, __u64 cost, __u64 burst)
 {
-	int ok = 0;
 	bpf_spin_lock(&b->lock);
-	__u64 credit = b->credit_ns + (now - b->last_ns);
-	if (credit > burst || now < b->last_ns)
-		credit = burst;
-	b->last_ns = now;
-	if (credit >= cost) {
-		credit -= cost;
-		ok = 1;
-	}
-	b->credit_ns = credit;
+	int ok = rate_take(&b->credit_ns, &b->last_ns, now, cost, burst);
 	bpf_spin_unlock(&b->lock);
 	return ok;
 }
@@ -125,13 +137,13 @@ static __always_inline int punt_allowed(const struct mip6_config *cfg, const str
 	__u64 now = bpf_ktime_get_ns();
 	if (cfg->src_cost_ns) {
 		__u64 prefix = *(const __u64 *)ip6->saddr.s6_addr;
-		struct mip6_token_bucket *b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
-		if (!b) {
-			struct mip6_token_bucket fresh = { .credit_ns = cfg->src_burst_ns, .last_ns = now };
+		struct mip6_rate_state *b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
+		if (!b) { /* a new prefix evicts the least recently seen one */
+			struct mip6_rate_state fresh = { .credit_ns = cfg->src_burst_ns, .last_ns = now };
 			bpf_map_update_elem(&mip6_src_tb, &prefix, &fresh, BPF_NOEXIST);
-			b = bpf_map_lookup_elem(&mip6_src_tb, &prefix); /* NULL when full: global bucket only */
+			b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
 		}
-		if (b && !bucket_take(b, now, cfg->src_cost_ns, cfg->src_burst_ns)) {
+		if (b && !rate_take(&b->credit_ns, &b->last_ns, now, cfg->src_cost_ns, cfg->src_burst_ns)) {
 			count(MIP6_CNT_PUNT_SRC_RATE_LIMITED);
 			return 0;
 		}
@@ -147,7 +159,40 @@ static __always_inline int punt_allowed(const struct mip6_config *cfg, const str
 	return 1;
 }
 
-/* Copy the packet from the IPv6 header on into the control plane's ring. */
+/* Fill a reserved record with `len` bytes (1 <= len <= room) and submit it. */
+#define PUNT_FILL(ctx, r, len, room)                                                           \
+	({                                                                                     \
+		int _rc = 0;                                                                   \
+		__u32 _n = (len);                                                              \
+		r->hdr.len = _n;                                                               \
+		/* The bounds check next to the call: the verifier must see 1 <= n <= room. */ \
+		barrier_var(_n);                                                               \
+		if (_n < 1 || _n > (room) ||                                                   \
+		    bpf_xdp_load_bytes(ctx, sizeof(struct ethhdr), r->data, _n) < 0) {          \
+			bpf_ringbuf_discard(r, 0);                                             \
+			_rc = -1;                                                              \
+		} else {                                                                       \
+			bpf_ringbuf_submit(r, 0);                                              \
+		}                                                                              \
+		_rc;                                                                           \
+	})
+
+static __always_inline void punt_header(struct xdp_md *ctx, struct mip6_punt_hdr *h, __u32 kind,
+					struct ethhdr *eth, __u32 orig_len)
+{
+	h->tstamp_ns = bpf_ktime_get_ns();
+	h->kind = kind;
+	h->ifindex = ctx->ingress_ifindex;
+	h->orig_len = orig_len;
+	mac_copy(h->src_mac, eth->h_source);
+	h->_pad[0] = h->_pad[1] = 0;
+}
+
+/*
+ * Copy the packet from the IPv6 header on into the control plane's ring. Two record
+ * sizes (bpf_ringbuf_reserve takes a constant), so the ring holds thousands of BUs of
+ * about 100 bytes rather than hundreds of full-size records.
+ */
 static __always_inline int punt(struct xdp_md *ctx, __u32 kind, struct ethhdr *eth)
 {
 	__u32 pkt_len = ctx->data_end - ctx->data;
@@ -155,28 +200,23 @@ static __always_inline int punt(struct xdp_md *ctx, __u32 kind, struct ethhdr *e
 		return -1;
 	__u32 len = pkt_len - sizeof(struct ethhdr);
 
+	if (len <= MIP6_PUNT_SMALL) {
+		struct mip6_punt_record *r =
+			bpf_ringbuf_reserve(&mip6_punt, sizeof(struct mip6_punt_hdr) + MIP6_PUNT_SMALL, 0);
+		if (!r)
+			return -1;
+		punt_header(ctx, &r->hdr, kind, eth, len);
+		return PUNT_FILL(ctx, r, len, MIP6_PUNT_SMALL);
+	}
 	struct mip6_punt_record *r = bpf_ringbuf_reserve(&mip6_punt, sizeof(*r), 0);
 	if (!r)
 		return -1;
-	r->hdr.tstamp_ns = bpf_ktime_get_ns();
-	r->hdr.kind = kind;
-	r->hdr.ifindex = ctx->ingress_ifindex;
-	r->hdr.orig_len = len;
-	mac_copy(r->hdr.src_mac, eth->h_source);
-	r->hdr._pad[0] = r->hdr._pad[1] = 0;
+	punt_header(ctx, &r->hdr, kind, eth, len);
 	if (len > MIP6_PUNT_MAX) {
 		len = MIP6_PUNT_MAX;
 		count(MIP6_CNT_MH_PUNT_TRUNCATED);
 	}
-	r->hdr.len = len;
-	/* Keep the bounds check next to the call so the verifier sees 1 <= len <= MIP6_PUNT_MAX. */
-	barrier_var(len);
-	if (len < 1 || len > MIP6_PUNT_MAX || bpf_xdp_load_bytes(ctx, sizeof(struct ethhdr), r->data, len) < 0) {
-		bpf_ringbuf_discard(r, 0);
-		return -1;
-	}
-	bpf_ringbuf_submit(r, 0);
-	return 0;
+	return PUNT_FILL(ctx, r, len, MIP6_PUNT_MAX);
 }
 
 static __always_inline void stats_add(const __u8 *hoa, __u32 bytes, int to_mn)
@@ -191,6 +231,39 @@ static __always_inline void stats_add(const __u8 *hoa, __u32 bytes, int to_mn)
 		__sync_fetch_and_add(&s->from_mn_packets, 1);
 		__sync_fetch_and_add(&s->from_mn_bytes, bytes);
 	}
+}
+
+/*
+ * bpf_fib_lookup behind a cache: about three quarters of the per-packet cost of a
+ * straightforward encapsulation is the IPv6 FIB lookup. An entry is used only while its
+ * generation matches mip6_config.nh_gen (bumped by the control plane on every route,
+ * neighbour or link event) and the packet is no longer than one the FIB already
+ * accepted on that route. Anything else goes to the FIB, whose answer refreshes the entry.
+ */
+static __always_inline int fib_cached(struct xdp_md *ctx, const struct mip6_config *cfg, struct bpf_fib_lookup *fib)
+{
+	struct mip6_nexthop *nh = bpf_map_lookup_elem(&mip6_nexthop, fib->ipv6_dst);
+	__u32 len = fib->tot_len;
+	if (nh && nh->gen == cfg->nh_gen && len <= nh->max_len) {
+		fib->ifindex = nh->ifindex;
+		mac_copy(fib->smac, nh->smac);
+		mac_copy(fib->dmac, nh->dmac);
+		count(MIP6_CNT_NH_CACHE_HIT);
+		return BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	count(MIP6_CNT_NH_CACHE_MISS);
+	__u8 dst[16]; /* bpf_fib_lookup overwrites ipv6_dst with the gateway */
+	addr_copy(dst, (__u8 *)fib->ipv6_dst);
+	int rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		struct mip6_nexthop fresh = { .ifindex = fib->ifindex, .gen = cfg->nh_gen, .max_len = len };
+		if (nh && nh->gen == cfg->nh_gen && nh->ifindex == fib->ifindex && nh->max_len > len)
+			fresh.max_len = nh->max_len;
+		mac_copy(fresh.smac, fib->smac);
+		mac_copy(fresh.dmac, fib->dmac);
+		bpf_map_update_elem(&mip6_nexthop, dst, &fresh, BPF_ANY);
+	}
+	return rc;
 }
 
 /*
@@ -291,7 +364,7 @@ static __always_inline int encapsulate(struct xdp_md *ctx, const struct mip6_con
 	fib.tot_len = inner_len + sizeof(struct ipv6hdr);
 	addr_copy((__u8 *)fib.ipv6_src, ha_addr);
 	addr_copy((__u8 *)fib.ipv6_dst, coa);
-	int rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	int rc = fib_cached(ctx, cfg, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		__u32 mtu = fib.mtu_result > 1320 ? fib.mtu_result - sizeof(struct ipv6hdr) : 1280;
 		return packet_too_big(ctx, ha_addr, mtu);
@@ -335,8 +408,8 @@ static __always_inline int encapsulate(struct xdp_md *ctx, const struct mip6_con
 
 /* RFC 6275 §10.4.5: reverse tunnel from a registered care-of address. `inner` follows
  * `outer_len` bytes of outer IPv6 header (and extension headers). */
-static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth_in, struct ipv6hdr *outer,
-				       struct ipv6hdr *inner, __u32 outer_len, void *data_end)
+static __always_inline int decapsulate(struct xdp_md *ctx, const struct mip6_config *cfg, struct ethhdr *eth_in,
+				       struct ipv6hdr *outer, struct ipv6hdr *inner, __u32 outer_len, void *data_end)
 {
 	if ((void *)(inner + 1) > data_end || inner->version != 6)
 		return verdict(MIP6_CNT_DROP_TUNNEL_MALFORMED, XDP_DROP);
@@ -360,7 +433,7 @@ static __always_inline int decapsulate(struct xdp_md *ctx, struct ethhdr *eth_in
 	addr_copy((__u8 *)fib.ipv6_src, inner->saddr.s6_addr);
 	addr_copy((__u8 *)fib.ipv6_dst, inner->daddr.s6_addr);
 	int forward = inner->hop_limit > 1;
-	int rc = forward ? bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) : -1;
+	int rc = forward ? fib_cached(ctx, cfg, &fib) : -1;
 
 	struct ethhdr eth_copy;
 	__builtin_memcpy(&eth_copy, eth_in, sizeof(eth_copy));
@@ -404,7 +477,7 @@ static __always_inline int to_local(struct xdp_md *ctx, const struct mip6_config
 			return verdict(MIP6_CNT_MH_PUNT, XDP_DROP);
 		}
 		if (nh == IPPROTO_IPV6_)
-			return decapsulate(ctx, eth, ip6, c->pos, c->pos - (void *)ip6, c->end);
+			return decapsulate(ctx, cfg, eth, ip6, c->pos, c->pos - (void *)ip6, c->end);
 		if (nh == IPPROTO_FRAGMENT_) {
 			struct ext_hdr *f = cursor_take(c, 8);
 			if (!f)

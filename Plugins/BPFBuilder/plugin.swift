@@ -13,8 +13,9 @@ struct BPFBuilder: BuildToolPlugin {
         let fm = FileManager.default
         let names = try fm.contentsOfDirectory(atPath: bpfDir.path()).sorted()
         let sources = names.filter { $0.hasSuffix(".bpf.c") }
-        // Every header either side includes: an edit to any of them rebuilds the objects.
-        let headers = names.filter { $0.hasSuffix(".h") }.map { bpfDir.appending(path: $0) }
+        // Every file under bpf/ (an object may #include another's .c, as mip6_bench does
+        // mip6_ha) and every shared header: an edit to any of them rebuilds the objects.
+        let headers = names.filter { $0.hasSuffix(".h") || $0.hasSuffix(".c") }.map { bpfDir.appending(path: $0) }
             + (try fm.contentsOfDirectory(atPath: sharedInclude.path()))
                 .filter { $0.hasSuffix(".h") }.map { sharedInclude.appending(path: $0) }
 
@@ -43,7 +44,7 @@ struct BPFBuilder: BuildToolPlugin {
                             "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
                             "-I", sharedInclude.path(), "-I", bpfDir.path(), "-I", multiarch,
                             "-c", input.path()],
-                inputFiles: [input] + headers,
+                inputFiles: headers,
                 outputFiles: [swift]
             ))
         }

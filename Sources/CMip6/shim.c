@@ -171,3 +171,11 @@ int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
 		*duration_ns = opts.duration;
 	return 0;
 }
+
+int cmip6_pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) < 0 ? -errno : 0;
+}

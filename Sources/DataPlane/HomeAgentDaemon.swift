@@ -70,6 +70,7 @@ public final class HomeAgentDaemon {
     var maps: HomeAgentMaps!
     var links: [XDPLink] = []
     var ring: RingBuffer!
+    var routing: Netlink.Watcher!
     var core: HomeAgentCore!
     var rawSender: RawIPv6Sender!
     var homeLink: NetworkInterface!
@@ -198,6 +199,8 @@ public final class HomeAgentDaemon {
         rawSender = try RawIPv6Sender()
         packetSender = try PacketSender(interface: home)
         ring = try RingBuffer(map: obj.map(MIP6_MAP_PUNT)) { [unowned self] record in self.handlePunt(record) }
+        // Route, neighbour and link changes invalidate the data plane's next-hop cache.
+        routing = try Netlink.Watcher(groups: Netlink.rtmgrpLink | Netlink.rtmgrpNeigh | Netlink.rtmgrpIPv6Route | Netlink.rtmgrpIPv6IfAddr)
 
         let prog = try obj.program(MIP6_PROG_HA_XDP)
         for i in ifaces {
@@ -235,12 +238,18 @@ public final class HomeAgentDaemon {
 
     func loop(signals: SignalFD) throws {
         var fds = [pollfd(fd: ring.pollFD, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: signals.raw, events: Int16(POLLIN), revents: 0)]
+                   pollfd(fd: signals.raw, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: routing.pollFD, events: Int16(POLLIN), revents: 0)]
         while true {
             let timeout = pollTimeoutMilliseconds()
             let n = poll(&fds, nfds_t(fds.count), timeout)
             if n < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
             if fds[0].revents != 0 { try ring.consume() }
+            if fds[2].revents != 0 && routing.drain() {
+                do { try maps.bumpNextHopGeneration() } catch {
+                    logger.error("cannot invalidate the next-hop cache", metadata: ["mip6.error": "\(error)"])
+                }
+            }
             if fds[1].revents != 0 {
                 for s in signals.read() {
                     if s == SIGHUP {
@@ -397,7 +406,9 @@ public final class HomeAgentDaemon {
             pid: getpid(), startedAt: startedAt, bindings: core.cache.count, dadInProgress: dadPending.count,
             bindingUpdates: c.bindingUpdates, acksByStatus: acks, bindingErrorsSent: c.bindingErrorsSent,
             deregistrations: c.deregistrations, expirations: c.expirations, drops: drops,
-            sendFailures: sendFailures, puntsMalformed: puntsMalformed)
+            sendFailures: sendFailures, puntsMalformed: puntsMalformed,
+            authenticatedBindingUpdates: c.authenticatedBindingUpdates,
+            authRefusals: Dictionary(uniqueKeysWithValues: c.authRefusals.map { ("\($0.key)", $0.value) }))
         do { try state.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
         }
@@ -425,6 +436,9 @@ public struct ControlPlaneState: StateFile, Sendable {
     public var drops: [String: UInt64]
     public var sendFailures: UInt64
     public var puntsMalformed: UInt64
+    /// RFC 4285: BUs that passed authentication, and refusals by reason (silent ones included).
+    public var authenticatedBindingUpdates: UInt64 = 0
+    public var authRefusals: [String: UInt64] = [:]
 
     public static let fileName = "controlplane.json"
 }

@@ -14,7 +14,7 @@ public final class HomeAgentMaps {
 
     /// The names of every map the home agent pins.
     public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
-                                     MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT, MIP6_MAP_PUNT_LIMIT, MIP6_MAP_SRC_LIMIT]
+                                     MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT, MIP6_MAP_PUNT_LIMIT, MIP6_MAP_SRC_LIMIT, MIP6_MAP_NEXTHOP]
 
     public init(object: BPFObject) throws {
         bindings = try BPFMap(object.map(MIP6_MAP_BINDINGS))
@@ -61,6 +61,14 @@ public final class HomeAgentMaps {
             c.flags = new
             try config.update(0, c)
         }
+    }
+
+    /// Invalidates every cached next hop (route, neighbour or link change): the data plane
+    /// goes back to bpf_fib_lookup and caches the new answer.
+    public func bumpNextHopGeneration() throws {
+        guard var c = try config.lookup(0) else { return }
+        c.nh_gen &+= 1
+        try config.update(0, c)
     }
 
     public func setInterface(ifindex: UInt32, mac: [UInt8], mtu: UInt32) throws {

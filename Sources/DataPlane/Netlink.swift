@@ -9,7 +9,8 @@ public enum Netlink {
     static let rtmNewAddr: UInt16 = 20, rtmDelAddr: UInt16 = 21
     static let request: UInt16 = 0x1, ack: UInt16 = 0x4, excl: UInt16 = 0x200, create: UInt16 = 0x400
     static let ifaFlagNoDAD: UInt8 = 0x02
-    static let rtmgrpLink: UInt32 = 0x1, rtmgrpIPv6IfAddr: UInt32 = 0x100
+    public static let rtmgrpLink: UInt32 = 0x1, rtmgrpNeigh: UInt32 = 0x4, rtmgrpIPv6IfAddr: UInt32 = 0x100,
+                      rtmgrpIPv6Route: UInt32 = 0x400
 
     static func open(groups: UInt32) throws(SystemError) -> OwnedFD {
         let s = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_ROUTE)
@@ -62,14 +63,14 @@ public enum Netlink {
         throw SystemError(add ? "RTM_NEWADDR" : "RTM_DELADDR", errno: -err, "\(address)/\(prefixLength) on ifindex \(ifindex)")
     }
 
-    /// A non-blocking socket subscribed to link and IPv6 address events. Its content is
-    /// not parsed: any message means "look at the interfaces again".
+    /// A non-blocking socket subscribed to rtnetlink groups (default: link and IPv6
+    /// address events). Its content is not parsed: any message means "something changed".
     public final class Watcher {
         let fd: OwnedFD
         public var pollFD: Int32 { fd.raw }
 
-        public init() throws(SystemError) {
-            fd = try Netlink.open(groups: Netlink.rtmgrpLink | Netlink.rtmgrpIPv6IfAddr)
+        public init(groups: UInt32 = Netlink.rtmgrpLink | Netlink.rtmgrpIPv6IfAddr) throws(SystemError) {
+            fd = try Netlink.open(groups: groups)
         }
 
         /// Reads everything queued; returns whether anything was there. An overrun

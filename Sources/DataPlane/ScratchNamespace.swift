@@ -71,6 +71,9 @@ public final class ScratchNamespace: @unchecked Sendable {
             defer { close(fd) }
             let rc = cmip6_setns(fd, 0x4000_0000) // CLONE_NEWNET
             guard rc == 0 else { box.result = .failure(POSIXError(POSIXErrorCode(rawValue: -rc) ?? .EPERM)); return }
+            // Always on CPU 0: per-CPU maps (counters, per-source rate state) then see one
+            // CPU's view from one run to the next.
+            _ = cmip6_pin_to_cpu(0)
             box.result = Result { try work.value!() }
             // The thread ends here, taking its namespace with it.
         }

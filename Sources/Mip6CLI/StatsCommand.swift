@@ -39,6 +39,8 @@ struct StatsCommand: ParsableCommand {
                                 ["send_failures", "\(cp.sendFailures)"], ["punts_malformed", "\(cp.puntsMalformed)"]]
         rows += cp.acksByStatus.sorted { Int($0.key) ?? 0 < Int($1.key) ?? 0 }.map { ["ba_status_\($0.key)", "\($0.value)"] }
         rows += cp.drops.sorted { $0.key < $1.key }.map { ["drop_\($0.key)", "\($0.value)"] }
+        rows.append(["authenticated_binding_updates", "\(cp.authenticatedBindingUpdates)"])
+        rows += cp.authRefusals.sorted { $0.key < $1.key }.map { ["auth_refused_\($0.key)", "\($0.value)"] }
         printTable(["COUNTER", "VALUE"], rows.filter { all || $0[1] != "0" })
     }
 }

@@ -27,7 +27,8 @@ struct LayoutTests {
             (MIP6_MAP_IFACES, 4, MemoryLayout<mip6_iface>.size),
             (MIP6_MAP_LOCAL_ADDRS, MemoryLayout<mip6_addr_key>.size, 4),
             (MIP6_MAP_PUNT_LIMIT, 4, MemoryLayout<mip6_token_bucket>.size),
-            (MIP6_MAP_SRC_LIMIT, 8, MemoryLayout<mip6_token_bucket>.size),
+            (MIP6_MAP_SRC_LIMIT, 8, MemoryLayout<mip6_rate_state>.size),
+            (MIP6_MAP_NEXTHOP, MemoryLayout<mip6_addr_key>.size, MemoryLayout<mip6_nexthop>.size),
         ]
         for (name, k, v) in expected {
             let s = try obj.mapSizes(name)
@@ -40,7 +41,8 @@ struct LayoutTests {
     func structSizes() {
         #expect(MemoryLayout<mip6_binding>.size == 48)
         #expect(MemoryLayout<mip6_binding_stats>.size == 32)
-        #expect(MemoryLayout<mip6_config>.size == 72)
+        #expect(MemoryLayout<mip6_config>.size == 80)
+        #expect(MemoryLayout<mip6_nexthop>.size == 24)
         #expect(MemoryLayout<mip6_token_bucket>.size == 24)
         #expect(MemoryLayout<mip6_punt_hdr>.size == 32)
     }

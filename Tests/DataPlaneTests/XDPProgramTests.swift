@@ -236,6 +236,49 @@ struct XDPProgramTests {
         #expect(try env.run(F.ethernet(F.echoRequest())).verdict == Self.xdpTX)
     }
 
+    @Test("the next-hop cache skips the FIB, and a generation bump after a neighbour change is obeyed at once")
+    func nextHopCache() throws {
+        let env = try Self.env.get()
+        let echo = F.ethernet(F.echoRequest())
+        try env.maps.bumpNextHopGeneration()
+        let (hit0, miss0) = (try env.counter("nexthop_cache_hit"), try env.counter("nexthop_cache_miss"))
+        #expect(try env.run(echo).verdict == Self.xdpTX)
+        #expect(try env.counter("nexthop_cache_miss") == miss0 + 1, "first packet after a bump: FIB")
+        let cached = try env.run(echo)
+        #expect(try env.counter("nexthop_cache_hit") == hit0 + 1, "second: cache")
+        #expect(cached.output == Self.encapsulated(F.echoRequest(), to: F.careOf), "a cached next hop gives the same frame")
+
+        // The router's MAC changes; the control plane sees the neighbour event and bumps.
+        let newMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x42]
+        try env.ns.ip("-6 neigh replace 2001:db8:1::1 lladdr 02:00:00:00:00:42 dev t0 nud permanent")
+        defer { try? env.ns.ip("-6 neigh replace 2001:db8:1::1 lladdr 02:00:00:00:00:01 dev t0 nud permanent") }
+        try env.maps.bumpNextHopGeneration()
+        defer { try? env.maps.bumpNextHopGeneration() }
+        let after = try env.run(echo)
+        #expect(Array(after.output.prefix(6)) == newMAC, "never the stale MAC after the bump")
+        #expect(try env.counter("nexthop_cache_miss") == miss0 + 2)
+
+        // A packet longer than any the FIB accepted on this route goes to the FIB (MTU check).
+        let missBefore = try env.counter("nexthop_cache_miss")
+        _ = try env.run(F.ethernet(F.echoRequest(dataSize: 1000)))
+        #expect(try env.counter("nexthop_cache_miss") == missBefore + 1)
+    }
+
+    @Test("route, neighbour and link changes wake the control plane's netlink watcher")
+    func netlinkWatcher() throws {
+        let env = try Self.env.get()
+        let ns = env.ns
+        let woke: Bool = try ns.run {
+            let w = try Netlink.Watcher(groups: Netlink.rtmgrpNeigh | Netlink.rtmgrpIPv6Route)
+            _ = w.drain()
+            _ = try sh("ip -n \(ns.name) -6 route add 2001:db8:77::/64 via 2001:db8:1::1 dev t0")
+            var pfd = pollfd(fd: w.pollFD, events: Int16(POLLIN), revents: 0)
+            return poll(&pfd, 1, 2000) == 1 && w.drain()
+        }
+        _ = try? sh("ip -n \(ns.name) -6 route del 2001:db8:77::/64")
+        #expect(woke)
+    }
+
     @Test("with the config disabled every packet is passed")
     func disabled() throws {
         let env = try Self.env.get()

@@ -38,6 +38,10 @@ int cmip6_xdp_test_run(int prog_fd, const void *data_in, unsigned int size_in,
 /* The XDP program attached to ifindex in the given mode (XDP_FLAGS_*), 0 if none. */
 int cmip6_xdp_query_id(int ifindex, unsigned int flags, unsigned int *prog_id);
 
+/* Pins the calling thread to one CPU (sched_setaffinity with CPU_SET, macros Swift cannot
+ * import). Returns 0 or -errno. */
+int cmip6_pin_to_cpu(int cpu);
+
 /* setns(2), which Swift's Glibc module does not export. Returns 0 or -errno. */
 int cmip6_setns(int fd, int nstype);
 

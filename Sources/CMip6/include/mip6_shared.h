@@ -25,6 +25,7 @@
 #define MIP6_MAP_PUNT          "mip6_punt"
 #define MIP6_MAP_PUNT_LIMIT    "mip6_punt_tb"    /* signaling token bucket, all sources */
 #define MIP6_MAP_SRC_LIMIT     "mip6_src_tb"     /* signaling token buckets per source /64 */
+#define MIP6_MAP_NEXTHOP       "mip6_nexthop"    /* next-hop cache (skips bpf_fib_lookup) */
 
 /* ---- capacities ---- */
 #ifndef MIP6_MAX_BINDINGS
@@ -33,7 +34,11 @@
 #define MIP6_MAX_IFACES        64
 #define MIP6_MAX_LOCAL_ADDRS   256
 #define MIP6_MAX_SRC_BUCKETS   8192      /* per-source-/64 limiters; past it only the global one applies */
-#define MIP6_PUNT_RING_BYTES   (1 << 20) /* signaling ring buffer, bytes (power of two) */
+#define MIP6_MAX_NEXTHOPS      65536     /* next-hop cache entries (LRU) */
+#define MIP6_PUNT_RING_BYTES   (1 << 22) /* signaling ring buffer, bytes (power of two): > the default
+                                          * punt burst of small records, so what the limiter lets
+                                          * through fits */
+#define MIP6_PUNT_SMALL        256       /* records for packets up to this size reserve only this much */
 #define MIP6_PUNT_MAX          1280      /* bytes of a punted packet kept (IPv6 minimum MTU) */
 #define MIP6_MAX_EXT_HEADERS   8         /* fixed limit on the extension-header walk */
 #define MIP6_TUNNEL_HOP_LIMIT  64        /* outer hop limit, RFC 2473 §6.3 (default) */
@@ -53,6 +58,8 @@
 	X(ENCAP_REDIRECT,      "encap_redirect")      /* ... redirected to another interface */ \
 	X(ENCAP_PASS_NO_NEIGH, "encap_pass_no_neigh") /* ... handed to the kernel to resolve the next hop */ \
 	X(ENCAP_FIB_FAIL,      "encap_fib_fail")      /* ... no route to the CoA: dropped */ \
+	X(NH_CACHE_HIT,        "nexthop_cache_hit")   /* forwarded without bpf_fib_lookup */ \
+	X(NH_CACHE_MISS,       "nexthop_cache_miss")  /* absent, stale or too short: looked up and cached */ \
 	X(ENCAP_HOPLIMIT,      "encap_pass_hoplimit") /* hop limit <= 1: kernel sends Time Exceeded */ \
 	X(ENCAP_TOO_BIG,       "encap_too_big")       /* Packet Too Big returned to the sender */ \
 	X(DECAP,               "decap")               /* reverse tunnel, forwarded */ \
@@ -140,10 +147,24 @@ struct mip6_config {
 	__u8  home_prefix_len;
 	__u8  tunnel_hop_limit;  /* outer hop limit */
 	__u8  _pad[2];
+	__u32 nh_gen;            /* next-hop cache generation: bumped by the control plane on every
+	                          * route, neighbour or link change; older cache entries are ignored */
+	__u32 _pad2;
 };
-_Static_assert(sizeof(struct mip6_config) == 72, "mip6_config size");
+_Static_assert(sizeof(struct mip6_config) == 80, "mip6_config size");
 
-/* mip6_punt_tb (array of one) and mip6_src_tb (key: the source's first 64 bits). */
+/* mip6_nexthop: key = destination address (a care-of address, or a correspondent for the
+ * reverse tunnel). What bpf_fib_lookup said last time, so the fast path skips it. */
+struct mip6_nexthop {
+	__u32 ifindex;           /* egress interface */
+	__u32 gen;               /* mip6_config.nh_gen when it was filled */
+	__u32 max_len;           /* largest IPv6 packet the FIB accepted for this route (MTU check) */
+	__u8  smac[6];
+	__u8  dmac[6];
+};
+_Static_assert(sizeof(struct mip6_nexthop) == 24, "mip6_nexthop size");
+
+/* mip6_punt_tb (array of one): the global signaling bucket, shared by all CPUs. */
 struct mip6_token_bucket {
 	__u64 credit_ns;         /* available credit */
 	__u64 last_ns;           /* bpf_ktime_get_ns() of the last refill */
@@ -151,6 +172,15 @@ struct mip6_token_bucket {
 	__u32 _pad;
 };
 _Static_assert(sizeof(struct mip6_token_bucket) == 24, "mip6_token_bucket size");
+
+/* mip6_src_tb: an LRU per-CPU hash keyed by the source's first 64 bits, so a spray of
+ * source prefixes ages out instead of filling the table for good. LRU maps cannot hold a
+ * spin lock, hence per CPU: one source may get up to (CPUs x its rate). */
+struct mip6_rate_state {
+	__u64 credit_ns;
+	__u64 last_ns;
+};
+_Static_assert(sizeof(struct mip6_rate_state) == 16, "mip6_rate_state size");
 
 /* mip6_ifaces: key = ifindex (__u32). The interfaces the program is attached to. */
 struct mip6_iface {
