@@ -132,6 +132,38 @@ class HomeAgent:
     def stats(self) -> dict:
         return json.loads(self.cli("stats", "--json", "--bpffs", self.bpffs, "--state-dir", self.state_dir).stdout)
 
+    def sighup(self) -> None:
+        """SIGHUP the daemon (re-reads --auth-keys). popen() exec's the daemon itself, so the
+        process we started is `mip6 ha`."""
+        if not self.alive():
+            raise HarnessError(f"`mip6 ha` is not running (exit code {self.proc.poll() if self.proc else None})")
+        self.proc.send_signal(signal.SIGHUP)
+
+    def mark(self) -> int:
+        """A position in the log; log_since(mark) is what came after."""
+        return len(self.log_text())
+
+    def log_since(self, mark: int) -> str:
+        return self.log_text()[mark:]
+
+    def wait_log(self, fragment: str, since: int = 0, timeout: float = 5.0) -> str | None:
+        """The first log line after `since` containing `fragment`, waiting up to `timeout`."""
+        def find():
+            return next((l for l in self.log_since(since).splitlines() if fragment in l), None)
+        return wait_for(find, timeout)
+
+
+def write_key_file(path: Path, lines: list[str] | str, mode: int = 0o600) -> Path:
+    """Write a key file (`--auth-keys` lines, or the MN's one hex line) with `mode`, atomically
+    (a SIGHUP never sees half a file)."""
+    path = Path(path)
+    text = lines if isinstance(lines, str) else "".join(l + "\n" for l in lines)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return path
+
 
 MN_READY_LINE = "mobile node ready"
 
@@ -402,13 +434,14 @@ class Responder:
 
 
 class MobileNode:
-    """The scapy mobile node (testbed.scapy_mn) in the MN namespace."""
+    """The scapy mobile node (testbed.scapy_mn) in the MN namespace (or in `node`, e.g. the
+    attacker "atk": then pass `coa` to register(), coa_of() only knows the MN's links)."""
 
-    def __init__(self, tb: Testbed, echo: bool = True):
-        self.tb, self.echo = tb, echo
+    def __init__(self, tb: Testbed, echo: bool = True, node: str = "mn"):
+        self.tb, self.echo, self.node = tb, echo, node
 
     def run(self, args: list[str], timeout: float) -> dict:
-        cp = self.tb.run("mn", [PYTHON, "-m", "testbed.scapy_mn", *args], check=False, timeout=timeout)
+        cp = self.tb.run(self.node, [PYTHON, "-m", "testbed.scapy_mn", *args], check=False, timeout=timeout)
         try:
             out = json.loads(cp.stdout.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
@@ -421,7 +454,7 @@ class MobileNode:
         return out
 
     def coa_of(self, iface: str) -> str:
-        return {self.tb.MN_IF1: self.tb.COA1, self.tb.MN_IF2: self.tb.COA2}[iface]
+        return {self.tb.MN_IF1: self.tb.COA1, self.tb.MN_IF2: self.tb.COA2, self.tb.ATK_IF: self.tb.ATK}[iface]
 
     def register(self, seq: int, lifetime: int, iface: str = Testbed.MN_IF1, coa: str | None = None,
                  hoa: str | None = None, timeout: float = 3.0, extra: tuple[str, ...] = ()) -> dict:
@@ -436,6 +469,22 @@ class MobileNode:
 
     def responder(self, iface: str = Testbed.MN_IF1, duration: float = 10) -> Responder:
         return Responder(self.tb, iface, self.coa_of(iface), duration)
+
+    def send_raw(self, packets: list[bytes], iface: str, coa: str | None = None, timeout: float = 1.0,
+                 gw: str | None = None) -> dict:
+        """Send IPv6 packets byte for byte (scapy_mn send-raw); returns what the HA answered to `coa`."""
+        args = ["send-raw", "--iface", iface, "--coa", coa or self.coa_of(iface), "--ha", self.tb.HA,
+                "--timeout", str(timeout), *(["--gw", gw] if gw else [])]
+        for p in packets:
+            args += ["--hex", p.hex()]
+        return self.run(args, timeout=timeout + 15)
+
+    def bu_flood(self, count: int, iface: str, coa: str | None = None, sources: int = 1, mode: str = "wrongkey",
+                 extra: tuple[str, ...] = (), gw: str | None = None, timeout: float = 90) -> dict:
+        """scapy_mn bu-flood: `count` BUs for the home address from `sources` source /64s."""
+        return self.run(["bu-flood", "--iface", iface, "--coa", coa or self.coa_of(iface), "--ha", self.tb.HA,
+                         "--hoa", self.tb.HOA, "--count", str(count), "--sources", str(sources), "--mode", mode,
+                         *(["--gw", gw] if gw else []), *extra], timeout=timeout)
 
 
 def ping(tb: Testbed, node: str, dst: str, count: int = 5, interval: float = 0.2,
@@ -558,6 +607,71 @@ class Capture:
             elif l.strip():
                 lines.append(l.strip())
         return lines
+
+
+class PcapCapture:
+    """tcpdump -w in `node` on `iface`: start() returns once it listens, stop() returns the
+    captured IPv6 packets (bytes from the IPv6 header on, Ethernet stripped) in order. For
+    packets to resend byte for byte (a replay)."""
+
+    def __init__(self, tb: Testbed, node: str, iface: str, bpf_filter: str, path: Path):
+        self.tb, self.node, self.path = tb, node, Path(path)
+        self.argv = ["tcpdump", "-i", iface, "-n", "-U", "-s", "0", "-w", str(self.path), bpf_filter]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 5) -> "PcapCapture":
+        self.proc = self.tb.popen(self.node, self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err = b""
+        deadline = time.monotonic() + timeout
+        while b"listening" not in err:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stderr], [], [], left)[0]:
+                break
+            chunk = os.read(self.proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            err += chunk
+        if b"listening" not in err:
+            self.tb.stop(self.proc)
+            raise HarnessError(f"tcpdump {' '.join(self.argv)} did not start: {err.decode(errors='replace')}")
+        return self
+
+    def packets(self) -> list[bytes]:
+        """What has been captured so far (the capture goes on)."""
+        return read_pcap_ipv6(self.path)
+
+    def stop(self) -> list[bytes]:
+        time.sleep(0.05)
+        if self.proc is not None:
+            self.tb.stop(self.proc, signal.SIGINT, timeout=3)
+        return read_pcap_ipv6(self.path)
+
+
+def read_pcap_ipv6(path: Path) -> list[bytes]:
+    """The IPv6 packets of a classic pcap file with Ethernet framing (tcpdump -w)."""
+    import struct
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    if len(data) < 24:
+        return []
+    magic = data[:4]
+    endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+              b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+    if endian is None:
+        raise HarnessError(f"{path}: not a classic pcap file (magic {magic.hex()})")
+    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    if linktype != 1:
+        raise HarnessError(f"{path}: link type {linktype}, expected Ethernet (1)")
+    out, off = [], 24
+    while off + 16 <= len(data):
+        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        frame = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        if len(frame) >= 14 and frame[12:14] == b"\x86\xdd":
+            out.append(frame[14:])
+    return out
 
 
 class Setup:

@@ -17,6 +17,15 @@ Commands
   flood      send malformed Mobility Header packets to the home agent.
   send-ba    (from the HA namespace) send a Binding Acknowledgement to a care-of
              address, e.g. one with a sequence number the mobile node never sent.
+  send-raw   send IPv6 packets given in hex (e.g. a captured Binding Update, byte
+             for byte) and report any Mobility Header answered to --coa.
+  bu-flood   send Binding Updates as fast as the AF_PACKET socket takes them, from
+             one or many source /64s, with or without RFC 4285 options.
+
+register and bu-flood take --spi/--nai/--key-hex to add the RFC 4285 options (MN-ID,
+Replay Protection, MN-HA authentication), laid out exactly as the home agent's own
+encoder does (Sources/ControlPlane/Authentication.swift); register then checks the
+MN-HA authenticator of the BA it receives.
 
 Why layer 2: this kernel has no Mobile IPv6. It drops any packet carrying a
 Home Address option or a Type 2 routing header, and has no ip6tnl. So frames
@@ -32,6 +41,8 @@ broken ones, and check the home agent's checksums independently of scapy.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import ipaddress
 import json
 import random
@@ -57,6 +68,10 @@ ETH_P_IPV6 = 0x86DD
 MH_BRR, MH_BU, MH_BA, MH_BE = 0, 5, 6, 7
 OPT_PAD1, OPT_PADN, OPT_ALT_COA = 0, 1, 3
 OPT_HOME_ADDRESS = 201  # 0xC9, in a Destination Options header
+OPT_MN_ID, OPT_AUTH, OPT_REPLAY = 8, 9, 10  # RFC 4283 §3, RFC 4285 §5, §6
+MN_ID_NAI, AUTH_MN_HA = 1, 1                # subtypes
+AUTHENTICATOR_LEN = 12                      # First(96, HMAC_SHA1(...)), RFC 4285 §5.1
+NTP_UNIX_OFFSET = 2_208_988_800             # seconds from 1900-01-01 to 1970-01-01
 ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
 
 BU_FLAGS = {"A": 0x8000, "H": 0x4000, "L": 0x2000, "K": 0x1000, "M": 0x0800, "R": 0x0400, "P": 0x0200}
@@ -140,6 +155,95 @@ def bu_data(seq: int, flags: int, lifetime_units: int) -> bytes:
 def alt_coa_option(offset: int, addr: str) -> bytes:
     """Alternate Care-of Address option (8n+6) preceded by the padding it needs at `offset`."""
     return align(offset, 8, 6) + bytes([OPT_ALT_COA, 16]) + a2b(addr)
+
+
+# --- RFC 4285 MN-HA authentication ---------------------------------------------
+def ntp_timestamp(unix_time: float | None = None) -> int:
+    """A 64-bit NTP timestamp (RFC 1305, 32.32 seconds since 1900) for `unix_time` (default now)."""
+    t = time.time() if unix_time is None else unix_time
+    sec = int(t // 1)
+    frac = min(0xFFFFFFFF, int((t - sec) * (1 << 32)))
+    return ((sec + NTP_UNIX_OFFSET) & 0xFFFFFFFF) << 32 | frac
+
+
+def ntp_to_unix(ts: int) -> float:
+    """Inverse of ntp_timestamp (NTP era 0)."""
+    return (ts >> 32) - NTP_UNIX_OFFSET + (ts & 0xFFFFFFFF) / (1 << 32)
+
+
+def mn_id_option(nai: bytes) -> bytes:
+    """RFC 4283 §3 Mobile Node Identifier option, subtype NAI (no alignment requirement)."""
+    return bytes([OPT_MN_ID, 1 + len(nai), MN_ID_NAI]) + nai
+
+
+def replay_option(timestamp: int) -> bytes:
+    """RFC 4285 §6 Mobility Message Replay Protection option (8n+2)."""
+    return bytes([OPT_REPLAY, 8]) + struct.pack("!Q", timestamp & 0xFFFFFFFFFFFFFFFF)
+
+
+def auth_option(spi: int, authenticator: bytes = bytes(AUTHENTICATOR_LEN), subtype: int = AUTH_MN_HA) -> bytes:
+    """RFC 4285 §5 Mobility Message Authentication option (4n+1): subtype, SPI, authenticator."""
+    return bytes([OPT_AUTH, 5 + len(authenticator), subtype]) + struct.pack("!I", spi) + authenticator
+
+
+def mn_ha_authenticator(key: bytes, coa: str, hoa: str, mh_data: bytes) -> bytes:
+    """RFC 4285 §5.1: First(96, HMAC_SHA1(key, care-of address | home address | MH data))."""
+    return hmac.new(key, a2b(coa) + a2b(hoa) + mh_data, hashlib.sha1).digest()[:AUTHENTICATOR_LEN]
+
+
+def authenticated_mh(mh_type: int, data: bytes, *, coa: str, hoa: str, spi: int, key: bytes,
+                     nai: bytes | None, timestamp: int | None, checksum_src: str, checksum_dst: str,
+                     alt_coa: str | None = None) -> bytearray:
+    """A Mobility Header laid out as the home agent's encoder lays it out (MobilityOption.encode):
+    [Alternate CoA 8n+6] | MN-ID (NAI) | [Replay Protection 8n+2] | MN-HA auth 4n+1 (last),
+    Pad1/PadN before each option as its alignment needs, then padding to 8n. Header Len set,
+    the authenticator computed over `coa | hoa | MH[0 .. end of SPI]` (checksum zero), the
+    checksum (`checksum_src` -> `checksum_dst`) last. `nai` None leaves the MN-ID option out."""
+    mh = bytearray([IPPROTO_NONE, 0, mh_type, 0, 0, 0]) + data
+    if alt_coa:
+        mh += alt_coa_option(len(mh), alt_coa)
+    if nai is not None:
+        mh += mn_id_option(nai)
+    if timestamp is not None:
+        mh += align(len(mh), 8, 2) + replay_option(timestamp)
+    mh += align(len(mh), 4, 1)
+    auth_at = len(mh)
+    mh += auth_option(spi)
+    mh += pad_option(-len(mh) % 8)
+    mh[1] = len(mh) // 8 - 1
+    spi_end = auth_at + 7
+    mh[4:6] = b"\0\0"
+    mh[spi_end:spi_end + AUTHENTICATOR_LEN] = mn_ha_authenticator(key, coa, hoa, bytes(mh[:spi_end]))
+    set_checksum(mh, checksum_src, checksum_dst)
+    return mh
+
+
+def verify_mh_authenticator(mh: bytes, key: bytes, coa: str, hoa: str) -> bool | None:
+    """Checks the MN-HA option (the last one) of a received Mobility Header; None when it has none."""
+    start = {MH_BU: 12, MH_BA: 12}.get(mh[2]) if len(mh) > 2 else None
+    if start is None:
+        return None
+    auth_at, o = None, start
+    while o < len(mh):
+        t = mh[o]
+        if t == OPT_PAD1:
+            o += 1
+            continue
+        if o + 2 > len(mh):
+            return False
+        if t == OPT_AUTH:
+            auth_at = o
+        o += 2 + mh[o + 1]
+    if auth_at is None:
+        return None
+    ln = mh[auth_at + 1]
+    if mh[auth_at + 2] != AUTH_MN_HA or ln != 5 + AUTHENTICATOR_LEN:
+        return False
+    spi_end = auth_at + 7
+    data = bytearray(mh[:spi_end])
+    data[4:6] = b"\0\0"
+    return hmac.compare_digest(mn_ha_authenticator(key, coa, hoa, bytes(data)),
+                               bytes(mh[spi_end:spi_end + AUTHENTICATOR_LEN]))
 
 
 def set_checksum(mh: bytearray, src: str, dst: str) -> int:
@@ -234,6 +338,15 @@ def parse_mh_options(mh: bytes, start: int) -> list[dict]:
             entry = {"type": t, "length": ln}
             if t == 2 and ln == 2:  # Binding Refresh Advice, units of 4 s
                 entry["refresh_s"] = struct.unpack("!H", mh[o + 2:o + 4])[0] * 4
+            elif t == OPT_MN_ID and ln >= 1 and o + 2 + ln <= len(mh):
+                entry["subtype"] = mh[o + 2]
+                entry["nai"] = bytes(mh[o + 3:o + 2 + ln]).decode(errors="replace")
+            elif t == OPT_REPLAY and ln == 8 and o + 10 <= len(mh):
+                entry["timestamp"] = struct.unpack("!Q", mh[o + 2:o + 10])[0]
+                entry["unix_time"] = round(ntp_to_unix(entry["timestamp"]), 3)
+            elif t == OPT_AUTH and ln >= 5 and o + 7 <= len(mh):
+                entry["subtype"] = mh[o + 2]
+                entry["spi"] = struct.unpack("!I", mh[o + 3:o + 7])[0]
             opts.append(entry)
         o += 2 + ln
     return opts
@@ -313,10 +426,30 @@ def ipv6_packet(src: str, dst: str, nh: int, payload: bytes, hlim: int = 64) -> 
 
 
 # --- register ----------------------------------------------------------------
+def auth_key(args) -> bytes | None:
+    """The MN-HA key of --key-hex / --key-file (None without either)."""
+    text = getattr(args, "key_hex", None)
+    if not text and getattr(args, "key_file", None):
+        with open(args.key_file) as f:
+            text = next((l.strip() for l in f if l.strip() and not l.startswith("#")), "")
+    return bytes.fromhex(text) if text else None
+
+
 def build_bu(args) -> tuple[bytes, bytearray]:
     lifetime_units = min(0xFFFF, (args.lifetime + 3) // 4)   # round up: 1..3 s must not mean 0
     flags = parse_flags(args.flags, BU_FLAGS)
     data = bu_data(args.seq, flags, lifetime_units)
+    if getattr(args, "spi", None) is not None:
+        # RFC 4285: over the care-of address the HA registers (Alternate CoA, else the source).
+        ts = None if args.no_timestamp else (
+            args.timestamp if args.timestamp is not None else ntp_timestamp(time.time() + args.timestamp_offset))
+        mh = authenticated_mh(args.mh_type, data, coa=args.alt_coa or args.coa, hoa=args.hoa, spi=args.spi,
+                              key=auth_key(args) or b"", nai=None if args.no_nai else args.nai.encode(),
+                              timestamp=ts, checksum_src=args.hoa, checksum_dst=args.ha, alt_coa=args.alt_coa)
+        args.sent_timestamp = ts
+        if args.bad_checksum:
+            mh[4:6] = struct.pack("!H", struct.unpack("!H", mh[4:6])[0] ^ 0x5A5A)
+        return dest_opts_hao(args.hoa) + bytes(mh), mh
     opts = alt_coa_option(6 + len(data), args.alt_coa) if args.alt_coa else b""
     mh = mobility_header(args.mh_type, data, opts)
     # Pseudo-header source is the home address: the packet carries a Home Address option.
@@ -329,7 +462,8 @@ def build_bu(args) -> tuple[bytes, bytearray]:
 def cmd_register(args) -> dict:
     link = Link(args.iface, args.gw, args.dst_mac, args.coa)
     ext, _mh = build_bu(args)
-    frame = link.frame(ipv6_packet(args.coa, args.ha, IPPROTO_DSTOPTS, ext))
+    sent_ip = ipv6_packet(args.coa, args.ha, IPPROTO_DSTOPTS, ext)
+    frame = link.frame(sent_ip)
     want = MH_BA if args.mh_type == MH_BU else MH_BE
     t0 = time.monotonic()
     link.send(frame)
@@ -374,9 +508,17 @@ def cmd_register(args) -> dict:
                 "hlim": info["hlim"],
                 "options": parse_mh_options(m, 12),
             }
+            key = auth_key(args)
+            if key is not None:
+                # The BA is authenticated over the BU's care-of address and home address.
+                result["auth_ok"] = verify_mh_authenticator(m, key, args.alt_coa or args.coa, args.hoa)
             break
     if want == MH_BA and seen_be and "status" not in result:
         result["be"] = seen_be
+    if getattr(args, "spi", None) is not None:
+        result["sent_timestamp"] = args.sent_timestamp
+    if args.show_sent:
+        result["sent_hex"] = sent_ip.hex()
     link.close()
     return result
 
@@ -558,6 +700,93 @@ def cmd_flood(args) -> dict:
             "pps": round(len(frames) / elapsed) if elapsed > 0 else None, "kinds": kinds}
 
 
+# --- send-raw ----------------------------------------------------------------
+def cmd_send_raw(args) -> dict:
+    """Send IPv6 packets as given (hex), framed for --iface, and collect the Mobility Headers the
+    home agent sends to --coa within --timeout (a replayed BU whose source is another node's
+    address is answered there, if at all: capture on that node's link too)."""
+    packets = [bytes.fromhex(h) for h in args.hex]
+    link = Link(args.iface, args.gw, args.dst_mac, args.coa)
+    t0 = time.monotonic()
+    for p in packets:
+        link.send(link.frame(p))
+    answers = []
+    deadline = t0 + args.timeout
+    while True:
+        got = link.recv(deadline - time.monotonic())
+        if got is None:
+            break
+        data, t = got
+        if len(data) < 54 or struct.unpack("!H", data[12:14])[0] != ETH_P_IPV6:
+            continue
+        ip = data[14:]
+        info = parse_ipv6(ip)
+        if not info or info["src"] != args.ha:
+            continue
+        mh = parse_mh(ip, info)
+        if mh:
+            answers.append({"type": mh["type"], "ip_dst": info["dst"], "rtt_ms": round((t - t0) * 1000, 2),
+                            "status": mh["bytes"][6] if len(mh["bytes"]) > 6 else None})
+    link.close()
+    return {"sent": len(packets), "bytes": [len(p) for p in packets], "answers": answers}
+
+
+# --- bu-flood ----------------------------------------------------------------
+def ipv6_header(src: bytes, dst: bytes, nh: int, payload_len: int, hlim: int = 64) -> bytes:
+    return struct.pack("!IHBB", 6 << 28, payload_len, nh, hlim) + src + dst
+
+
+def cmd_bu_flood(args) -> dict:
+    """--count Binding Updates for --hoa, from --sources source /64s (2001:db8:a:N::2 style:
+    the --src address with its 4th group replaced by N; 1 = --src alone), each one's source as
+    its care-of address, the sequence number counting up. --mode none: no RFC 4285 options;
+    wrongkey: the full set, keyed with --key-hex (give a key the home agent does not have)."""
+    src_net = ipaddress.IPv6Address(args.coa)
+    if args.sources > 1:
+        words = list(struct.unpack("!8H", src_net.packed))
+        sources = []
+        for n in range(args.sources):
+            words[3] = (args.first_subnet + n) & 0xFFFF
+            sources.append(str(ipaddress.IPv6Address(struct.pack("!8H", *words))))
+    else:
+        sources = [args.coa]
+    key = auth_key(args) or bytes(16)
+    link = Link(args.iface, args.gw, args.dst_mac, args.coa)
+    ha_b = a2b(args.ha)
+    ext = dest_opts_hao(args.hoa)
+    lifetime_units = min(0xFFFF, (args.lifetime + 3) // 4)
+    ts0 = ntp_timestamp()
+    t_build = time.monotonic()
+    frames = []
+    for i in range(args.count):
+        src = sources[i % len(sources)]
+        data = bu_data(args.first_seq + i, BU_FLAGS["A"] | BU_FLAGS["H"], lifetime_units)
+        if args.mode == "none":
+            mh = mobility_header(MH_BU, data)
+            set_checksum(mh, args.hoa, args.ha)
+        else:
+            mh = authenticated_mh(MH_BU, data, coa=src, hoa=args.hoa, spi=args.spi, key=key,
+                                  nai=args.nai.encode(), timestamp=ts0 + (i << 12),
+                                  checksum_src=args.hoa, checksum_dst=args.ha)
+        payload = ext + bytes(mh)
+        frames.append(link.frame(ipv6_header(a2b(src), ha_b, IPPROTO_DSTOPTS, len(payload)) + payload))
+    build_s = time.monotonic() - t_build
+    errors = 0
+    send = link.sock.outs.send
+    t0 = time.monotonic()
+    for f in frames:
+        try:
+            send(f)
+        except OSError:
+            errors += 1
+    elapsed = time.monotonic() - t0
+    link.close()
+    return {"sent": len(frames) - errors, "send_errors": errors, "sources": len(sources),
+            "first_source": sources[0], "last_source": sources[-1], "mode": args.mode,
+            "frame_bytes": len(frames[0]) if frames else 0, "build_ms": round(build_s * 1000, 1),
+            "elapsed_ms": round(elapsed * 1000, 1), "pps": round(len(frames) / elapsed) if elapsed > 0 else None}
+
+
 # --- command line ------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m testbed.scapy_mn", description=__doc__,
@@ -572,6 +801,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--gw", help="next hop on --iface (default: ::1 of the care-of /64)")
         p.add_argument("--dst-mac", help="destination MAC (default: resolve --gw)")
 
+    def auth_args(p):
+        g = p.add_argument_group("RFC 4285 (MN-ID, Replay Protection, MN-HA authentication options)")
+        g.add_argument("--spi", type=int, help="Mobility SPI: with it the BU carries the RFC 4285 options")
+        g.add_argument("--nai", default="mn@example.net", help="NAI for the MN-ID option")
+        g.add_argument("--key-hex", help="MN-HA key in hex (also checks the BA's authenticator)")
+        g.add_argument("--key-file", help="file with the MN-HA key in hex (instead of --key-hex)")
+        g.add_argument("--no-nai", action="store_true", help="leave out the MN-ID option")
+        g.add_argument("--no-timestamp", action="store_true", help="leave out the Replay Protection option")
+        g.add_argument("--timestamp-offset", type=float, default=0.0,
+                       help="seconds added to the current time in the Replay Protection option")
+        g.add_argument("--timestamp", type=int, help="the Replay Protection option's 64-bit NTP value as given")
+
     p = sub.add_parser("register", help="send a Binding Update, wait for the BA (or BE)")
     common(p)
     p.add_argument("--seq", type=int, required=True)
@@ -582,6 +823,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mh-type", type=int, default=MH_BU,
                    help="MH type to send (default 5 = BU); otherwise wait for a Binding Error")
     p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--show-sent", action="store_true", help="add the sent IPv6 packet (hex) to the output")
+    auth_args(p)
 
     p = sub.add_parser("responder", help="answer tunneled echo requests through the reverse tunnel")
     common(p)
@@ -600,11 +843,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst", type=int, default=0, help="pause after every BURST packets (0: never)")
     p.add_argument("--pause", type=float, default=0.001, help="seconds to pause after a burst")
 
+    p = sub.add_parser("send-raw", help="send IPv6 packets given in hex (a captured BU, byte for byte)")
+    common(p, hoa_default="::")
+    p.add_argument("--hex", action="append", required=True, help="one IPv6 packet in hex (repeat)")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds to collect answers to --coa")
+
+    p = sub.add_parser("bu-flood", help="send Binding Updates as fast as possible")
+    common(p)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--sources", type=int, default=1, help="source /64s to spread over (default 1: --coa only)")
+    p.add_argument("--first-subnet", type=int, default=1, help="4th address group of the first of --sources")
+    p.add_argument("--mode", choices=("none", "wrongkey"), default="wrongkey")
+    p.add_argument("--first-seq", type=int, default=1000)
+    p.add_argument("--lifetime", type=int, default=600)
+    auth_args(p)
+
     args = ap.parse_args(argv)
     conf.verb = 0
     try:
         result = {"register": cmd_register, "responder": cmd_responder, "send-ba": cmd_send_ba,
-                  "flood": cmd_flood}[args.command](args)
+                  "flood": cmd_flood, "send-raw": cmd_send_raw, "bu-flood": cmd_bu_flood}[args.command](args)
     except (OSError, RuntimeError, ValueError) as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
         return 2

@@ -127,6 +127,18 @@ class Testbed:
     }
     DOWN_INTERFACES = {("mn", "mn-home")}
 
+    # --- optional attacker node (add_attacker / remove_attacker) ------------
+    # `<tag>-atk` on its own link off the router. It owns 2001:db8:a::/48: its link is the
+    # first /64 (atk0 2001:db8:a::2, router r-atk 2001:db8:a::1) and the router routes the
+    # rest of the /48 to it, so it can send from (and be answered at) many source /64s.
+    OPTIONAL_NODES = ("atk",)
+    ATK = "2001:db8:a::2"
+    ATK_ROUTER = "2001:db8:a::1"
+    ATK_PREFIX = "2001:db8:a::/48"
+    ATK_IF = "atk0"
+    ATK_PEER_IF = "r-atk"
+    ATK_VETH = Veth("rtr", "r-atk", "02:00:00:00:0a:01", "atk", "atk0", "02:00:00:00:0a:02")
+
     # Every namespace: no DAD, no RA/autoconf/RS, so no address or route
     # appears by itself and addresses are usable at once.
     SYSCTLS = [
@@ -166,13 +178,14 @@ class Testbed:
 
     # --- names -----------------------------------------------------------
     def ns(self, name: str) -> str:
-        """Namespace name of node `name` ("cn", "rtr", "ha", "mn")."""
-        if name not in self.NODES:
-            raise KeyError(f"unknown node {name!r}; nodes are {', '.join(self.NODES)}")
+        """Namespace name of node `name` ("cn", "rtr", "ha", "mn", or the optional "atk")."""
+        if name not in self.NODES + self.OPTIONAL_NODES:
+            raise KeyError(f"unknown node {name!r}; nodes are {', '.join(self.NODES + self.OPTIONAL_NODES)}")
         return f"{self.tag}-{name}"
 
     @property
     def namespaces(self) -> list[str]:
+        """The namespaces of the four nodes (optional nodes not included)."""
         return [self.ns(n) for n in self.NODES]
 
     def mac(self, node: str, ifname: str) -> str:
@@ -254,9 +267,9 @@ class Testbed:
 
     # --- lifecycle -------------------------------------------------------
     def exists(self) -> list[str]:
-        """Namespaces of this tag that currently exist."""
+        """Namespaces of this tag that currently exist (optional nodes included)."""
         have = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-        return [n for n in self.namespaces if n in have]
+        return [n for n in self.namespaces + [self.ns(o) for o in self.OPTIONAL_NODES] if n in have]
 
     def up(self) -> "Testbed":
         """Build the topology (removing leftovers of the same tag first)."""
@@ -349,6 +362,41 @@ class Testbed:
         self.BPFFS.mkdir(parents=True, exist_ok=True)
         self._host(["mount", "-t", "bpf", "bpf", str(self.BPFFS)])
         self._bpffs_mounted = True
+
+    # --- optional attacker node -------------------------------------------
+    def has_attacker(self) -> bool:
+        return self.ns("atk") in self.exists()
+
+    def add_attacker(self) -> None:
+        """Add `<tag>-atk` (see ATK_*): a veth r-atk/atk0 to the router, 2001:db8:a::2/64 with a
+        default route through the router, and on the router a route for the rest of
+        2001:db8:a::/48 through it. Replaces an attacker left over by an earlier run."""
+        self.remove_attacker()
+        v, ns = self.ATK_VETH, self.ns("atk")
+        try:
+            self._host(["ip", "netns", "add", ns])
+            self._host(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", *self.SYSCTLS])
+            self._ip_batch("rtr", [
+                f"link add {v.a_if} address {v.a_mac} type veth peer name {v.b_if} address {v.b_mac} netns {ns}",
+                f"address add {self.ATK_ROUTER}/64 dev {v.a_if} nodad",
+                f"link set dev {v.a_if} up",
+                f"route add {self.ATK_PREFIX} via {self.ATK} dev {v.a_if}",
+            ])
+            self._ip_batch("atk", [
+                "link set dev lo up",
+                f"address add {self.ATK}/64 dev {v.b_if} nodad",
+                f"link set dev {v.b_if} up",
+                f"route add default via {self.ATK_ROUTER} dev {v.b_if}",
+            ])
+        except BaseException:
+            self.remove_attacker()
+            raise
+
+    def remove_attacker(self) -> None:
+        """Remove the attacker node (its veth pair and the router's route go with it)."""
+        ns = self.ns("atk")
+        if ns in self.exists():
+            self._host(["ip", "netns", "del", ns], check=False)
 
     # --- XDP helper ------------------------------------------------------
     def xdp_pass_object(self) -> Path:
