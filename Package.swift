@@ -47,5 +47,8 @@ let package = Package(
         // Swift 5 mode: the tests hop threads into network namespaces, which strict Sendable checking cannot express.
         .testTarget(name: "DataPlaneTests", dependencies: ["DataPlane", "CMip6", "ControlPlane"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
+        // libFuzzer harness (fuzz/run builds it with -sanitize=fuzzer -DMIP6_FUZZ); a plain build prints usage, exit 2.
+        .executableTarget(name: "Mip6Fuzz", dependencies: ["ControlPlane", .product(name: "Logging", package: "swift-log")],
+                          path: "Sources/Mip6Fuzz"),
     ]
 )

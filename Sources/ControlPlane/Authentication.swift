@@ -259,7 +259,9 @@ public struct KeyStore: Sendable, CustomStringConvertible {
         self.entries = []
         self.bySPI = [:]
         var number = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift, so splitting on "\n" alone would read a CRLF file as a
+        // single line (and a comment on its first line would hide every key after it).
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             number += 1
             var fields: [Substring] = []
             for token in rawLine.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }) {

@@ -37,7 +37,33 @@ enum Fixture {
     /// comparisons are on the fuzzed paths.
     static let mnInitialSequence: UInt16 = 0xfffe
 
-    static let logger = Logger(label: "mip6.fuzz", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// Logs nothing: the cores' log statements are skipped before their messages are built.
+    static let quietLogger = Logger(label: "mip6.fuzz", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// Builds every message and metadata value at trace level, then drops them, so that the
+    /// formatting code runs on fuzzed values as it does in a daemon run with --log-level trace.
+    static let traceLogger: Logger = {
+        var logger = Logger(label: "mip6.fuzz", factory: { _ in SinkLogHandler() })
+        logger.logLevel = .trace
+        return logger
+    }()
+}
+
+/// Renders each record (message and metadata) and throws the text away.
+struct SinkLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    nonisolated(unsafe) static var rendered = 0
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var n = event.message.description.utf8.count
+        for (key, value) in event.metadata ?? [:] { n &+= key.utf8.count &+ value.description.utf8.count }
+        Self.rendered &+= n
+    }
 }
 
 /// Both clocks, moved by the input. One input runs on one thread.

@@ -14,7 +14,17 @@ enum Seeds {
     typealias Seed = (name: String, bytes: [UInt8])
 
     static func all() -> [Seed] {
-        mhSeeds() + haSeeds() + mnSeeds() + keySeeds() + naSeeds() + packetSeeds()
+        mhSeeds() + withTraceLogging(haSeeds(), bit: 0x80) + withTraceLogging(mnSeeds(), bit: 4)
+            + keySeeds() + naSeeds() + packetSeeds()
+    }
+
+    /// Each seed, and a copy with the cfg bit that turns on trace logging (byte 1).
+    static func withTraceLogging(_ seeds: [Seed], bit: UInt8) -> [Seed] {
+        seeds.flatMap { seed -> [Seed] in
+            var traced = seed.bytes
+            traced[1] |= bit
+            return [seed, (seed.name + "-trace", traced)]
+        }
     }
 
     /// Writes every seed as DIR/NAME; returns how many.
@@ -118,6 +128,11 @@ enum Seeds {
         seeds.append(seed("bad-payload-proto", ctrl: 1, badProto))
         seeds.append(seed("short", ctrl: 1, [59, 0, 5, 0, 0, 0, 0]))
         seeds.append(seed("bu-below-min", ctrl: 1, [59, 0, 5, 0, 0, 0, 0, 1]))
+        // 113 Alternate Care-of Address options packed without their 8n+6 padding: the largest
+        // header there is (2048 octets), which decodes but does not fit when re-encoded.
+        let packed: [UInt8] = [59, 255, 5, 0, 0, 0, 0, 1, 0xc0, 0, 0, 1]
+            + (0..<113).flatMap { _ in [MobilityOption.Kind.alternateCareOfAddress, 16] + Fixture.careOf.bytes } + [1, 0]
+        seeds.append(seed("bu-2048-packed-altcoa", ctrl: 1, packed))
         seeds.append(seed("option-overrun", ctrl: 3, [59, 1, 5, 0, 0, 0, 0, 1, 0xc0, 0, 0, 1, 3, 16, 0, 0]))
         return seeds
     }
@@ -213,7 +228,7 @@ enum Seeds {
             let mn = MobileNodeCore(configuration: MobileNodeConfiguration(
                                         homeAddress: Fixture.homeAddress, homeAgent: Fixture.homeAgent,
                                         homePrefix: Fixture.homePrefix, requestedLifetime: 600, credentials: credentials),
-                                    clock: clock, logger: Fixture.logger, initialSequence: Fixture.mnInitialSequence)
+                                    clock: clock, logger: Fixture.quietLogger, initialSequence: Fixture.mnInitialSequence)
             let actions = mn.careOfAddressChanged(cfg & 2 != 0 ? Fixture.homeAddress : Fixture.careOf)
             guard case .send(let bu, _)? = actions.first(where: { if case .send = $0 { return true } else { return false } })
             else { fatalError("mobile node sent no BU") }
@@ -223,7 +238,7 @@ enum Seeds {
                     homeAgentAddress: Fixture.homeAgent, homePrefix: Fixture.homePrefix, capacity: haCapacity,
                     duplicateAddressDetection: false,
                     authentication: credentials.map { _ in HomeAgentAuthenticationPolicy(keys: Fixture.keys, clock: clock) }),
-                cache: cache, clock: clock, logger: Fixture.logger)
+                cache: cache, clock: clock, logger: Fixture.quietLogger)
             for case .send(let ba, _) in ha.handlePacket(bu, localAddresses: Fixture.localAddresses) { return (bu, ba) }
             fatalError("home agent did not answer the seed BU")
         }

@@ -27,6 +27,12 @@ enum FuzzTarget: String, CaseIterable, Sendable {
 enum Fuzz {
     /// Set from MIP6_FUZZ_TARGET or --target before the first input.
     nonisolated(unsafe) static var pinned: FuzzTarget?
+    /// --replay with MIP6_FUZZ_VERBOSE=1: print what the cores did with each packet.
+    nonisolated(unsafe) static var verbose = false
+
+    static func trace(_ text: @autoclosure () -> String) {
+        if verbose { print("  " + text()) }
+    }
 
     /// One input. Returns normally unless a property fails (which traps).
     static func run(_ data: UnsafeRawBufferPointer) {
@@ -70,7 +76,51 @@ enum Fuzz {
         }
     }
 
+    static func describe(_ a: HomeAgentAction) -> String {
+        switch a {
+        case .send(_, let description): return "send \(description)"
+        case .startDAD(let hoa): return "startDAD \(hoa)"
+        case .sendUnsolicitedNA(let hoa): return "NA \(hoa)"
+        case .bindingInstalled(let b): return "installed \(b.homeAddress) -> \(b.careOfAddress) seq \(b.sequence) \(b.lifetime)s"
+        case .bindingRemoved(let b, let why): return "removed \(b.homeAddress) (\(why))"
+        }
+    }
+
+    /// The length `MobilityHeaderCodec.encode` gives `m`, from the alignment rules of RFC 6275
+    /// §6.2 and RFC 4283/4285 (each option padded to its xn+y, the whole to 8 octets). Decoded
+    /// options are stored without their padding, so a header packed without it decodes to a
+    /// message that may not fit 2048 octets again: `encode` rejects that by contract.
+    static func encodedLength(_ m: MobilityMessage) -> Int {
+        var n: Int
+        let options: [MobilityOption]
+        switch m {
+        case .bindingRefreshRequest(let x): n = 8; options = x.options
+        case .bindingUpdate(let x): n = 12; options = x.options
+        case .bindingAcknowledgement(let x): n = 12; options = x.options
+        case .bindingError(let x): n = 24; options = x.options
+        case .unrecognized(_, let data): return (6 + data.count + 7) / 8 * 8
+        }
+        for option in options {
+            let (x, y, size): (Int, Int, Int)
+            switch option {
+            case .pad1: (x, y, size) = (1, 0, 1)
+            case .padN(let k): (x, y, size) = (1, 0, k)
+            case .bindingRefreshAdvice: (x, y, size) = (2, 0, 4)
+            case .alternateCareOfAddress: (x, y, size) = (8, 6, 18)
+            case .nonceIndices: (x, y, size) = (2, 0, 6)
+            case .bindingAuthorizationData(let d): (x, y, size) = (8, 2, 2 + d.count)
+            case .mobileNodeIdentifier(_, let id): (x, y, size) = (1, 0, 3 + id.count)
+            case .mobilityMessageAuthentication(_, _, let a): (x, y, size) = (4, 1, 7 + a.count)
+            case .replayProtection: (x, y, size) = (8, 2, 10)
+            case .unknown(_, let d): (x, y, size) = (1, 0, 2 + d.count)
+            }
+            n += ((y - n) % x + x) % x + size
+        }
+        return (n + 7) / 8 * 8
+    }
+
     static func roundTrip(_ m: MobilityMessage, source: IPv6Address, destination: IPv6Address) {
+        guard encodedLength(m) <= 2048 else { return }
         let encoded = MobilityHeaderCodec.encode(m, source: source, destination: destination)
         let again: MobilityMessage
         do {
@@ -79,6 +129,7 @@ enum Fuzz {
             check(false, "re-encoded \(m) does not decode: \(error); bytes \(hexString(encoded))")
             return
         }
+        check(encoded.count == encodedLength(m), "encoded \(encoded.count) octets, §6.2 alignment says \(encodedLength(m))")
         check(again == m, "round trip changed the message: \(m) -> \(again)")
         let twice = MobilityHeaderCodec.encode(again, source: source, destination: destination)
         check(twice == encoded, "encoding is not stable: \(hexString(encoded)) vs \(hexString(twice))")
@@ -90,7 +141,7 @@ enum Fuzz {
     // MARK: Home agent
 
     /// cfg bits: 0 authentication policy, 1 DAD, 2 capacity 2 (else 16), 3 no error messages,
-    /// 4 no Parameter Problem, 5-6 max lifetime (4 s, 60 s, 3600 s, 262140 s).
+    /// 4 no Parameter Problem, 5-6 max lifetime (3600 s, 4 s, 60 s, 262140 s), 7 trace logging.
     ///
     /// op bits: 0 repair the MH checksum, 1 repair the MN-HA authenticator, 2 DAD finds a
     /// duplicate, 3 leave DAD unanswered for now, 4-5 advance both clocks (0, 1, 100, 5000 s)
@@ -101,7 +152,7 @@ enum Fuzz {
         let clock = FuzzClock()
         let dataPlane = NullDataPlane()
         let capacity = cfg & 4 != 0 ? 2 : 16
-        let lifetimes: [UInt32] = [4, 60, 3600, 262_140]
+        let lifetimes: [UInt32] = [3600, 4, 60, 262_140]
         let config = HomeAgentConfiguration(
             homeAgentAddress: Fixture.homeAgent, homePrefix: Fixture.homePrefix,
             maxLifetime: lifetimes[Int(cfg >> 5 & 3)], capacity: capacity,
@@ -109,8 +160,10 @@ enum Fuzz {
             errorMessagesPerSecond: cfg & 8 != 0 ? 0 : 10, sendParameterProblem: cfg & 16 == 0,
             authentication: cfg & 1 != 0 ? HomeAgentAuthenticationPolicy(keys: Fixture.keys, allowedSkew: 7, clock: clock) : nil)
         let cache = BindingCache(capacity: capacity, dataPlane: dataPlane)
-        let core = HomeAgentCore(configuration: config, cache: cache, clock: clock, logger: Fixture.logger)
+        let core = HomeAgentCore(configuration: config, cache: cache, clock: clock,
+                                 logger: cfg & 0x80 != 0 ? Fixture.traceLogger : Fixture.quietLogger)
         var heldDAD: [IPv6Address] = []
+        var acceptedTimestamps: [IPv6Address: UInt64] = [:]
         var records = 0
         while !r.isEmpty, records < 16 {
             records += 1
@@ -133,6 +186,9 @@ enum Fuzz {
                 if op & 1 != 0 { Repair.mhChecksum(&mh, source: p.checksumSource, destination: p.checksumDestination) }
             }
             var actions = core.handlePacket(packet, localAddresses: Fixture.localAddresses)
+            if config.authentication != nil {
+                checkAuthenticatedOutcome(actions, request: packet, now: clock.ntp, lastAccepted: &acceptedTimestamps)
+            }
             for case .startDAD(let hoa) in actions {
                 if op & 8 != 0 {
                     heldDAD.append(hoa)
@@ -145,12 +201,68 @@ enum Fuzz {
                 heldDAD = []
             }
             if op & 0x40 != 0 { actions += core.expire() }
+            trace("ha record \(records) op 0x\(hexString([op])) \(packet.count) bytes -> \(actions.map(describe))")
             checkHomeAgent(actions, core: core, config: config, request: packet)
             dataPlane.failNext = false
         }
         _ = core.nextDeadline
         _ = core.pendingDAD
         _ = core.counters.totalDrops
+    }
+
+    /// With an authentication policy, a BU that got past authentication (DAD started, or a BA
+    /// signed with the MN-HA key other than 144/145/146) must check out when verified here,
+    /// independently of `MobilityAuthentication` (RFC 4285 §5.1, §6): its last MN-HA option's
+    /// authenticator is HMAC-SHA1(key of its SPI, CoA | HoA | MH up to the SPI) with the fixture
+    /// keys, its NAI is the SPI's, the SPI covers the home address, and its timestamp is within
+    /// 7 s of the clock and newer than the last one that got past for this home address.
+    static func checkAuthenticatedOutcome(_ actions: [HomeAgentAction], request: [UInt8], now: UInt64,
+                                          lastAccepted: inout [IPv6Address: UInt64]) {
+        var passed = actions.contains { if case .startDAD = $0 { return true } else { return false } }
+        for case .send(let bytes, _) in actions {
+            guard let p = try? IPv6PacketParser.parseMobility(bytes),
+                  case .bindingAcknowledgement(let ba)? = try? MobilityHeaderCodec.decode(
+                      p.mh, source: p.checksumSource, destination: p.checksumDestination)
+            else { continue }
+            let signed = ba.options.contains { if case .mobilityMessageAuthentication = $0 { return true } else { return false } }
+            if signed, ![144, 145, 146].contains(ba.status.rawValue) { passed = true }
+            check(signed || ba.status.rawValue == 146, "unauthenticated BA status \(ba.status) under an authentication policy")
+        }
+        guard passed else { return }
+        guard let q = try? IPv6PacketParser.parseMobility(request),
+              case .bindingUpdate(let bu)? = try? MobilityHeaderCodec.decode(q.mh, source: q.checksumSource,
+                                                                             destination: q.checksumDestination),
+              let off = Repair.authOptionOffset(q.mh)
+        else {
+            check(false, "a BU without a well-formed MN-HA option got past authentication")
+            return
+        }
+        let hoa = q.homeAddressOption ?? q.source
+        let coa = bu.alternateCareOfAddress ?? q.source
+        var spi: UInt32 = 0
+        for k in 3...6 { spi = spi << 8 | UInt32(q.mh[off + k]) }
+        guard let entry = Fixture.keys[spi: spi] else {
+            check(false, "BU with unknown SPI \(spi) got past authentication")
+            return
+        }
+        var data = Array(q.mh[0..<off + 7])
+        data[4] = 0
+        data[5] = 0
+        let expected = MobilityAuthentication.authenticator(key: entry.key, careOf: coa, homeAddress: hoa, mhData: data)
+        check(Array(q.mh[off + 7..<off + 19]) == expected, "BU with a wrong authenticator got past authentication")
+        var nai: [UInt8]?
+        for case .mobileNodeIdentifier(1, let id) in bu.options where !id.isEmpty && nai == nil { nai = id }
+        check(nai == Array(entry.nai.utf8), "BU with NAI \(nai.map { String(decoding: $0, as: UTF8.self) } ?? "none") got past SPI \(spi)")
+        check(entry.permits(hoa, homePrefix: Fixture.homePrefix), "SPI \(spi) registered home address \(hoa)")
+        guard let ts = Repair.replayProtection(q.mh)?.value else {
+            check(false, "BU without a timestamp got past authentication")
+            return
+        }
+        check(NTPTimestamp.within(ts, now, seconds: 7), "BU timestamp \(NTPTimestamp.seconds(NTPTimestamp.difference(ts, now))) s off got past")
+        if let last = lastAccepted[hoa] {
+            check(NTPTimestamp.isNewer(ts, than: last), "replayed BU timestamp got past (not newer than the last)")
+        }
+        lastAccepted[hoa] = ts
     }
 
     /// What the home agent sends must be well formed; an authenticated BA must verify at the
@@ -194,10 +306,17 @@ enum Fuzz {
                         careOfs.append(alt)
                     }
                 }
+                // A BU without Replay Protection refused before its timestamp was looked at (146 for
+                // a wrong NAI or home address) gets a BA without one, which a mobile node ignores
+                // (it always sends one); the authenticator must still verify.
+                let echoesNoTimestamp = !ba.options.contains {
+                    if case .replayProtection = $0 { return true } else { return false }
+                }
                 let verifies = careOfs.contains { careOf in
-                    MobilityAuthentication.verifyBindingAcknowledgement(
+                    let result = MobilityAuthentication.verifyBindingAcknowledgement(
                         mh: p.mh, ba: ba, careOf: careOf, homeAddress: hoa, association: association,
-                        expectedTimestamp: nil).result == .ok
+                        expectedTimestamp: nil).result
+                    return result == .ok || (result == .missingTimestamp && echoesNoTimestamp)
                 }
                 check(verifies, "authenticated BA does not verify at the mobile node: \(description)")
             case .bindingInstalled(let b):
@@ -215,7 +334,8 @@ enum Fuzz {
 
     // MARK: Mobile node
 
-    /// cfg bits: 0 credentials (MN-HA authentication), 1 start at home (else away at careOf).
+    /// cfg bits: 0 credentials (MN-HA authentication), 1 start at home (else away at careOf),
+    /// 2 trace logging.
     ///
     /// op bits: 0 repair the MH checksum, 1 repair the MN-HA authenticator, 2-3 event before
     /// the packet (none, tick, move between the two care-of addresses, home / no address),
@@ -230,7 +350,8 @@ enum Fuzz {
         let config = MobileNodeConfiguration(homeAddress: Fixture.homeAddress, homeAgent: Fixture.homeAgent,
                                              homePrefix: Fixture.homePrefix, requestedLifetime: 600,
                                              credentials: credentials)
-        let core = MobileNodeCore(configuration: config, clock: clock, logger: Fixture.logger,
+        let core = MobileNodeCore(configuration: config, clock: clock,
+                                  logger: cfg & 4 != 0 ? Fixture.traceLogger : Fixture.quietLogger,
                                   initialSequence: Fixture.mnInitialSequence)
         var careOf: IPv6Address? = cfg & 2 != 0 ? Fixture.homeAddress : Fixture.careOf
         var lastBU: (sequence: UInt16, timestamp: UInt64?, source: IPv6Address)?
@@ -288,7 +409,12 @@ enum Fuzz {
                 }
                 if op & 1 != 0 { Repair.mhChecksum(&mh, source: p.checksumSource, destination: p.checksumDestination) }
             }
+            let before = lastBU
             let actions = core.handlePacket(packet)
+            if credentials != nil, actions.contains(where: { if case .registered = $0 { return true } else { return false } }) {
+                checkAcceptedBA(packet, lastBU: before)
+            }
+            trace("mn record \(records) op 0x\(hexString([op])) \(packet.count) bytes -> \(actions) state \(core.status.state)")
             absorb(actions)
             for action in actions {
                 if case .registered(let coa, let lifetime) = action {
@@ -305,16 +431,53 @@ enum Fuzz {
         absorb(core.shutdown())
     }
 
+    /// With credentials, a BA the mobile node registered on must check out when verified here,
+    /// independently of `MobilityAuthentication`: MN-HA authenticator with our key over the
+    /// care-of address of the BU it answers and the home address, our SPI, the BU's sequence
+    /// number and Replay Protection timestamp (RFC 4285 §5.1, §6; RFC 6275 §11.7.3).
+    static func checkAcceptedBA(_ packet: [UInt8], lastBU: (sequence: UInt16, timestamp: UInt64?, source: IPv6Address)?) {
+        guard let bu = lastBU, let p = try? IPv6PacketParser.parseMobility(packet), p.mh.count >= 12,
+              let off = Repair.authOptionOffset(p.mh)
+        else {
+            check(false, "registered on a BA without an MN-HA option or with no BU outstanding")
+            return
+        }
+        var spi: UInt32 = 0
+        for k in 3...6 { spi = spi << 8 | UInt32(p.mh[off + k]) }
+        check(spi == Fixture.mn1.spi, "registered on a BA with SPI \(spi)")
+        var data = Array(p.mh[0..<off + 7])
+        data[4] = 0
+        data[5] = 0
+        let expected = MobilityAuthentication.authenticator(key: Fixture.mn1.key, careOf: bu.source,
+                                                            homeAddress: Fixture.homeAddress, mhData: data)
+        check(Array(p.mh[off + 7..<off + 19]) == expected, "registered on a BA with a wrong authenticator")
+        check(UInt16(p.mh[8]) << 8 | UInt16(p.mh[9]) == bu.sequence, "registered on a BA for another sequence number")
+        check(Repair.replayProtection(p.mh)?.value == bu.timestamp, "registered on a BA that does not echo the BU's timestamp")
+    }
+
     // MARK: Key file
 
     /// Any text: parse, then the entries must satisfy what `KeyStore` promises, and no text
     /// form may show a key.
     static func keyStoreTarget(_ data: UnsafeRawBufferPointer) {
         let text = String(decoding: data, as: UTF8.self)
+        // The format treats "\r" as blank, so a file saved with CRLF line ends must read the
+        // same as with LF: same entries or the same error on the same line.
+        let lf = text.replacing("\r\n", with: "\n")
+        let outcome = Result { () throws(KeyStoreError) in try KeyStore(parsing: text) }
+        let lfOutcome = Result { () throws(KeyStoreError) in try KeyStore(parsing: lf) }
+        switch (outcome, lfOutcome) {
+        case (.success(let a), .success(let b)):
+            check(a.entries == b.entries, "CRLF and LF texts give different entries: \(a) vs \(b)")
+        case (.failure(let a), .failure(let b)):
+            check(a == b, "CRLF and LF texts fail differently: \(a) vs \(b)")
+        default:
+            check(false, "CRLF and LF texts differ: \(outcome) vs \(lfOutcome)")
+        }
         let store: KeyStore
-        do {
-            store = try KeyStore(parsing: text)
-        } catch {
+        switch outcome {
+        case .success(let s): store = s
+        case .failure(let error):
             _ = error.description
             return
         }
@@ -407,7 +570,8 @@ enum Fuzz {
         }
         check(p.mhOffset >= 40 && p.mhOffset + p.mh.count <= packet.count
               && Array(packet[p.mhOffset..<p.mhOffset + p.mh.count]) == p.mh, "MH is not where mhOffset says")
-        guard let m = try? MobilityHeaderCodec.decode(p.mh, source: p.checksumSource, destination: p.checksumDestination)
+        guard let m = try? MobilityHeaderCodec.decode(p.mh, source: p.checksumSource, destination: p.checksumDestination),
+              encodedLength(m) <= 2048
         else { return }
         let rebuilt: [UInt8]
         switch m {
