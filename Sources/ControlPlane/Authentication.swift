@@ -650,17 +650,6 @@ extension PacketBuilder {
         let finalDestination = homeAddress ?? careOf
         let mh = MobilityAuthentication.seal(.bindingAcknowledgement(ba), with: seal, checksumSource: ha,
                                              checksumDestination: finalDestination)
-        var out: [UInt8] = []
-        if let homeAddress {
-            ipv6Header(payloadLength: 24 + mh.count, nextHeader: IPProto.routing, hopLimit: hopLimit,
-                       source: ha, destination: careOf, into: &out)
-            out.append(contentsOf: [IPProto.mobility, 2, 2, 1, 0, 0, 0, 0])
-            homeAddress.append(to: &out)
-        } else {
-            ipv6Header(payloadLength: mh.count, nextHeader: IPProto.mobility, hopLimit: hopLimit,
-                       source: ha, destination: careOf, into: &out)
-        }
-        out.append(contentsOf: mh)
-        return out
+        return bindingAcknowledgementPacket(mh: mh, from: ha, to: careOf, homeAddress: homeAddress, hopLimit: hopLimit)
     }
 }

@@ -236,8 +236,13 @@ public enum PacketBuilder {
     /// the address the BU came from). The MH checksum uses the final destination, the home address.
     public static func bindingAcknowledgement(_ ba: BindingAcknowledgement, from ha: IPv6Address, to careOf: IPv6Address,
                                               homeAddress: IPv6Address?, hopLimit: UInt8 = 64) -> [UInt8] {
-        let finalDestination = homeAddress ?? careOf
-        let mh = MobilityHeaderCodec.encode(.bindingAcknowledgement(ba), source: ha, destination: finalDestination)
+        let mh = MobilityHeaderCodec.encode(.bindingAcknowledgement(ba), source: ha, destination: homeAddress ?? careOf)
+        return bindingAcknowledgementPacket(mh: mh, from: ha, to: careOf, homeAddress: homeAddress, hopLimit: hopLimit)
+    }
+
+    /// IPv6 header (+ Type 2 Routing Header with the home address when given) around an encoded BA.
+    static func bindingAcknowledgementPacket(mh: [UInt8], from ha: IPv6Address, to careOf: IPv6Address,
+                                             homeAddress: IPv6Address?, hopLimit: UInt8) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(40 + 24 + mh.count)
         if let homeAddress {
