@@ -68,7 +68,14 @@ public struct Binding: Equatable, Hashable, Sendable, Codable {
 public protocol BindingDataPlane: AnyObject {
     /// Adds or replaces the binding for `binding.homeAddress`.
     func install(_ binding: Binding) throws
+    /// The same, told whether the home address is new to the cache (a data plane may keep
+    /// per-binding state next to the binding that only a new one needs created).
+    func install(_ binding: Binding, isNew: Bool) throws
     func remove(homeAddress: IPv6Address) throws
+}
+
+extension BindingDataPlane {
+    public func install(_ binding: Binding, isNew: Bool) throws { try install(binding) }
 }
 
 public enum BindingCacheError: Error, CustomStringConvertible {
@@ -123,7 +130,7 @@ public final class BindingCache {
     public func upsert(_ binding: Binding) throws {
         let old = bindings[binding.homeAddress]
         if old == nil && isFull { throw BindingCacheError.full(capacity: capacity) }
-        try dataPlane.install(binding)
+        try dataPlane.install(binding, isNew: old == nil)
         bindings[binding.homeAddress] = binding
         if old?.expiresAt != binding.expiresAt {
             heap.push(ExpiryHeap.Entry(expiresAt: binding.expiresAt, homeAddress: binding.homeAddress))

@@ -54,7 +54,11 @@ final class BPFBindingTable: BindingDataPlane {
         self.homeLinkIfindex = homeLinkIfindex
     }
 
-    func install(_ binding: Binding) throws { try maps.install(binding, ifindex: homeLinkIfindex) }
+    func install(_ binding: Binding) throws { try install(binding, isNew: true) }
+    /// A refresh or move is one map update; only a new binding also gets its counters entry.
+    func install(_ binding: Binding, isNew: Bool) throws {
+        try maps.install(binding, ifindex: homeLinkIfindex, createStats: isNew)
+    }
     func remove(homeAddress: IPv6Address) throws { try maps.remove(homeAddress) }
 }
 

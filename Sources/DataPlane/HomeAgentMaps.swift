@@ -92,7 +92,9 @@ public final class HomeAgentMaps {
         return k
     }
 
-    public func install(_ b: Binding, ifindex: UInt32) throws {
+    /// Writes the binding (one map update). With `createStats`, first its zeroed counters
+    /// entry, unless one is there (a binding adopted from pinned state keeps its counters).
+    public func install(_ b: Binding, ifindex: UInt32, createStats: Bool = true) throws {
         var v: mip6_binding = zeroed()
         v.coa = b.careOfAddress.cAddress
         v.expires_ns = b.expiresAt
@@ -103,9 +105,11 @@ public final class HomeAgentMaps {
         v.flags = b.flags.rawValue
         let k = Self.key(b.homeAddress)
         // Counters first, so the data plane never forwards for a binding it cannot count.
-        do {
-            try bindingStats.update(k, zeroed(), flags: UInt64(BPF_NOEXIST))
-        } catch let e as SystemError where e.errno == EEXIST {} // a refresh keeps its counters
+        if createStats {
+            do {
+                try bindingStats.update(k, zeroed(), flags: UInt64(BPF_NOEXIST))
+            } catch let e as SystemError where e.errno == EEXIST {}
+        }
         try bindings.update(k, v)
     }
 
