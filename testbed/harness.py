@@ -567,6 +567,24 @@ class UdpStream:
                 self.tb.stop(p, timeout=2)
 
 
+def _wait_listening(tb: Testbed, proc: subprocess.Popen, argv: list[str], timeout: float) -> None:
+    """Returns once tcpdump says it is listening; stops it and raises otherwise. Unbuffered
+    reads of stderr: a buffered readline would hide lines from select."""
+    err = b""
+    deadline = time.monotonic() + timeout
+    while b"listening" not in err:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stderr], [], [], left)[0]:
+            break
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        err += chunk
+    if b"listening" not in err:
+        tb.stop(proc)
+        raise HarnessError(f"tcpdump {' '.join(argv)} did not start: {err.decode(errors='replace')}")
+
+
 class Capture:
     """tcpdump in `node` on `iface` (text, one line per packet, -v): start() returns once it
     listens, stop() returns the lines. For checks like "did the MN send an unsolicited NA"."""
@@ -579,20 +597,7 @@ class Capture:
 
     def start(self, timeout: float = 5) -> "Capture":
         self.proc = self.tb.popen(self.node, self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        # Unbuffered reads of stderr (a buffered readline would hide lines from select).
-        err = b""
-        deadline = time.monotonic() + timeout
-        while b"listening" not in err:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stderr], [], [], left)[0]:
-                break
-            chunk = os.read(self.proc.stderr.fileno(), 4096)
-            if not chunk:
-                break
-            err += chunk
-        if b"listening" not in err:
-            self.tb.stop(self.proc)
-            raise HarnessError(f"tcpdump {' '.join(self.argv)} did not start: {err.decode(errors='replace')}")
+        _wait_listening(self.tb, self.proc, self.argv, timeout)
         return self
 
     def stop(self) -> list[str]:
@@ -621,19 +626,7 @@ class PcapCapture:
 
     def start(self, timeout: float = 5) -> "PcapCapture":
         self.proc = self.tb.popen(self.node, self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        err = b""
-        deadline = time.monotonic() + timeout
-        while b"listening" not in err:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stderr], [], [], left)[0]:
-                break
-            chunk = os.read(self.proc.stderr.fileno(), 4096)
-            if not chunk:
-                break
-            err += chunk
-        if b"listening" not in err:
-            self.tb.stop(self.proc)
-            raise HarnessError(f"tcpdump {' '.join(self.argv)} did not start: {err.decode(errors='replace')}")
+        _wait_listening(self.tb, self.proc, self.argv, timeout)
         return self
 
     def packets(self) -> list[bytes]:
