@@ -186,6 +186,37 @@ def test_ping_home_address_through_tunnel(testbed, daemon, mn):
     assert dec and max(dec.values()) >= PINGS, f"no decapsulation counter grew by {PINGS}: {stats_after['dataplane']}"
 
 
+def test_next_hop_change_is_followed_at_once(testbed, daemon, mn):
+    """The data plane caches the next hop it got from bpf_fib_lookup; the daemon bumps the
+    cache's generation on every netlink neighbour/route/link event, so a router whose MAC
+    changes is never sent to at its old address."""
+    register_ok(mn, testbed, seq=1)
+    received, _ = ping_through(testbed, mn)
+    assert received == PINGS
+    hits_warm = daemon.stats()["dataplane"].get("nexthop_cache_hit", 0)
+    assert hits_warm > 0, "the next-hop cache was not used at all"
+
+    old = testbed.mac("rtr", testbed.HOME_BRIDGE)
+    new = "02:00:00:00:01:99"
+    try:
+        testbed.run("rtr", ["ip", "link", "set", "dev", testbed.HOME_BRIDGE, "address", new])
+        # The HA learns the new address (as an NA with Override would tell it); only netlink
+        # tells the daemon, which must invalidate what XDP cached.
+        testbed.run("ha", ["ip", "-6", "neigh", "replace", testbed.HOME_ROUTER, "lladdr", new,
+                           "dev", testbed.HA_IF, "nud", "reachable"])
+        misses_before = daemon.stats()["dataplane"].get("nexthop_cache_miss", 0)
+        received, _ = ping_through(testbed, mn)
+        after = daemon.stats()["dataplane"]
+        print(f"after the MAC change: {received}/{PINGS} replies, cache misses "
+              f"+{after.get('nexthop_cache_miss', 0) - misses_before}, hits {after.get('nexthop_cache_hit', 0)}")
+        assert received == PINGS, "pings lost after the router's MAC changed: forwarded to a stale next hop"
+        assert after.get("nexthop_cache_miss", 0) > misses_before, "the cache was not invalidated"
+    finally:
+        testbed.run("rtr", ["ip", "link", "set", "dev", testbed.HOME_BRIDGE, "address", old], check=False)
+        testbed.run("ha", ["ip", "-6", "neigh", "replace", testbed.HOME_ROUTER, "lladdr", old,
+                           "dev", testbed.HA_IF, "nud", "reachable"], check=False)
+
+
 def test_handover_to_second_care_of_address(testbed, daemon, mn):
     register_ok(mn, testbed, seq=1, iface="mn-f1")
     received, seen = ping_through(testbed, mn, iface="mn-f1")
