@@ -208,6 +208,7 @@ def analyse(sender: dict, receiver: dict, events: dict[str, int] | None = None) 
             out[f"{name}_to_first_after_ms"] = round((first[b][1] - t) / 1e6, 3)
             out[f"last_before_to_{name}_ms"] = round((t - first[a][1]) / 1e6, 3)
     if arr_ns:
+        out["last_arrived_ns"] = max(arr_ns)
         delays = sorted((a - s) / 1e3 for a, s in zip(arr_ns, sent_ns))
         out["delay_us"] = {"median": round(_percentile(delays, 0.5), 1),
                            "p99": round(_percentile(delays, 0.99), 1), "max": round(delays[-1], 1)}
