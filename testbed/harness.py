@@ -39,7 +39,27 @@ def default_binary() -> Path:
     return REPO_ROOT / ".build" / "release" / "mip6"
 
 
-class HomeAgent:
+class _Daemon:
+    """What both daemon drivers share: a process started in a namespace, its log file."""
+    proc: subprocess.Popen | None
+    exit_code: int | None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM (the daemon detaches and exits 0; `mip6 mn` de-registers first); SIGKILL
+        after `timeout`. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.exit_code is None:
+            self.exit_code = self.tb.stop(self.proc, signal.SIGTERM, timeout)
+        if self._log:
+            self._log.close()
+        return self.exit_code
+
+
+class HomeAgent(_Daemon):
     """`mip6 ha` in the HA namespace, its output in `log_path`, and the CLI pointed at its pins.
 
     --bpffs is /sys/fs/bpf/mip6-<tag> as every testbed process sees it (the
@@ -103,18 +123,6 @@ class HomeAgent:
         except FileNotFoundError:
             return ""
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM (SIGKILL after `timeout`); returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.exit_code is None:
-            self.exit_code = self.tb.stop(self.proc, signal.SIGTERM, timeout)
-        if self._log:
-            self._log.close()
-        return self.exit_code
 
     # --- CLI ---------------------------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -168,7 +176,7 @@ def write_key_file(path: Path, lines: list[str] | str, mode: int = 0o600) -> Pat
 MN_READY_LINE = "mobile node ready"
 
 
-class MobileNodeDaemon:
+class MobileNodeDaemon(_Daemon):
     """`mip6 mn` in the MN namespace, run like HomeAgent: output in `log_path`, pins under
     /sys/fs/bpf/mip6-mn-<tag> (the testbed's bpffs), state in /run/mip6-mn-<tag>.
 
@@ -212,18 +220,6 @@ class MobileNodeDaemon:
         self.ready_seconds = time.monotonic() - self.started_at
         return self
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM (the daemon de-registers, detaches, exits 0); SIGKILL after `timeout`."""
-        if self.proc is None:
-            return None
-        if self.exit_code is None:
-            self.exit_code = self.tb.stop(self.proc, signal.SIGTERM, timeout)
-        if self._log:
-            self._log.close()
-        return self.exit_code
 
     def clear_state(self) -> None:
         """Remove what a mobile node leaves behind (pins, state dir, TC programs, the home

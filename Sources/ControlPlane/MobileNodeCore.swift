@@ -460,13 +460,7 @@ public final class MobileNodeCore {
             }
             counters.resyncs135 += 1
             nextSequence = ba.sequence &+ 1
-            // A fresh Binding Update at once; the retransmission interval carries on unchanged.
-            p.sendDue = true
-            p.dueIsRetransmission = false
-            p.deadline = now
-            p.failed = false
-            pending = p
-            let actions = pump(now: now)
+            let actions = resendAtOnce(p, now: now)
             logger.info("sequence number re-synchronised after status 135",
                         metadata: ["mip6.status": "135", "mip6.seq": "\(ba.sequence &+ 1)",
                                    "mip6.haseq": "\(ba.sequence)"])
@@ -565,12 +559,7 @@ public final class MobileNodeCore {
         clockOffset = NTPTimestamp.difference(haTime, credentials.clock.ntpTimestamp())
         // The next timestamp follows the home agent's clock even if that is behind what we sent.
         lastTimestamp = nil
-        p.sendDue = true
-        p.dueIsRetransmission = false
-        p.deadline = now
-        p.failed = false
-        pending = p
-        let actions = pump(now: now)
+        let actions = resendAtOnce(p, now: now)
         logger.info("clock re-synchronised to the home agent's after status 144",
                     metadata: ["mip6.status": "144", "mip6.offset": "\(NTPTimestamp.seconds(clockOffset))",
                                "mip6.previousOffset": "\(NTPTimestamp.seconds(previous))"])
@@ -761,6 +750,18 @@ public final class MobileNodeCore {
 
     /// Sends the outstanding Binding Update when it is owed and the rate limit allows, and
     /// runs its retransmission timer.
+    /// After a resynchronisation (135, 144): a fresh Binding Update at once; the
+    /// retransmission interval carries on unchanged.
+    private func resendAtOnce(_ transaction: Transaction, now: UInt64) -> [MobileNodeAction] {
+        var p = transaction
+        p.sendDue = true
+        p.dueIsRetransmission = false
+        p.deadline = now
+        p.failed = false
+        pending = p
+        return pump(now: now)
+    }
+
     private func pump(now: UInt64) -> [MobileNodeAction] {
         guard var p = pending else { return [] }
         if !p.sendDue {
