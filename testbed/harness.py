@@ -66,15 +66,21 @@ class HomeAgent(_Daemon):
     testbed's private bpffs); --state-dir is /run/mip6-<tag>.
     """
 
+    # None: the daemon runs in the HA namespace (Testbed.popen). Otherwise a function of argv
+    # that returns the command to run on the host instead, which puts `argv[1:]` in the HA
+    # namespace itself, e.g. `podman run --network ns:... IMAGE` (Tests/e2e/test_container.py).
+    # The CLI (bindings, stats) still runs `binary` in the namespace.
+    launcher = None
+
     def __init__(self, tb: Testbed, binary: Path, log_path: Path, extra_args: list[str] = (),
-                 xdp_mode: str = "native", log_level: str = "debug"):
+                 attach_mode: str = "auto", log_level: str = "debug"):
         self.tb, self.binary, self.log_path = tb, Path(binary), Path(log_path)
         self.bpffs = f"/sys/fs/bpf/mip6-{tb.tag}"
         self.bpffs_host = tb.BPFFS / f"mip6-{tb.tag}"      # the same directory, seen from the host
         self.state_dir = f"/run/mip6-{tb.tag}"
         self.argv = [str(self.binary), "ha", "--interface", tb.HA_IF, "--address", tb.HA,
                      "--home-prefix", tb.HOME_PREFIX, "--bpffs", self.bpffs, "--state-dir", self.state_dir,
-                     "--xdp-mode", xdp_mode, "--log-level", log_level, *extra_args]
+                     "--attach-mode", attach_mode, "--log-level", log_level, *extra_args]
         self.proc: subprocess.Popen | None = None
         self.exit_code: int | None = None
         self.ready_seconds: float | None = None
@@ -85,13 +91,17 @@ class HomeAgent(_Daemon):
     def start(self, timeout: float = 15.0, append: bool = False) -> "HomeAgent":
         """Start the daemon and wait for its ready line. `append` keeps the log of an earlier
         run (a restart) and only looks for the ready line after it."""
-        if not self.binary.is_file():
+        if self.launcher is None and not self.binary.is_file():
             raise HarnessError(f"{self.binary} not found: run `swift build -c release` in {REPO_ROOT}")
         self._log_start = len(self.log_text()) if append else 0
         self._log = open(self.log_path, "ab" if append else "wb")
         self.exit_code = None
-        self.proc = self.tb.popen("ha", self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+        if self.launcher is not None:
+            self.proc = subprocess.Popen(self.launcher(self.argv), cwd=REPO_ROOT, start_new_session=True,
+                                         stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        else:
+            self.proc = self.tb.popen("ha", self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
         t0 = time.monotonic()
         wait_for(lambda: READY_LINE in self.log_text()[self._log_start:] or self.proc.poll() is not None, timeout)
         if READY_LINE not in self.log_text()[self._log_start:]:
@@ -102,6 +112,33 @@ class HomeAgent(_Daemon):
         self.ready_seconds = time.monotonic() - t0
         return self
 
+    def kill(self) -> int | None:
+        """SIGKILL: the daemon gets no chance to clean up (a crash, an OOM kill)."""
+        if self.proc is None:
+            return None
+        if self.exit_code is None:
+            self.exit_code = self.tb.stop(self.proc, signal.SIGKILL, 5)
+        if self._log:
+            self._log.close()
+        return self.exit_code
+
+    def attached_program(self) -> dict | None:
+        """What `bpftool net` shows on the home-link interface: {"kind": "xdp"|"tc", "id": prog id}."""
+        cp = self.tb.run("ha", ["bpftool", "-j", "net", "show", "dev", self.tb.HA_IF], check=False)
+        if cp.returncode != 0:
+            return None
+        info = (json.loads(cp.stdout or "[]") or [{}])[0]
+        for x in info.get("xdp", []):
+            return {"kind": "xdp", "id": x["id"], "mode": x.get("mode")}
+        for t in info.get("tc", []):
+            if t.get("kind") == "clsact/ingress":
+                return {"kind": "tc", "id": t["id"], "name": t.get("name")}
+        return None
+
+    def pinned_map_id(self, name: str = "mip6_bindings") -> int:
+        cp = self.tb.run("ha", ["bpftool", "-j", "map", "show", "pinned", f"{self.bpffs}/{name}"])
+        return json.loads(cp.stdout)["id"]
+
     def restart(self, clear: bool = True, timeout: float = 15.0) -> "HomeAgent":
         """Stop (SIGTERM), optionally forget every binding (clear_state), start again; one log."""
         self.stop()
@@ -110,11 +147,14 @@ class HomeAgent(_Daemon):
         return self.start(timeout, append=True)
 
     def clear_state(self) -> None:
-        """Remove what a home agent leaves behind (pins, state dir, XDP, neighbour entries),
-        so the next start has no bindings. Call when no daemon runs."""
+        """Remove what a home agent leaves behind (pinned data plane, state dir, neighbour
+        entries), so the next start has no bindings. Call when no daemon runs."""
+        if self.binary.is_file():
+            self.detach()
         for path in (self.bpffs_host, Path(self.state_dir)):
             shutil.rmtree(path, ignore_errors=True)
-        self.tb.run("ha", f"ip link set dev {self.tb.HA_IF} xdp off; ip -6 neigh flush proxy; true", check=False)
+        self.tb.run("ha", f"ip link set dev {self.tb.HA_IF} xdp off; tc filter del dev {self.tb.HA_IF} ingress; "
+                    "ip -6 neigh flush proxy; true", check=False)
         self.tb.run("rtr", f"ip -6 neigh del {self.tb.HOA} dev {self.tb.HOME_BRIDGE}; true", check=False)
 
     def log_text(self) -> str:
@@ -127,6 +167,10 @@ class HomeAgent(_Daemon):
     # --- CLI ---------------------------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.tb.run("ha", [str(self.binary), *args], check=check, timeout=20)
+
+    def detach(self, check: bool = False) -> subprocess.CompletedProcess:
+        """`mip6 dataplane detach`: the documented clean uninstall (the daemon leaves the data plane running)."""
+        return self.cli("dataplane", "detach", "--bpffs", self.bpffs, "--state-dir", self.state_dir, check=check)
 
     def bindings(self) -> list[dict]:
         return json.loads(self.cli("bindings", "list", "--json", "--bpffs", self.bpffs).stdout)

@@ -13,7 +13,7 @@ public struct HomeAgentOptions: Sendable {
     public var maxBindings: Int
     public var bpffs: String
     public var stateDir: String
-    public var xdpMode: XDPMode
+    public var attachMode: AttachMode
     /// RFC 4862 RetransTimer for DAD; nil reads the interface's retrans_time_ms.
     public var dadTimeoutMilliseconds: UInt32?
     public var duplicateAddressDetection: Bool
@@ -24,7 +24,7 @@ public struct HomeAgentOptions: Sendable {
 
     public init(interfaces: [String], address: IPv6Address, homePrefix: IPv6Prefix, maxLifetime: UInt32 = 3600,
                 maxBindings: Int = 65536, bpffs: String = "/sys/fs/bpf/mip6", stateDir: String = "/run/mip6",
-                xdpMode: XDPMode = .auto, dadTimeoutMilliseconds: UInt32? = nil, duplicateAddressDetection: Bool = true) {
+                attachMode: AttachMode = .auto, dadTimeoutMilliseconds: UInt32? = nil, duplicateAddressDetection: Bool = true) {
         self.interfaces = interfaces
         self.address = address
         self.homePrefix = homePrefix
@@ -32,7 +32,7 @@ public struct HomeAgentOptions: Sendable {
         self.maxBindings = maxBindings
         self.bpffs = bpffs
         self.stateDir = stateDir
-        self.xdpMode = xdpMode
+        self.attachMode = attachMode
         self.dadTimeoutMilliseconds = dadTimeoutMilliseconds
         self.duplicateAddressDetection = duplicateAddressDetection
     }
@@ -72,7 +72,7 @@ public final class HomeAgentDaemon {
     // Set up by start(); the loop runs between start() and shutdown.
     var object: BPFObject!
     var maps: HomeAgentMaps!
-    var links: [XDPLink] = []
+    var attachments: [String: Attachment] = [:]  // interface name -> how the program sits there
     var ring: RingBuffer!
     var routing: Netlink.Watcher!
     var core: HomeAgentCore!
@@ -150,18 +150,31 @@ public final class HomeAgentDaemon {
             }
         }
         let obj = try BPFObject(.homeAgent)
-        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, UInt32(options.maxBindings))
-        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, UInt32(options.maxBindings))
+        // Pins left by an earlier daemon are adopted only if this version can read them.
+        let fingerprint = HomeAgentPins.fingerprint(mapSpecs: obj.mapSpecs)
+        let adopting: Bool
+        do { adopting = try HomeAgentPins.checkCompatible(directory: options.bpffs, fingerprint: fingerprint) != nil } catch {
+            throw StartupError("\(error)")
+        }
+        var capacity = UInt32(options.maxBindings)
+        if adopting, let pinned = try? BPFMapHandle(pinned: "\(options.bpffs)/\(MIP6_MAP_BINDINGS)").maxEntries(), pinned != capacity {
+            logger.warning("--max-bindings differs from the pinned binding table's size; keeping the pinned size (detach to resize)",
+                           metadata: ["mip6.pinned": "\(pinned)", "mip6.requested": "\(capacity)"])
+            capacity = pinned
+        }
+        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, capacity)
+        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, capacity)
         try obj.pinMaps(under: options.bpffs)
         do { try obj.load() } catch {
-            throw StartupError("loading the BPF programs failed: \(error). If \(options.bpffs) holds maps pinned by another version, "
-                               + "remove them (rm -r \(options.bpffs)) and start again")
+            throw StartupError("loading the BPF programs failed: \(error)")
         }
+        try HomeAgentPins.writeMetaIfAbsent(directory: options.bpffs, fingerprint: fingerprint)
         object = obj
         maps = try HomeAgentMaps(object: obj)
+        if adopting { logger.notice("adopting the pinned data plane", metadata: ["mip6.bpffs": "\(options.bpffs)"]) }
 
         // Bindings already pinned (a restart): adopt the live ones, drop the expired.
-        let cache = BindingCache(capacity: options.maxBindings, dataPlane: BPFBindingTable(maps: maps, homeLinkIfindex: home.index))
+        let cache = BindingCache(capacity: Int(capacity), dataPlane: BPFBindingTable(maps: maps, homeLinkIfindex: home.index))
         let now = clock.nanoseconds()
         var adopted: [Binding] = []
         for (hoa, v) in try maps.readBindings() {
@@ -192,7 +205,6 @@ public final class HomeAgentDaemon {
         try maps.writeConfig(homeAgent: options.address, homePrefix: options.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
                              limits: options.puntLimits)
         for i in ifaces {
-            try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu)
             for a in i.ipv6Addresses() {
                 try maps.addLocalAddress(a)
                 localAddresses.insert(a)
@@ -206,12 +218,7 @@ public final class HomeAgentDaemon {
         // Route, neighbour and link changes invalidate the data plane's next-hop cache.
         routing = try Netlink.Watcher(groups: Netlink.rtmgrpLink | Netlink.rtmgrpNeigh | Netlink.rtmgrpIPv6Route | Netlink.rtmgrpIPv6IfAddr)
 
-        let prog = try obj.program(MIP6_PROG_HA_XDP)
-        for i in ifaces {
-            let link = try attach(prog, to: i)
-            links.append(link)
-            logger.info("attached XDP program", metadata: ["mip6.interface": "\(i.name)", "mip6.xdp_mode": "\(link.mode.rawValue)"])
-        }
+        try attachPrograms(ifaces)
         writeState()
         if options.duplicateAddressDetection == false {
             logger.notice("duplicate address detection for home addresses is off")
@@ -223,18 +230,52 @@ public final class HomeAgentDaemon {
         ])
     }
 
-    func attach(_ prog: BPFProgram, to i: NetworkInterface) throws -> XDPLink {
-        do {
-            return try XDPLink(program: prog, ifindex: i.index, mode: options.xdpMode)
-        } catch {
-            switch error.errno {
-            case EBUSY, EEXIST:
-                throw StartupError("\(i.name) already has an XDP program attached; detach it first (ip link set dev \(i.name) xdp off)")
-            case EOPNOTSUPP, EINVAL:
-                throw StartupError("cannot attach XDP in \(options.xdpMode.rawValue) mode to \(i.name): \(error) (try --xdp-mode generic)")
-            default:
-                throw error
+    /// Puts the program on every --interface (replacing, without a gap, what an earlier
+    /// daemon left) and takes it off interfaces an earlier daemon had that are not ours now.
+    func attachPrograms(_ ifaces: [NetworkInterface]) throws {
+        let xdp = try object.program(MIP6_PROG_HA_XDP)
+        let tc = try? object.program(MIP6_PROG_HA_TC)
+        var previous: [UInt32: Attachment] = [:]
+        for (ifindex, v) in try maps.readInterfaces() { previous[ifindex] = Attachment(rawValue: v.attach) }
+        for i in ifaces {
+            var want: Attachment
+            var why: String
+            switch options.attachMode {
+            case .xdp: (want, why) = (.xdpNative, "--attach-mode xdp")
+            case .xdpGeneric: (want, why) = (.xdpGeneric, "--attach-mode xdp-generic")
+            case .tc: (want, why) = (.tc, "--attach-mode tc")
+            case .auto: (want, why) = HomeAgentPins.autoAttachment(interface: i.name)
             }
+            var got: Attachment
+            do {
+                got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
+                                               directory: options.bpffs, logger: logger)
+            } catch let error as SystemError where options.attachMode == .auto && want == .xdpNative
+                && [EOPNOTSUPP, EINVAL, ENOTSUP].contains(error.errno) {
+                // The driver has no native XDP after all: TC keeps GSO, generic XDP would not.
+                logger.notice("native XDP refused; using TC", metadata: ["mip6.interface": "\(i.name)", "mip6.error": "\(error)"])
+                (want, why) = (.tc, "native XDP refused by the driver")
+                got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
+                                               directory: options.bpffs, logger: logger)
+            } catch let error as SystemError {
+                switch error.errno {
+                case EBUSY, EEXIST:
+                    throw StartupError("\(i.name) already has an XDP program that is not ours; detach it first (ip link set dev \(i.name) xdp off)")
+                case EOPNOTSUPP, EINVAL:
+                    throw StartupError("cannot attach in \(want.label) mode to \(i.name): \(error) (try --attach-mode tc)")
+                default:
+                    throw error
+                }
+            }
+            previous[i.index] = nil
+            attachments[i.name] = got
+            try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu, attachment: got)
+            logger.info("program attached", metadata: ["mip6.interface": "\(i.name)", "mip6.attach": "\(got.label)", "mip6.why": "\(why)"])
+        }
+        for (ifindex, old) in previous { // an earlier daemon's interface we no longer serve
+            try HomeAgentPins.detach(directory: options.bpffs, ifindex: ifindex, attachment: old)
+            try maps.removeInterface(ifindex: ifindex)
+            logger.notice("detached from an interface no longer configured", metadata: ["mip6.ifindex": "\(ifindex)"])
         }
     }
 
@@ -420,9 +461,9 @@ public final class HomeAgentDaemon {
 
     func shutdown() {
         writeState()
-        links.removeAll() // closing the links detaches XDP
         ring = nil
-        logger.notice("detached; pinned maps kept for the next start", metadata: ["mip6.bpffs": "\(options.bpffs)"])
+        logger.notice("stopped; the data plane keeps forwarding from the pinned state (mip6 dataplane detach removes it)",
+                      metadata: ["mip6.bpffs": "\(options.bpffs)"])
     }
 }
 

@@ -71,12 +71,24 @@ public final class HomeAgentMaps {
         try config.update(0, c)
     }
 
-    public func setInterface(ifindex: UInt32, mac: [UInt8], mtu: UInt32) throws {
+    public func setInterface(ifindex: UInt32, mac: [UInt8], mtu: UInt32, attachment: Attachment? = nil) throws {
         var i: mip6_iface = zeroed()
         i.mac = cMAC(mac)
         i.mtu = mtu
+        i.attach = attachment?.rawValue ?? UInt8(MIP6_ATTACH_NONE.rawValue)
         try ifaces.update(ifindex, i)
     }
+
+    /// The interfaces the program is (or was, before a restart) attached to.
+    public func readInterfaces() throws -> [(UInt32, mip6_iface)] {
+        var out: [(UInt32, mip6_iface)] = []
+        for k in try ifaces.keys() {
+            if let v = try ifaces.lookup(k) { out.append((k, v)) }
+        }
+        return out
+    }
+
+    public func removeInterface(ifindex: UInt32) throws { try ifaces.delete(ifindex) }
 
     public func addLocalAddress(_ a: IPv6Address) throws {
         var k: mip6_addr_key = zeroed()

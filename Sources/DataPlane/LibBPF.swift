@@ -92,6 +92,19 @@ public final class BPFObject {
         }
     }
 
+    /// What identifies each map's layout, for the pinned-state fingerprint: name, type,
+    /// key and value size, flags (max_entries left out: --max-bindings resizes two maps).
+    public var mapSpecs: [String] {
+        var specs: [String] = []
+        var m: OpaquePointer? = bpf_object__next_map(obj, nil)
+        while let map = m {
+            specs.append("\(String(cString: bpf_map__name(map))):\(bpf_map__type(map).rawValue):"
+                         + "\(bpf_map__key_size(map)):\(bpf_map__value_size(map)):\(bpf_map__map_flags(map))")
+            m = bpf_object__next_map(obj, map)
+        }
+        return specs
+    }
+
     /// bpf_object__load: creates maps, runs the verifier.
     public func load() throws(SystemError) {
         _ = try checkNegErrno(bpf_object__load(obj), "bpf_object__load", name)
@@ -217,6 +230,33 @@ public final class XDPLink {
         self.mode = mode
     }
 
+    /// A link pinned in bpffs by an earlier daemon (bpf_obj_get); `mode` is what that daemon recorded.
+    public init(pinned path: String, ifindex: UInt32, mode: XDPMode) throws(SystemError) {
+        let fd = bpf_obj_get(path)
+        if fd < 0 { throw SystemError("bpf_obj_get", errno: errno, path) }
+        self.fd = fd
+        self.ifindex = ifindex
+        self.mode = mode
+    }
+
+    /// bpf_obj_pin: the attachment then outlives this process (until the pin is removed).
+    public func pin(at path: String) throws(SystemError) {
+        _ = try checkNegErrno(bpf_obj_pin(fd, path), "bpf_obj_pin", path)
+    }
+
+    /// bpf_link_update: swaps the program atomically; no packet sees neither.
+    public func update(program: BPFProgram) throws(SystemError) {
+        _ = try checkNegErrno(bpf_link_update(fd, program.fd, nil), "bpf_link_update", "\(program.name) on ifindex \(ifindex)")
+    }
+
+    /// bpf_link_detach: detaches now, whoever else holds the link (pins included).
+    public func detach() throws(SystemError) {
+        let rc = bpf_link_detach(fd)
+        if rc < 0 && errno != ENOLINK && errno != ENOENT {
+            throw SystemError("bpf_link_detach", errno: errno, "ifindex \(ifindex)")
+        }
+    }
+
     deinit { close(fd) }
 }
 
@@ -238,6 +278,32 @@ public final class BPFMapHandle {
         self.type = type
         self.owner = owner
         self.ownsFD = owner == nil
+    }
+
+    /// bpf_map_create of an array (for maps the control plane makes itself, like mip6_meta).
+    public init(array name: String, valueSize: Int, entries: UInt32) throws(SystemError) {
+        let fd = try checkNegErrno(bpf_map_create(BPF_MAP_TYPE_ARRAY, name, 4, UInt32(valueSize), entries, nil),
+                                   "bpf_map_create", name)
+        self.fd = fd
+        self.name = name
+        self.keySize = 4
+        self.valueSize = valueSize
+        self.type = BPF_MAP_TYPE_ARRAY.rawValue
+        self.owner = nil
+        self.ownsFD = true
+    }
+
+    /// bpf_obj_pin.
+    public func pin(at path: String) throws(SystemError) {
+        _ = try checkNegErrno(bpf_obj_pin(fd, path), "bpf_obj_pin", path)
+    }
+
+    /// max_entries as the kernel has it (bpf_obj_get_info_by_fd).
+    public func maxEntries() throws(SystemError) -> UInt32 {
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        _ = try checkNegErrno(bpf_obj_get_info_by_fd(fd, &info, &len), "bpf_obj_get_info_by_fd", name)
+        return info.max_entries
     }
 
     /// bpf_obj_get on a pinned map, sizes from bpf_obj_get_info_by_fd.

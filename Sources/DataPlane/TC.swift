@@ -73,6 +73,25 @@ public final class TCAttachment {
         }
     }
 
+    /// Leaves the filter (and the clsact qdisc) in place for good: the home agent's data
+    /// plane keeps forwarding after the daemon exits. `TCAttachment.remove` takes it away.
+    public func keep() {
+        guard isAttached else { return }
+        isAttached = false
+        let (ifindex, inode) = (self.ifindex, netns.inode)
+        ClsactRegistry.forget(netns: inode, ifindex: ifindex)
+    }
+
+    /// bpf_tc_detach of a filter some earlier process left (see `keep()`), in the calling
+    /// thread's namespace. False when there was none.
+    @discardableResult
+    public static func remove(ifindex: UInt32, direction: TCDirection, handle: UInt32, priority: UInt32) throws(SystemError) -> Bool {
+        let rc = cmip6_tc_detach(Int32(ifindex), direction.attachPoint, handle, priority)
+        if rc == -ENOENT || rc == -ENODEV || rc == -EINVAL { return false }
+        _ = try checkNegErrno(rc, "bpf_tc_detach(\(direction.rawValue))", "ifindex \(ifindex)")
+        return true
+    }
+
     /// bpf_tc_query: the program id of the filter at (handle, priority), nil when there is none.
     /// Runs in the calling thread's namespace.
     public static func query(ifindex: UInt32, direction: TCDirection, handle: UInt32 = 1, priority: UInt32 = 1) throws(SystemError) -> UInt32? {
@@ -104,6 +123,15 @@ enum ClsactRegistry {
             throw SystemError("bpf_tc_hook_create(clsact)", errno: -rc, "ifindex \(ifindex)")
         }
         entries[key] = (rc == 0, 1)
+    }
+
+    /// Drops our bookkeeping without touching the qdisc (a kept filter still sits on it).
+    static func forget(netns: UInt64, ifindex: UInt32) {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = Key(netns: netns, ifindex: ifindex)
+        guard let e = entries[key] else { return }
+        entries[key] = e.users > 1 ? (false, e.users - 1) : nil
     }
 
     static func release(netns: UInt64, ifindex: UInt32) {

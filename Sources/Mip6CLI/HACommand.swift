@@ -10,8 +10,10 @@ struct HACommand: ParsableCommand {
         commandName: "ha",
         abstract: "Run the home-agent daemon (RFC 6275 home registration, XDP tunneling, proxy ND).",
         discussion: """
-            Attaches an XDP program to each --interface, pins its maps under --bpffs, and answers \
-            Binding Updates sent to --address. Runs in the foreground; SIGTERM or SIGINT detaches and exits 0. \
+            Attaches its program (XDP or TC) to each --interface, pins maps and attachments under --bpffs, and \
+            answers Binding Updates sent to --address. Runs in the foreground; SIGTERM or SIGINT stops the control \
+            plane and exits 0 while the data plane keeps forwarding from the pinned state, which the next start \
+            adopts. `mip6 dataplane detach` removes it all. \
             Needs CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW (root), a BPF filesystem, and enables IPv6 forwarding \
             in its network namespace.
             """
@@ -37,8 +39,8 @@ struct HACommand: ParsableCommand {
     @Option(name: .long, help: "Directory for the control plane's state file (counters for `mip6 stats`).")
     var stateDir: String = "/run/mip6"
 
-    @Option(name: .long, help: "XDP attach mode: native, generic or auto (native, falling back to generic).")
-    var xdpMode: XDPMode = .auto
+    @Option(name: .long, help: "How the program sits on each interface: xdp (native), xdp-generic, tc (clsact ingress, keeps GSO/TSO), or auto: native XDP on device-backed interfaces (TC if the driver refuses), TC on virtual ones such as veth.")
+    var attachMode: AttachMode = .auto
 
     @Option(name: .long, help: "Duplicate Address Detection wait in milliseconds (default: the interface's RetransTimer, 1000).")
     var dadTimeout: UInt32?
@@ -84,7 +86,7 @@ struct HACommand: ParsableCommand {
         let logger = Logger(label: "mip6.ha")
         var options = HomeAgentOptions(
             interfaces: interface, address: address, homePrefix: homePrefix, maxLifetime: maxLifetime,
-            maxBindings: maxBindings, bpffs: pins.bpffs, stateDir: stateDir, xdpMode: xdpMode,
+            maxBindings: maxBindings, bpffs: pins.bpffs, stateDir: stateDir, attachMode: attachMode,
             dadTimeoutMilliseconds: dadTimeout, duplicateAddressDetection: !noDad)
         options.authKeysPath = authKeys
         options.allowedSkew = authSkew

@@ -9,8 +9,8 @@ public struct Mip6Command: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mip6",
         abstract: "Mobile IPv6 (RFC 6275) home agent with an XDP data plane, for stock kernels without MIPv6.",
-        version: "0.1.0",
-        subcommands: [HACommand.self, MNCommand.self, BindingsCommand.self, StatsCommand.self, BenchCommand.self]
+        version: Mip6Build.version,
+        subcommands: [HACommand.self, MNCommand.self, BindingsCommand.self, StatsCommand.self, DataplaneCommand.self, BenchCommand.self]
     )
 
     public init() {}
@@ -37,6 +37,7 @@ extension IPv6Prefix: ExpressibleByArgument {
 }
 
 extension XDPMode: ExpressibleByArgument {}
+extension AttachMode: ExpressibleByArgument {}
 
 enum LogSetup {
     static func bootstrap(level: Logger.Level) {

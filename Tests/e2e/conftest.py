@@ -9,7 +9,7 @@ Run as root from the repository root:
 Environment:
     MIP6_BIN       the daemon (default .build/release/mip6, relative to the repo root)
     MIP6_E2E_TAG   namespace prefix (default m6e2e; two runs need two tags)
-    MIP6_XDP_MODE  --xdp-mode for the home agent (default native)
+    MIP6_ATTACH_MODE  --attach-mode for the home agent (default auto: TC on the testbed's veth)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from testbed.harness import (PYTHON, HarnessError, HomeAgent, MobileNode, Mobile
                              ping, wait_for)
 
 TAG = os.environ.get("MIP6_E2E_TAG", "m6e2e")
-XDP_MODE = os.environ.get("MIP6_XDP_MODE", "native")
+ATTACH_MODE = os.environ.get("MIP6_ATTACH_MODE", "auto")
 READY_TIMEOUT = 15.0
 NOT_ROOT = "needs root: the e2e tests create network namespaces, veth pairs and XDP programs (run with sudo)"
 
@@ -46,7 +46,7 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    lines = [f"mip6 e2e: binary {mip6_binary()}, tag {TAG!r}, xdp mode {XDP_MODE}"]
+    lines = [f"mip6 e2e: binary {mip6_binary()}, tag {TAG!r}, attach mode {ATTACH_MODE}"]
     if os.geteuid() != 0:
         lines.append(f"mip6 e2e: SKIPPING ALL TESTS: {NOT_ROOT}")
     return lines
@@ -125,7 +125,7 @@ def daemon(request, testbed, mip6_bin, tmp_path) -> HomeAgent:
     """A fresh `mip6 ha` (no pinned state) for one test; stopped with SIGTERM afterwards."""
     marker = request.node.get_closest_marker("daemon_args")
     extra = [str(a) for a in marker.args] if marker else []
-    d = HomeAgent(testbed, mip6_bin, tmp_path / "mip6-ha.log", extra, xdp_mode=XDP_MODE)
+    d = HomeAgent(testbed, mip6_bin, tmp_path / "mip6-ha.log", extra, attach_mode=ATTACH_MODE)
     d.clear_state()
     request.node._mip6_daemons = getattr(request.node, "_mip6_daemons", []) + [d]
     try:

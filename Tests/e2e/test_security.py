@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import READY_TIMEOUT, XDP_MODE, counter_delta, ping, wait_for
+from conftest import READY_TIMEOUT, ATTACH_MODE, counter_delta, ping, wait_for
 from testbed import Testbed
 from testbed.harness import (Capture, HarnessError, HomeAgent, MobileNode, MobileNodeDaemon, PcapCapture,
                              UdpStream, move_break_before_make, write_key_file)
@@ -66,7 +66,7 @@ def attacker(testbed):
 
 
 def start_ha(request, testbed, binary, log_path: Path, args: list[str]) -> HomeAgent:
-    d = HomeAgent(testbed, binary, log_path, args, xdp_mode=XDP_MODE)
+    d = HomeAgent(testbed, binary, log_path, args, attach_mode=ATTACH_MODE)
     d.clear_state()
     request.node._mip6_daemons = getattr(request.node, "_mip6_daemons", []) + [d]
     try:
@@ -193,7 +193,7 @@ def victim(request, testbed, attacker, mip6_bin, tmp_path_factory):
     key = new_key()
     ha_file = write_key_file(d / "ha-keys", [f"{NAI1} {tb.HOA} {SPI1} {key}"])
     mn_file = write_key_file(d / "mn-key", key)
-    ha = HomeAgent(tb, mip6_bin, d / "ha.log", ["--auth-keys", str(ha_file)], xdp_mode=XDP_MODE)
+    ha = HomeAgent(tb, mip6_bin, d / "ha.log", ["--auth-keys", str(ha_file)], attach_mode=ATTACH_MODE)
     ha.clear_state()
     ha.start(READY_TIMEOUT)
     mn = None

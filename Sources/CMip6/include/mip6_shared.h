@@ -56,6 +56,7 @@ _Static_assert(sizeof(struct mip6_gen_cfg) == 136, "mip6_gen_cfg size");
 
 /* ---- program names in the embedded objects ---- */
 #define MIP6_PROG_HA_XDP       "mip6_ha_xdp"
+#define MIP6_PROG_HA_TC        "mip6_ha_tc"
 
 /* ---- counters: index into the per-CPU array mip6_counters ----
  * One X-macro so the enum and the printable names cannot drift apart. */
@@ -197,7 +198,8 @@ _Static_assert(sizeof(struct mip6_rate_state) == 16, "mip6_rate_state size");
 struct mip6_iface {
 	__u32 mtu;               /* link MTU */
 	__u8  mac[6];            /* our link-layer address (proxy NA, Packet Too Big) */
-	__u8  _pad[2];
+	__u8  attach;            /* enum mip6_attach_kind: how the program sits on it (for detach) */
+	__u8  _pad;
 };
 _Static_assert(sizeof(struct mip6_iface) == 12, "mip6_iface size");
 
@@ -295,5 +297,40 @@ struct mip6_mn_config {
 	__u32 flags;             /* MIP6_MN_*, host order */
 };
 _Static_assert(sizeof(struct mip6_mn_config) == 72, "mip6_mn_config size");
+
+
+/* ======================================================================
+ * Home agent: the pinned state that outlives the daemon (issue 6).
+ * Maps and program attachments stay in bpffs while the daemon restarts
+ * or is upgraded; the next daemon adopts them only if they were made by
+ * a compatible version.
+ * ====================================================================== */
+
+/* Made by the control plane itself (bpf_map_create), pinned beside the program's maps. */
+#define MIP6_MAP_META          "mip6_meta"
+#define MIP6_META_MAGIC        0x4d495036u /* "MIP6" */
+/* Bump when a pinned map's layout or meaning changes without its sizes changing
+ * (the fingerprint catches size, type and flag changes by itself). */
+#define MIP6_STATE_VERSION     1
+
+/* mip6_meta: array of one. */
+struct mip6_meta {
+	__u32 magic;             /* MIP6_META_MAGIC */
+	__u32 version;           /* MIP6_STATE_VERSION of the daemon that made the pins */
+	__u64 fingerprint;       /* FNV-1a of every pinned map's name, type, key/value size, flags */
+	__u64 created_unix_ns;   /* when the pins were made (CLOCK_REALTIME) */
+	char  build[40];         /* version string of the mip6 that made them, NUL-padded */
+};
+_Static_assert(sizeof(struct mip6_meta) == 64, "mip6_meta size");
+
+/* How the program is attached to an interface: mip6_iface.attach. */
+enum mip6_attach_kind {
+	MIP6_ATTACH_NONE = 0,
+	MIP6_ATTACH_XDP_NATIVE = 1,  /* bpf_link pinned as <bpffs>/link_xdp_<ifindex> */
+	MIP6_ATTACH_XDP_GENERIC = 2, /* the same, skb mode */
+	MIP6_ATTACH_TC = 3,          /* cls_bpf on clsact ingress, MIP6_HA_TC_HANDLE / _PRIORITY */
+};
+#define MIP6_HA_TC_HANDLE      0x6d36u /* "m6" */
+#define MIP6_HA_TC_PRIORITY    0x10u
 
 #endif /* MIP6_SHARED_H */

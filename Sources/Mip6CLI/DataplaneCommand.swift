@@ -1,0 +1,87 @@
+import ArgumentParser
+import CMip6
+import DataPlane
+import Foundation
+
+/// `mip6 dataplane`: the home agent's pinned data plane, which outlives the daemon.
+struct DataplaneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dataplane",
+        abstract: "Inspect or remove the home agent's pinned data plane (it keeps forwarding while the daemon is down).",
+        subcommands: [Status.self, Detach.self]
+    )
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Which version pinned the state, and where the program is attached.")
+        @OptionGroup var pins: PinOptions
+        @OptionGroup var output: OutputOptions
+
+        struct Report: Encodable {
+            var bpffs: String
+            var pinnedBy: String
+            var stateVersion: UInt32
+            var compatible: Bool
+            var createdAt: Date
+            var bindings: Int
+            var interfaces: [String: String]
+        }
+
+        func run() throws {
+            let meta = try BPFMap<UInt32, mip6_meta>(BPFMapHandle.pinned(MIP6_MAP_META, in: pins.bpffs, by: "mip6 ha")).lookup(0)
+            guard let meta else { throw ValidationError("\(pins.bpffs)/\(MIP6_MAP_META) is empty") }
+            let maps = try HomeAgentMaps(pinnedAt: pins.bpffs)
+            var interfaces: [String: String] = [:]
+            for (ifindex, v) in try maps.readInterfaces() {
+                interfaces[interfaceName(ifindex)] = Attachment(rawValue: v.attach)?.label ?? "none"
+            }
+            let ours = try HomeAgentPins.fingerprint(mapSpecs: BPFObject(.homeAgent).mapSpecs)
+            let report = Report(
+                bpffs: pins.bpffs,
+                pinnedBy: withUnsafeBytes(of: meta.build) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) },
+                stateVersion: meta.version,
+                compatible: meta.version == UInt32(MIP6_STATE_VERSION) && meta.fingerprint == ours,
+                createdAt: Date(timeIntervalSince1970: Double(meta.created_unix_ns) / 1e9),
+                bindings: try maps.readBindings().count, interfaces: interfaces)
+            if output.json { return try printJSON(report) }
+            print("pinned data plane in \(report.bpffs): made by mip6 \(report.pinnedBy) (state version \(report.stateVersion)), "
+                  + "\(report.compatible ? "compatible with" : "INCOMPATIBLE with") this mip6 \(Mip6Build.version)")
+            print("bindings: \(report.bindings)")
+            printTable(["INTERFACE", "ATTACHED"], report.interfaces.sorted { $0.key < $1.key }.map { [$0.key, $0.value] })
+        }
+    }
+
+    struct Detach: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take the program off every interface and remove every pin: a clean uninstall.",
+            discussion: """
+                Forwarding for every binding stops at once and the bindings are gone; mobile nodes must \
+                register again with the next home agent. Run it with the daemon stopped (a running daemon \
+                would keep answering BUs with nothing forwarding them). Also removes --state-dir's files.
+                """)
+        @OptionGroup var pins: PinOptions
+        @OptionGroup var output: OutputOptions
+        @Option(help: "The daemon's --state-dir (its files are removed too).")
+        var stateDir: String = "/run/mip6"
+
+        func run() throws {
+            if let state = try? ControlPlaneState.read(stateDir: stateDir), kill(state.pid, 0) == 0,
+               (try? String(contentsOfFile: "/proc/\(state.pid)/comm", encoding: .utf8))?.hasPrefix("mip6") == true {
+                throw ValidationError("the home agent (pid \(state.pid)) is still running with --state-dir \(stateDir); stop it first")
+            }
+            let report = try HomeAgentPins.detachAll(directory: pins.bpffs)
+            try? FileManager.default.removeItem(atPath: ControlPlaneState.path(stateDir: stateDir))
+            if output.json { return try printJSON(report) }
+            if report.pinsRemoved.isEmpty && report.interfaces.isEmpty {
+                return print("nothing pinned in \(pins.bpffs)")
+            }
+            print("detached from: \(report.interfaces.isEmpty ? "(no interface)" : report.interfaces.joined(separator: ", "))")
+            print("removed \(report.pinsRemoved.count) pins from \(pins.bpffs); \(report.bindingsDropped) bindings dropped")
+        }
+    }
+}
+
+private func interfaceName(_ ifindex: UInt32) -> String {
+    var buf = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+    guard if_indextoname(ifindex, &buf) != nil else { return "ifindex \(ifindex)" }
+    return String(cString: buf)
+}

@@ -1,0 +1,160 @@
+"""Restarts that lose nothing (issue 6): the data plane stays pinned while `mip6 ha` is
+down, and the next start adopts it.
+
+A constant ping stream from the correspondent to the home address of a registered
+`mip6 mn` runs across a `kill -9` + start, and across a SIGTERM + start (which loads and
+swaps in a new program, as an upgrade does): not one reply may be missing, the binding
+keeps its remaining lifetime, the mobile node sends no BU, and a BU after the restart is
+judged against the sequence number accepted before it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import READY_TIMEOUT, ping
+from test_mobile_node import assert_binding, counter
+
+SEQUENCE_OUT_OF_WINDOW = 135
+PING_INTERVAL = 0.01          # 100 echo requests per second
+DOWN_SECONDS = 2.0            # how long the control plane stays down
+
+
+class PingStream:
+    """`ping -i 0.01 -c N` from the correspondent to the home address, in the background."""
+
+    def __init__(self, tb, seconds: float):
+        self.count = int(seconds / PING_INTERVAL)
+        self.proc = tb.popen("cn", ["ping", "-6", "-n", "-i", str(PING_INTERVAL), "-W", "2", "-c", str(self.count), tb.HOA],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def result(self) -> tuple[int, int, str]:
+        out, _ = self.proc.communicate(timeout=self.count * PING_INTERVAL + 60)
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        assert m, f"ping printed no summary: {out[-500:]}"
+        return int(m.group(1)), int(m.group(2)), out
+
+
+def lost_sequences(out: str, count: int) -> list[int]:
+    seen = {int(m) for m in re.findall(r"icmp_seq=(\d+)", out)}
+    return [s for s in range(1, count + 1) if s not in seen]
+
+
+def restart_under_ping(tb, daemon, mn_daemon, stop) -> dict:
+    """Registered MN, ping stream, `stop(daemon)`, DOWN_SECONDS, start; returns what was seen."""
+    st0 = mn_daemon.wait_registered(tb.COA1, timeout=8)
+    before = assert_binding(daemon, tb.COA1)
+    prog_before, map_before = daemon.attached_program(), daemon.pinned_map_id()
+    assert prog_before, "no program on the home link while the daemon runs"
+
+    stream = PingStream(tb, seconds=DOWN_SECONDS + 4)
+    time.sleep(1.0)
+    t_stop = time.monotonic()
+    code = stop(daemon)
+    prog_down = daemon.attached_program()
+    time.sleep(DOWN_SECONDS)
+    daemon.start(READY_TIMEOUT, append=True)
+    t_back = time.monotonic() - t_stop
+    sent, received, out = stream.result()
+
+    after = assert_binding(daemon, tb.COA1)
+    st1 = mn_daemon.status()
+    seen = {
+        "exit_code": code, "sent": sent, "received": received, "lost": lost_sequences(out, sent),
+        "control_plane_down_s": round(t_back, 2), "binding_before": before, "binding_after": after,
+        "program_before": prog_before, "program_while_down": prog_down, "program_after": daemon.attached_program(),
+        "bindings_map_before": map_before, "bindings_map_after": daemon.pinned_map_id(),
+        "mn_bus_before": counter(st0, "counters.busSent"), "mn_bus_after": counter(st1, "counters.busSent"),
+        "mn_sequence": st0["sequence"],
+    }
+    print(json.dumps(seen, indent=1))
+    return seen
+
+
+def assert_nothing_lost(seen: dict, tb, daemon, mn):
+    assert seen["program_while_down"] == seen["program_before"], \
+        f"the program left the home link while the daemon was down: {seen['program_while_down']}"
+    assert seen["received"] == seen["sent"], \
+        f"{seen['sent'] - seen['received']} of {seen['sent']} pings lost across the restart: icmp_seq {seen['lost'][:20]}"
+    assert seen["bindings_map_after"] == seen["bindings_map_before"], "the restarted daemon made a new binding map"
+    b0, b1 = seen["binding_before"], seen["binding_after"]
+    assert b1["sequence"] == b0["sequence"] and b1["careOfAddress"] == b0["careOfAddress"]
+    assert b1["lifetime"] == b0["lifetime"], "the adopted binding's granted lifetime changed"
+    assert 0 < b1["remaining"] < b0["remaining"], f"remaining lifetime not carried over: {b0['remaining']} -> {b1['remaining']}"
+    assert b0["remaining"] - b1["remaining"] <= seen["control_plane_down_s"] + 8
+    assert seen["mn_bus_after"] == seen["mn_bus_before"], \
+        f"the mobile node sent {seen['mn_bus_after'] - seen['mn_bus_before']} BU(s): it had to register again"
+    # A BU after the restart is judged against the sequence accepted before it (RFC 6275 §9.5.1).
+    ba = mn.register(seq=seen["mn_sequence"], lifetime=60)
+    assert ba.get("status") == SEQUENCE_OUT_OF_WINDOW, f"a replayed sequence number was not refused with 135: {ba}"
+    assert ba["sequence"] == seen["mn_sequence"], "the 135 must carry the last accepted sequence number"
+    assert daemon.binding(tb.HOA)["sequence"] == b0["sequence"]
+
+
+def test_kill_9_and_restart_lose_no_packet(testbed, daemon, mobile_node, mn):
+    mn_daemon = mobile_node(lifetime=120)
+    seen = restart_under_ping(testbed, daemon, mn_daemon, lambda d: d.kill())
+    assert seen["exit_code"] == -9, f"`mip6 ha` was not killed by SIGKILL: {seen['exit_code']}"
+    assert_nothing_lost(seen, testbed, daemon, mn)
+    assert "adopting the pinned data plane" in daemon.log_text()
+
+
+def test_sigterm_then_new_program_loses_no_packet(testbed, daemon, mobile_node, mn):
+    """SIGTERM drains and exits 0; the next start loads its own program and swaps it in
+    atomically (bpf_link_update for XDP, BPF_TC_F_REPLACE for TC), keeping the maps."""
+    mn_daemon = mobile_node(lifetime=120)
+    seen = restart_under_ping(testbed, daemon, mn_daemon, lambda d: d.stop())
+    assert seen["exit_code"] == 0, f"`mip6 ha` exited {seen['exit_code']} on SIGTERM"
+    assert_nothing_lost(seen, testbed, daemon, mn)
+    assert seen["program_after"]["kind"] == seen["program_before"]["kind"]
+    assert seen["program_after"]["id"] != seen["program_before"]["id"], \
+        "the restarted daemon did not replace the program with the one it loaded"
+
+
+def test_incompatible_pins_are_refused_untouched(testbed, daemon, mn):
+    """A pinned state from another layout version is refused with a clear message, never half-used."""
+    tb = testbed
+    ba = mn.register(seq=1, lifetime=60)
+    assert ba.get("status") == 0, ba
+    daemon.stop()
+    # Pretend another version made the pins: state version 999 in mip6_meta (bytes 4..7).
+    tb.run("ha", ["bpftool", "map", "update", "pinned", f"{daemon.bpffs}/mip6_meta", "key", "0", "0", "0", "0",
+                  "value", *("0x36 0x50 0x49 0x4d 0xe7 0x03 0x00 0x00".split()), *(["0"] * 56)])
+    mark = len(daemon.log_text())
+    with pytest.raises(Exception):
+        daemon.start(5, append=True)
+    log = daemon.log_text()[mark:]
+    print(log[-1500:])
+    assert daemon.exit_code not in (None, 0) or (daemon.proc and daemon.proc.returncode not in (None, 0))
+    assert "state version 999" in log and "mip6 dataplane detach" in log, "the refusal does not say why and what to do"
+    assert daemon.binding(tb.HOA) is not None, "the refused pins were changed"
+    assert daemon.attached_program(), "the refused start took the old program off the link"
+    # The documented way out: detach, then a fresh start.
+    out = daemon.detach(check=True)
+    print(out.stdout)
+    assert daemon.attached_program() is None, "program still attached after `mip6 dataplane detach`"
+    daemon.start(READY_TIMEOUT, append=True)
+    assert daemon.binding(tb.HOA) is None
+
+
+def test_dataplane_detach_removes_everything(testbed, daemon, mn):
+    tb = testbed
+    assert mn.register(seq=1, lifetime=60).get("status") == 0
+    status = json.loads(daemon.cli("dataplane", "status", "--json", "--bpffs", daemon.bpffs).stdout)
+    print(status)
+    assert status["compatible"] and status["bindings"] == 1 and status["interfaces"].get(tb.HA_IF) in ("xdp", "xdp-generic", "tc")
+    refused = daemon.detach()
+    assert refused.returncode != 0 and "still running" in refused.stderr, "detach must refuse while the daemon runs"
+    assert daemon.stop() == 0
+    assert daemon.attached_program(), "SIGTERM must leave the data plane running"
+    out = daemon.detach(check=True)
+    print(out.stdout)
+    assert daemon.attached_program() is None
+    assert not daemon.bpffs_host.exists(), f"pins left in {daemon.bpffs_host}"
+    received, _ = ping(tb, "cn", tb.HOA, count=2, interval=0.2)
+    assert received == 0, "the home address is still reachable after detach"
