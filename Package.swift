@@ -11,6 +11,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The one C header shared with bpf/ (map structs, names, counters) and the few libbpf helpers Swift cannot import.
@@ -34,16 +37,35 @@ let package = Package(
         .target(
             name: "Mip6CLI",
             dependencies: [
-                "ControlPlane", "DataPlane",
+                "ControlPlane", "DataPlane", "Mip6HTTP",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(name: "mip6", dependencies: ["Mip6CLI"]),
+        // --http-listen: /healthz, /readyz and Prometheus /metrics as a ServiceLifecycle service.
+        // Knows nothing of the maps: the daemon hands it snapshots and health closures.
+        .target(
+            name: "Mip6HTTP",
+            dependencies: [
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Build-time helper: compiles bpf/*.bpf.c with clang -target bpf and embeds the object as base64 Swift.
         .executableTarget(name: "Mip6Embed", path: "Sources/Mip6Embed"),
         .plugin(name: "BPFBuilder", capability: .buildTool(), dependencies: ["Mip6Embed"]),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
+        .testTarget(name: "Mip6HTTPTests", dependencies: [
+            "Mip6HTTP",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Swift 5 mode: the tests hop threads into network namespaces, which strict Sendable checking cannot express.
         .testTarget(name: "DataPlaneTests", dependencies: ["DataPlane", "CMip6", "ControlPlane"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),

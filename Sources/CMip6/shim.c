@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <sched.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include "cmip6.h"
 
 #define MIP6_COUNTER_STR(name, str) str,
@@ -178,4 +180,71 @@ int cmip6_pin_to_cpu(int cpu)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	return sched_setaffinity(0, sizeof(set), &set) < 0 ? -errno : 0;
+}
+
+int cmip6_send_ipv6_batch(int fd, const void *const *packets, const unsigned int *lens, unsigned int n, int *errs)
+{
+	enum { CHUNK = 64 };
+	struct mmsghdr msgs[CHUNK];
+	struct iovec iov[CHUNK];
+	struct sockaddr_in6 dst[CHUNK];
+	unsigned int done = 0, sent = 0;
+
+	while (done < n) {
+		unsigned int k = n - done < CHUNK ? n - done : CHUNK;
+		for (unsigned int i = 0; i < k; i++) {
+			const unsigned char *p = packets[done + i];
+			memset(&dst[i], 0, sizeof(dst[i]));
+			dst[i].sin6_family = AF_INET6;
+			if (lens[done + i] >= 40)
+				memcpy(&dst[i].sin6_addr, p + 24, 16);
+			iov[i].iov_base = (void *)p;
+			iov[i].iov_len = lens[done + i];
+			memset(&msgs[i], 0, sizeof(msgs[i]));
+			msgs[i].msg_hdr.msg_name = &dst[i];
+			msgs[i].msg_hdr.msg_namelen = sizeof(dst[i]);
+			msgs[i].msg_hdr.msg_iov = &iov[i];
+			msgs[i].msg_hdr.msg_iovlen = 1;
+			errs[done + i] = 0;
+		}
+		int r = sendmmsg(fd, msgs, k, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			/* The first message failed: note it, go on with the next. */
+			errs[done] = errno;
+			done += 1;
+			continue;
+		}
+		sent += (unsigned int)r;
+		done += (unsigned int)(r > 0 ? r : 1);
+	}
+	return (int)sent;
+}
+
+int cmip6_skb_test_run_gso(int prog_fd, const void *data_in, unsigned int size_in,
+			   void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
+			   unsigned int gso_size, unsigned int gso_segs, unsigned int *gso_segs_out,
+			   unsigned int *retval, unsigned int *duration_ns)
+{
+	struct __sk_buff ctx = { .ifindex = ifindex, .gso_size = gso_size, .gso_segs = gso_segs };
+	struct __sk_buff ctx_out = { 0 };
+	LIBBPF_OPTS(bpf_test_run_opts, opts,
+		.data_in = data_in, .data_size_in = size_in,
+		.data_out = data_out, .data_size_out = size_out ? *size_out : 0,
+		.ctx_in = &ctx, .ctx_size_in = sizeof(ctx),
+		.ctx_out = &ctx_out, .ctx_size_out = sizeof(ctx_out),
+		.repeat = repeat);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (err < 0)
+		return -errno;
+	if (size_out)
+		*size_out = opts.data_size_out;
+	if (gso_segs_out)
+		*gso_segs_out = ctx_out.gso_segs;
+	if (retval)
+		*retval = opts.retval;
+	if (duration_ns)
+		*duration_ns = opts.duration;
+	return 0;
 }

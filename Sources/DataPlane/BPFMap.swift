@@ -55,6 +55,19 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         }
     }
 
+    /// One bpf_map_update_batch for all `pairs` (BPF_ANY). Returns how many were written;
+    /// fewer than pairs.count means pairs[result] failed and the rest were not tried.
+    public func updateBatch(_ pairs: ArraySlice<(Key, Value)>) -> Int {
+        if pairs.isEmpty { return 0 }
+        let keys = pairs.map(\.0)
+        let values = pairs.map(\.1)
+        return keys.withUnsafeBytes { kp in
+            values.withUnsafeBytes { vp in
+                handle.updateBatch(keys: kp.baseAddress!, values: vp.baseAddress!, count: pairs.count)
+            }
+        }
+    }
+
     /// Writes the same value on every CPU (per-CPU maps).
     public func updatePerCPU(_ key: Key, _ value: Value, flags: UInt64 = UInt64(BPF_ANY)) throws {
         var k = key

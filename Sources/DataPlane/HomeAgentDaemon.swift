@@ -44,10 +44,14 @@ public struct StartupError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// Writes bindings through to the BPF maps (ControlPlane's BindingDataPlane).
+/// Writes bindings through to the BPF maps (ControlPlane's BindingDataPlane). While
+/// `deferring` (the daemon drains its signaling ring), installs are staged and written by
+/// `flush()` in one bpf_map_update_batch, before any BA of that drain leaves.
 final class BPFBindingTable: BindingDataPlane {
     let maps: HomeAgentMaps
     let homeLinkIfindex: UInt32
+    var deferring = false
+    private var staged: [(Binding, createStats: Bool)] = []
 
     init(maps: HomeAgentMaps, homeLinkIfindex: UInt32) {
         self.maps = maps
@@ -57,9 +61,29 @@ final class BPFBindingTable: BindingDataPlane {
     func install(_ binding: Binding) throws { try install(binding, isNew: true) }
     /// A refresh or move is one map update; only a new binding also gets its counters entry.
     func install(_ binding: Binding, isNew: Bool) throws {
+        if deferring {
+            staged.append((binding, isNew))
+            return
+        }
         try maps.install(binding, ifindex: homeLinkIfindex, createStats: isNew)
     }
-    func remove(homeAddress: IPv6Address) throws { try maps.remove(homeAddress) }
+
+    func remove(homeAddress: IPv6Address) throws {
+        // Order matters: a removal after a staged install of the same address must win.
+        if staged.contains(where: { $0.0.homeAddress == homeAddress }) {
+            staged.removeAll { $0.0.homeAddress == homeAddress }
+        }
+        try maps.remove(homeAddress)
+    }
+
+    var stagedCount: Int { staged.count }
+
+    /// Writes what was staged; returns the bindings that could not be written.
+    func flush() -> [(IPv6Address, Error)] {
+        guard !staged.isEmpty else { return [] }
+        defer { staged.removeAll(keepingCapacity: true) }
+        return maps.installBatch(staged, ifindex: homeLinkIfindex)
+    }
 }
 
 /// The `mip6 ha` daemon: one thread, one poll loop over the signaling ring buffer,
@@ -87,6 +111,14 @@ public final class HomeAgentDaemon {
     var sendFailures: UInt64 = 0
     var loggedSendFailures: Set<String> = []
     var puntsMalformed: UInt64 = 0
+    var mapUpdateFailures: UInt64 = 0
+    var table: BPFBindingTable!
+    /// BAs (and other answers) of the current ring drain, sent after the map writes they confirm.
+    var pendingSends: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)] = []
+    var currentPunt: (hoa: IPv6Address?, receivedNs: UInt64)?
+    /// Called with BU-received-by-the-data-plane -> BA-sent, seconds (metrics).
+    public var onAckLatency: ((Double) -> Void)?
+    static let flushEvery = 64
     let startedAt = Date()
 
     public init(options: HomeAgentOptions, logger: Logger) {
@@ -94,17 +126,101 @@ public final class HomeAgentDaemon {
         self.logger = logger
     }
 
-    /// Runs until SIGTERM/SIGINT. Throws StartupError/SystemError for a missing prerequisite.
-    public func run() throws {
-        let signals = try SignalFD([SIGTERM, SIGINT, SIGHUP])
-        try start()
-        try loop(signals: signals)
-        shutdown()
+    // Cross-thread: the HTTP endpoint and the service wrapper talk to the loop through these.
+    private let wake = WakePipe()
+    private let shared = Locked(Shared())
+    struct Shared {
+        var stopRequested = false
+        var reloadRequested = false
+        var lastTurnNs: UInt64 = 0
+        var state: ControlPlaneState?
     }
+
+    /// Asks the loop to answer what is already in the signaling ring and return (SIGTERM).
+    /// Thread-safe. BUs arriving afterwards wait in the pinned ring for the next daemon.
+    public func requestStop(signal: Int32? = nil) {
+        let first = shared.write { s -> Bool in
+            defer { s.stopRequested = true }
+            return !s.stopRequested
+        }
+        if first {
+            let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+            logger.notice("stopping: answering the BUs already received, then exiting; the data plane keeps forwarding",
+                          metadata: ["mip6.signal": "\(name)"])
+        }
+        wake.signal()
+    }
+
+    /// SIGHUP: re-read --auth-keys on the loop's thread. Thread-safe.
+    public func requestReload() {
+        shared.write { $0.reloadRequested = true }
+        wake.signal()
+    }
+
+    /// CLOCK_MONOTONIC ns of the loop's last turn (liveness); 0 before it started.
+    public var lastLoopTurnNanoseconds: UInt64 { shared.read { $0.lastTurnNs } }
+
+    /// The control plane's counters as of the loop's last state write.
+    public var publishedState: ControlPlaneState? { shared.read { $0.state } }
+
+    // MARK: health (called from other threads, after start())
+
+    public struct Check: Sendable {
+        public let name: String
+        public let ok: Bool
+        public let detail: String
+    }
+
+    /// Liveness: the loop turned within `maxAge` seconds (it wakes at least once a second).
+    public func livenessCheck(maxAge: Double = 5) -> Check {
+        let last = lastLoopTurnNanoseconds
+        let age = last == 0 ? Double.infinity : Double(clock.nanoseconds() &- last) / 1e9
+        return Check(name: "loop", ok: age <= maxAge, detail: last == 0 ? "not started" : String(format: "last turn %.1f s ago", age))
+    }
+
+    /// Readiness: our programs are the ones attached, the maps answer, the signaling loop turns.
+    public func readinessChecks() -> [Check] {
+        var checks: [Check] = []
+        var wrong: [String] = []
+        let xdpID = (try? object.program(MIP6_PROG_HA_XDP))?.id ?? 0
+        let tcID = (try? object.program(MIP6_PROG_HA_TC))?.id ?? 0
+        for name in options.interfaces {
+            guard let how = attachments[name], let i = try? NetworkInterface(named: name) else {
+                wrong.append("\(name): not attached")
+                continue
+            }
+            let found: UInt32?
+            switch how {
+            case .xdpNative, .xdpGeneric: found = how.xdpMode!.attachedProgramID(ifindex: i.index)
+            case .tc: found = try? TCAttachment.query(ifindex: i.index, direction: .ingress, handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY)
+            }
+            let want = how == .tc ? tcID : xdpID
+            if found != want { wrong.append("\(name): \(how.label) program \(found.map { "\($0)" } ?? "none"), expected \(want)") }
+        }
+        checks.append(Check(name: "programs", ok: wrong.isEmpty,
+                            detail: wrong.isEmpty ? attachments.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.label)" }.joined(separator: ",")
+                                                  : wrong.joined(separator: "; ")))
+        let config = try? maps.readConfig()
+        checks.append(Check(name: "maps", ok: config.map { $0.flags & UInt32(MIP6_CFG_ENABLED) != 0 } ?? false,
+                            detail: config == nil ? "mip6_config unreadable" : "mip6_config enabled"))
+        let live = livenessCheck(maxAge: 2)
+        let stopping = shared.read { $0.stopRequested }
+        checks.append(Check(name: "signaling", ok: live.ok && !stopping, detail: stopping ? "stopping" : live.detail))
+        return checks
+    }
+
+    /// Per-binding traffic counters (one map scan; for /metrics).
+    public func bindingTraffic() -> [(IPv6Address, mip6_binding_stats)] {
+        guard let keys = try? maps.bindingStats.keys() else { return [] }
+        return keys.compactMap { k in (try? maps.bindingStats.lookup(k)).flatMap { $0 }.map { (IPv6Address(cAddress: k.hoa), $0) } }
+    }
+
+    /// Data-plane counters by name.
+    public func dataPlaneCounters() -> [(name: String, value: UInt64)] { (try? maps.readCounters()) ?? [] }
 
     // MARK: start-up
 
-    func start() throws {
+    public func start() throws {
         let missing = Capabilities.current().missingForDaemon()
         if !missing.isEmpty {
             throw StartupError("missing \(missing.joined(separator: ", ")): run as root, or grant these capabilities to the container")
@@ -174,7 +290,8 @@ public final class HomeAgentDaemon {
         if adopting { logger.notice("adopting the pinned data plane", metadata: ["mip6.bpffs": "\(options.bpffs)"]) }
 
         // Bindings already pinned (a restart): adopt the live ones, drop the expired.
-        let cache = BindingCache(capacity: Int(capacity), dataPlane: BPFBindingTable(maps: maps, homeLinkIfindex: home.index))
+        table = BPFBindingTable(maps: maps, homeLinkIfindex: home.index)
+        let cache = BindingCache(capacity: Int(capacity), dataPlane: table)
         let now = clock.nanoseconds()
         var adopted: [Binding] = []
         for (hoa, v) in try maps.readBindings() {
@@ -281,33 +398,74 @@ public final class HomeAgentDaemon {
 
     // MARK: the loop
 
-    func loop(signals: SignalFD) throws {
+    /// The poll loop: signaling ring, routing events, the wake pipe (stop, reload) and the
+    /// nearest timer. Returns after a stop request, having drained the ring once more.
+    public func serve() throws {
         var fds = [pollfd(fd: ring.pollFD, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: signals.raw, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wake.readFD, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: routing.pollFD, events: Int16(POLLIN), revents: 0)]
         while true {
+            shared.write { $0.lastTurnNs = clock.nanoseconds() }
             let timeout = pollTimeoutMilliseconds()
             let n = poll(&fds, nfds_t(fds.count), timeout)
             if n < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
-            if fds[0].revents != 0 { try ring.consume() }
+            if fds[0].revents != 0 { try drainSignaling() }
             if fds[2].revents != 0 && routing.drain() {
                 do { try maps.bumpNextHopGeneration() } catch {
                     logger.error("cannot invalidate the next-hop cache", metadata: ["mip6.error": "\(error)"])
                 }
             }
             if fds[1].revents != 0 {
-                for s in signals.read() {
-                    if s == SIGHUP {
-                        reloadKeys()
-                        continue
-                    }
-                    logger.notice("stopping", metadata: ["mip6.signal": "\(s == SIGTERM ? "SIGTERM" : "SIGINT")"])
+                wake.drain()
+                let (stop, reload) = shared.write { s -> (Bool, Bool) in
+                    defer { s.reloadRequested = false }
+                    return (s.stopRequested, s.reloadRequested)
+                }
+                if reload { reloadKeys() }
+                if stop {
+                    try drainSignaling() // the BUs in flight get their answers
                     return
                 }
             }
             runTimers()
             if stateDirty && clock.nanoseconds() - lastStateWrite > 200_000_000 { writeState() }
         }
+    }
+
+    /// Everything waiting in the signaling ring, with the map writes of each 64 BUs batched
+    /// (one bpf_map_update_batch) and their BAs sent after them (one sendmmsg): a BA never
+    /// confirms a binding the data plane does not have yet.
+    func drainSignaling() throws {
+        table.deferring = true
+        defer {
+            flushSignaling()
+            table.deferring = false
+        }
+        try ring.consume()
+    }
+
+    func flushSignaling() {
+        let failed = table.flush()
+        var dropped: Set<IPv6Address> = []
+        for (hoa, error) in failed {
+            // The BA that would confirm it is not sent; the MN retransmits its BU (RFC 6275 §11.8).
+            mapUpdateFailures += 1
+            dropped.insert(hoa)
+            logger.error("cannot write the binding to the data plane; its BA is withheld",
+                         metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])
+            _ = try? core.cache.remove(hoa)
+        }
+        guard !pendingSends.isEmpty else { return }
+        let sends = dropped.isEmpty ? pendingSends : pendingSends.filter { $0.hoa.map { !dropped.contains($0) } ?? true }
+        pendingSends.removeAll(keepingCapacity: true)
+        for (i, error) in rawSender.send(batch: sends.map(\.packet)) {
+            sendFailed(sends[i].description, error)
+        }
+        if let observe = onAckLatency {
+            let now = clock.nanoseconds()
+            for s in sends where s.receivedNs > 0 && s.receivedNs <= now { observe(Double(now - s.receivedNs) / 1e9) }
+        }
+        stateDirty = true
     }
 
     /// SIGHUP: re-read --auth-keys; bindings stay. A broken file keeps the old keys.
@@ -361,7 +519,12 @@ public final class HomeAgentDaemon {
         let packet = Array(record[hdrSize..<hdrSize + len])
         switch Int32(hdr.kind) {
         case Int32(MIP6_PUNT_MH.rawValue):
-            perform(core.handlePacket(packet, localAddresses: localAddresses))
+            let actions = core.handlePacket(packet, localAddresses: localAddresses)
+            let installed = actions.lazy.compactMap { if case let .bindingInstalled(b) = $0 { b.homeAddress } else { nil } }.first
+            currentPunt = (installed, hdr.tstamp_ns)
+            perform(actions)
+            currentPunt = nil
+            if table.stagedCount >= Self.flushEvery || pendingSends.count >= Self.flushEvery { flushSignaling() }
         case Int32(MIP6_PUNT_NA.rawValue):
             // RFC 4862 §5.4.4: an NA for a tentative home address means it is in use.
             if let na = IPv6PacketParser.parseNeighborAdvertisement(packet), dadPending[na.target] != nil {
@@ -380,8 +543,12 @@ public final class HomeAgentDaemon {
         for action in actions {
             switch action {
             case let .send(packet, description):
-                do { try rawSender.send(packet) } catch {
-                    sendFailed(description, error)
+                if let punt = currentPunt, table.deferring {
+                    pendingSends.append((packet, description, punt.hoa, punt.receivedNs))
+                } else {
+                    do { try rawSender.send(packet) } catch {
+                        sendFailed(description, error)
+                    }
                 }
             case let .startDAD(hoa):
                 startDAD(hoa)
@@ -451,15 +618,16 @@ public final class HomeAgentDaemon {
             pid: getpid(), startedAt: startedAt, bindings: core.cache.count, dadInProgress: dadPending.count,
             bindingUpdates: c.bindingUpdates, acksByStatus: acks, bindingErrorsSent: c.bindingErrorsSent,
             deregistrations: c.deregistrations, expirations: c.expirations, drops: drops,
-            sendFailures: sendFailures, puntsMalformed: puntsMalformed,
+            sendFailures: sendFailures, mapUpdateFailures: mapUpdateFailures, puntsMalformed: puntsMalformed,
             authenticatedBindingUpdates: c.authenticatedBindingUpdates,
             authRefusals: Dictionary(uniqueKeysWithValues: c.authRefusals.map { ("\($0.key)", $0.value) }))
+        shared.write { $0.state = state }
         do { try state.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
         }
     }
 
-    func shutdown() {
+    public func shutdown() {
         writeState()
         ring = nil
         logger.notice("stopped; the data plane keeps forwarding from the pinned state (mip6 dataplane detach removes it)",
@@ -480,6 +648,8 @@ public struct ControlPlaneState: StateFile, Sendable {
     public var expirations: UInt64
     public var drops: [String: UInt64]
     public var sendFailures: UInt64
+    /// Bindings the data plane refused (their BAs withheld).
+    public var mapUpdateFailures: UInt64 = 0
     public var puntsMalformed: UInt64
     /// RFC 4285: BUs that passed authentication, and refusals by reason (silent ones included).
     public var authenticatedBindingUpdates: UInt64 = 0

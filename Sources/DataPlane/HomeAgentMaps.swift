@@ -104,6 +104,47 @@ public final class HomeAgentMaps {
         return k
     }
 
+    /// Writes many bindings with one bpf_map_update_batch (counters entries of new ones
+    /// first, each on its own: BPF_NOEXIST). Returns the ones that could not be written.
+    public func installBatch(_ items: [(Binding, createStats: Bool)], ifindex: UInt32) -> [(IPv6Address, Error)] {
+        var failed: [(IPv6Address, Error)] = []
+        var pairs: [(mip6_binding_key, mip6_binding)] = []
+        pairs.reserveCapacity(items.count)
+        for (b, createStats) in items {
+            let k = Self.key(b.homeAddress)
+            if createStats {
+                do { try bindingStats.update(k, zeroed(), flags: UInt64(BPF_NOEXIST)) } catch let e as SystemError where e.errno == EEXIST {} catch {
+                    failed.append((b.homeAddress, error))
+                    continue
+                }
+            }
+            pairs.append((k, Self.value(b, ifindex: ifindex)))
+        }
+        var start = 0
+        while start < pairs.count {
+            start += bindings.updateBatch(pairs[start...])
+            if start < pairs.count { // this one stopped the batch: learn why, go on after it
+                do { try bindings.update(pairs[start].0, pairs[start].1) } catch {
+                    failed.append((IPv6Address(cAddress: pairs[start].0.hoa), error))
+                }
+                start += 1
+            }
+        }
+        return failed
+    }
+
+    static func value(_ b: Binding, ifindex: UInt32) -> mip6_binding {
+        var v: mip6_binding = zeroed()
+        v.coa = b.careOfAddress.cAddress
+        v.expires_ns = b.expiresAt
+        v.registered_ns = b.registeredAt
+        v.lifetime_s = b.lifetime
+        v.ifindex = ifindex
+        v.seq = b.sequence
+        v.flags = b.flags.rawValue
+        return v
+    }
+
     /// Writes the binding (one map update). With `createStats`, first its zeroed counters
     /// entry, unless one is there (a binding adopted from pinned state keeps its counters).
     public func install(_ b: Binding, ifindex: UInt32, createStats: Bool = true) throws {

@@ -208,9 +208,9 @@ public enum HomeAgentPins {
         return report
     }
 
-    static func ifname(_ ifindex: UInt32) -> String? {
+    public static func ifname(_ ifindex: UInt32) -> String? {
         var buf = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
         guard if_indextoname(ifindex, &buf) != nil else { return nil }
-        return String(cString: buf)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -366,6 +366,15 @@ public final class BPFMapHandle {
         }
     }
 
+    /// bpf_map_update_batch (BPF_ANY): `count` elements, keys and values packed back to back.
+    /// Returns how many were written before an error stopped it (`count` on success); the
+    /// caller retries element [result] alone to learn its error.
+    public func updateBatch(keys: UnsafeRawPointer, values: UnsafeRawPointer, count: Int) -> Int {
+        var n = UInt32(count)
+        if bpf_map_update_batch(fd, keys, values, &n, nil) != 0 { return min(Int(n), count - 1) }
+        return count
+    }
+
     /// bpf_map_delete_elem; false when the key was absent.
     @discardableResult
     public func delete(key: UnsafeRawPointer) throws(SystemError) -> Bool {
@@ -449,5 +458,25 @@ extension BPFProgram {
         }
         _ = try checkNegErrno(rc, "bpf_prog_test_run_opts(skb)", name)
         return TestRun(verdict: retval, output: Array(out.prefix(Int(outSize))), durationNanoseconds: duration)
+    }
+}
+
+// MARK: - Attachment queries (readiness)
+
+extension BPFProgram {
+    /// The kernel's id of the loaded program (bpf_obj_get_info_by_fd); 0 if unreadable.
+    public var id: UInt32 {
+        var info = bpf_prog_info()
+        var len = UInt32(MemoryLayout<bpf_prog_info>.size)
+        return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0
+    }
+}
+
+extension XDPMode {
+    /// The id of the XDP program attached to `ifindex` in this mode (netlink), nil if none.
+    public func attachedProgramID(ifindex: UInt32) -> UInt32? {
+        var id: UInt32 = 0
+        guard cmip6_xdp_query_id(Int32(ifindex), flags, &id) == 0, id != 0 else { return nil }
+        return id
     }
 }

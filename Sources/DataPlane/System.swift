@@ -99,6 +99,8 @@ public struct Capabilities {
     public func missingForDaemon() -> [String] {
         var missing: [String] = []
         if !has(Self.bpf) && !has(Self.sysAdmin) { missing.append("CAP_BPF") }
+        // The verifier refuses the programs' packet and map pointer arithmetic without it (EACCES).
+        if !has(Self.perfmon) && !has(Self.sysAdmin) { missing.append("CAP_PERFMON") }
         if !has(Self.netAdmin) { missing.append("CAP_NET_ADMIN") }
         if !has(Self.netRaw) { missing.append("CAP_NET_RAW") }
         return missing
@@ -162,6 +164,27 @@ public final class RawIPv6Sender {
                 }
             }
         }
+    }
+}
+
+extension RawIPv6Sender {
+    /// sendmmsg(2) for many packets (the BAs of one ring drain): one syscall per 64.
+    /// Returns the index and error of every packet that could not be sent.
+    public func send(batch packets: [[UInt8]]) -> [(Int, SystemError)] {
+        if packets.isEmpty { return [] }
+        var errs = [Int32](repeating: 0, count: packets.count)
+        let lens = packets.map { UInt32($0.count) }
+        let buffer = Array(packets.joined()) // one block, so every pointer is valid inside one closure
+        let rc = buffer.withUnsafeBytes { raw -> Int32 in
+            var offset = 0
+            let pointers: [UnsafeRawPointer?] = lens.map { len in
+                defer { offset += Int(len) }
+                return UnsafeRawPointer(raw.baseAddress! + offset)
+            }
+            return cmip6_send_ipv6_batch(fd.raw, pointers, lens, UInt32(packets.count), &errs)
+        }
+        if rc < 0 { return packets.indices.map { ($0, SystemError("sendmmsg(raw IPv6)", errno: -rc)) } }
+        return errs.enumerated().compactMap { $0.element == 0 ? nil : ($0.offset, SystemError("sendmmsg(raw IPv6)", errno: $0.element)) }
     }
 }
 
@@ -237,4 +260,58 @@ public func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// A value behind a lock: the few things the daemon's loop shares with other threads.
+public final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+
+    public init(_ value: Value) { self.value = value }
+
+    public func read<T>(_ body: (Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(value)
+    }
+
+    @discardableResult
+    public func write<T>(_ body: (inout Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
+/// A non-blocking pipe a poll loop watches, so other threads can wake it.
+final class WakePipe: @unchecked Sendable {
+    let readFD: Int32
+    let writeFD: Int32
+
+    init() {
+        var fds: [Int32] = [-1, -1]
+        // Cannot fail short of fd exhaustion at start-up; then poll on -1 is simply never readable.
+        if pipe(&fds) != 0 { fds = [-1, -1] }
+        for fd in fds where fd >= 0 {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        readFD = fds[0]
+        writeFD = fds[1]
+    }
+
+    deinit {
+        close(readFD)
+        close(writeFD)
+    }
+
+    func signal() {
+        var b: UInt8 = 1
+        _ = write(writeFD, &b, 1) // EAGAIN: a wake-up is already pending
+    }
+
+    func drain() {
+        var buf = [UInt8](repeating: 0, count: 64)
+        while read(readFD, &buf, buf.count) > 0 {}
+    }
 }

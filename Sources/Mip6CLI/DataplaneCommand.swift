@@ -80,8 +80,4 @@ struct DataplaneCommand: ParsableCommand {
     }
 }
 
-private func interfaceName(_ ifindex: UInt32) -> String {
-    var buf = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
-    guard if_indextoname(ifindex, &buf) != nil else { return "ifindex \(ifindex)" }
-    return String(cString: buf)
-}
+private func interfaceName(_ ifindex: UInt32) -> String { HomeAgentPins.ifname(ifindex) ?? "ifindex \(ifindex)" }

@@ -3,9 +3,11 @@ import ControlPlane
 import DataPlane
 import Foundation
 import Logging
+import Mip6HTTP
+import ServiceLifecycle
 
 /// `mip6 ha`: the home-agent daemon.
-struct HACommand: ParsableCommand {
+struct HACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ha",
         abstract: "Run the home-agent daemon (RFC 6275 home registration, XDP tunneling, proxy ND).",
@@ -66,6 +68,12 @@ struct HACommand: ParsableCommand {
     @Option(name: .long, help: "Burst allowed above --punt-rate-per-source, packets.")
     var puntBurstPerSource: UInt32 = PuntLimits.default.perSourceBurst
 
+    @Option(name: .long, help: "Serve /healthz, /readyz and Prometheus /metrics on ADDR:PORT, e.g. [::1]:9464 or *:9464 (off by default).")
+    var httpListen: String?
+
+    @Option(name: .long, help: "Bindings with their own per-binding series in /metrics (the most bytes first; the rest are summed as hoa=\"other\"; 0: none, and no per-scrape scan of the binding counters).")
+    var metricsTopBindings: Int = 100
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -79,9 +87,13 @@ struct HACommand: ParsableCommand {
         }
         if !pins.bpffs.hasPrefix("/") { throw ValidationError("--bpffs must be an absolute path") }
         if authSkew == 0 || authSkew > 3600 { throw ValidationError("--auth-skew must be 1...3600 seconds") }
+        if let httpListen {
+            do { _ = try ListenAddress(parsing: httpListen) } catch { throw ValidationError("\(error)") }
+        }
+        if metricsTopBindings < 0 || metricsTopBindings > 10_000 { throw ValidationError("--metrics-top-bindings must be 0...10000") }
     }
 
-    func run() throws {
+    func run() async throws {
         LogSetup.bootstrap(level: logLevel)
         let logger = Logger(label: "mip6.ha")
         var options = HomeAgentOptions(
@@ -92,9 +104,37 @@ struct HACommand: ParsableCommand {
         options.allowedSkew = authSkew
         options.puntLimits = PuntLimits(rate: puntRate, burst: puntBurst, perSourceRate: puntRatePerSource,
                                         perSourceBurst: puntBurstPerSource)
+        let daemon = HomeAgentDaemon(options: options, logger: logger)
+        let metrics = HomeAgentMetrics(topBindings: metricsTopBindings)
+        daemon.onAckLatency = { metrics.observeAckLatency(seconds: $0) }
+        var http: HTTPEndpoint?
         do {
-            try HomeAgentDaemon(options: options, logger: logger).run()
+            if let httpListen {
+                let address = try ListenAddress(parsing: httpListen)
+                try address.checkCanListen() // before anything is attached: a taken port is a start-up error
+                let endpoints = HomeAgentEndpoints(box: .init(daemon: daemon), metrics: metrics)
+                http = HTTPEndpoint(address: address, logger: logger, health: { endpoints.health() },
+                                    ready: { endpoints.ready() }, metrics: { endpoints.render() })
+            }
+            try daemon.start()
         } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        let loop = HomeAgentService(daemon)
+        // The loop is last, so a graceful shutdown (SIGTERM, SIGINT) reaches it first; the HTTP
+        // endpoint answers until the loop has drained.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let http {
+            services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
+            logger.info("serving /healthz, /readyz, /metrics", metadata: ["mip6.http": "\(http.address)"])
+        }
+        services.append(.init(service: ReloadOnHangup(box: loop.box)))
+        services.append(.init(service: loop, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      cancellationSignals: [], logger: logger))
+        do { try await group.run() } catch {
             logger.critical("\(error)")
             throw ExitCode(1)
         }

@@ -5,7 +5,7 @@ import Foundation
 import Logging
 
 /// `mip6`: the Mobile IPv6 home agent and its tools.
-public struct Mip6Command: ParsableCommand {
+public struct Mip6Command: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mip6",
         abstract: "Mobile IPv6 (RFC 6275) home agent with an XDP data plane, for stock kernels without MIPv6.",
@@ -69,4 +69,11 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     }
     print(line(header))
     for r in rows { print(line(r)) }
+}
+
+extension Mip6Command {
+    /// The entry point: the async `main` (from an async context, so `mip6 ha` can run its service group).
+    public static func runAsync() async {
+        await main()
+    }
 }

@@ -1,3 +1,3 @@
 import Mip6CLI
 
-Mip6Command.main()
+await Mip6Command.runAsync()

@@ -77,4 +77,19 @@ int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
 		       void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
 		       unsigned int *retval, unsigned int *duration_ns);
 
+/* One sendmmsg(2) for `n` whole IPv6 packets on a raw IPPROTO_RAW socket, each to the
+ * address at bytes 24..39 of its own header (the destination). Retries EINTR; returns
+ * how many were sent (a packet that fails is skipped and its errno stored in errs[i])
+ * or -errno when nothing could be tried. */
+int cmip6_send_ipv6_batch(int fd, const void *const *packets, const unsigned int *lens, unsigned int n, int *errs);
+
+/* cmip6_skb_test_run with GSO fields in the __sk_buff context (the kernel takes gso_size
+ * and gso_segs from ctx_in since 5.11; gso_type cannot be set, so the skb is GSO of no
+ * known type). *gso_segs_out (if not NULL) gets the skb's gso_segs after the run (the
+ * kernel copies gso_segs back, not gso_size). */
+int cmip6_skb_test_run_gso(int prog_fd, const void *data_in, unsigned int size_in,
+			   void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
+			   unsigned int gso_size, unsigned int gso_segs, unsigned int *gso_segs_out,
+			   unsigned int *retval, unsigned int *duration_ns);
+
 #endif

@@ -1,0 +1,95 @@
+"""`mip6 ha --http-listen`: /healthz, /readyz and Prometheus /metrics, scraped for real
+from inside the home agent's namespace while a mobile node is registered and traffic flows."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import PYTHON, ping
+
+LISTEN = "[::1]:9464"
+FETCH = r"""
+import json, sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=5)
+    print(json.dumps({"status": r.status, "type": r.headers.get("Content-Type"), "body": r.read().decode()}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "type": e.headers.get("Content-Type"), "body": e.read().decode()}))
+"""
+
+
+def get(tb, path: str) -> dict:
+    cp = tb.run("ha", [PYTHON, "-c", FETCH, f"http://[::1]:9464{path}"], timeout=15)
+    return json.loads(cp.stdout)
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """{label string: value} of every sample of metric `name` in the exposition text."""
+    out = {}
+    for m in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+@pytest.mark.daemon_args("--http-listen", LISTEN, "--no-dad")
+def test_probes_and_metrics_are_served(testbed, daemon, mn):
+    tb = testbed
+    h = get(tb, "/healthz")
+    assert h["status"] == 200, h
+    r = get(tb, "/readyz")
+    print(r["body"])
+    assert r["status"] == 200, f"not ready right after start: {r}"
+    assert "programs" in r["body"] and "maps" in r["body"] and "signaling" in r["body"]
+
+    ba = mn.register(seq=1, lifetime=60)
+    assert ba.get("status") == 0, ba
+    responder = mn.responder(duration=12)
+    try:
+        received, _ = ping(tb, "cn", tb.HOA, count=5, interval=0.1)
+    finally:
+        responder.finish()
+    assert received == 5
+    bad = mn.register(seq=1, lifetime=60)  # same sequence again: 135
+    assert bad.get("status") == 135, bad
+
+    m = get(tb, "/metrics")
+    assert m["status"] == 200 and m["type"].startswith("text/plain"), m["type"]
+    text = m["body"]
+    print("\n".join(line for line in text.splitlines() if line.startswith("mip6_") and " 0" not in line[-2:])[:4000])
+    assert samples(text, "mip6_bindings") == {"": 1.0}
+    acks = samples(text, "mip6_binding_acks_total")
+    assert any('status="0"' in k and v >= 1 for k, v in acks.items()), acks
+    assert any('status="135"' in k and v >= 1 for k, v in acks.items()), acks
+    assert samples(text, "mip6_binding_updates_total")[""] >= 2
+    encap = {k: v for k, v in samples(text, "mip6_dataplane_packets_total").items() if 'reason="encap"' in k}
+    assert encap and list(encap.values())[0] >= 5, encap
+    per_binding = samples(text, "mip6_binding_packets_total")
+    to_mn = [v for k, v in per_binding.items() if f'hoa="{tb.HOA}"' in k and "to_mn" in k]
+    assert to_mn and to_mn[0] >= 5, f"no per-binding series for {tb.HOA}: {per_binding}"
+    latency = samples(text, "mip6_ba_latency_seconds_count")
+    assert latency and list(latency.values())[0] >= 2, f"BA latency histogram empty: {latency}"
+    assert "mip6_punts_rate_limited_total" in text
+
+    # Readiness follows the data plane: take the program off behind the daemon's back.
+    prog = daemon.attached_program()
+    if prog["kind"] == "tc":
+        tb.run("ha", ["tc", "filter", "del", "dev", tb.HA_IF, "ingress"])
+    else:
+        link = json.loads(tb.run("ha", ["bpftool", "-j", "link", "show"]).stdout)
+        ids = [x["id"] for x in link if x.get("type") == "xdp"]
+        tb.run("ha", ["bpftool", "link", "detach", "id", str(ids[0])])
+    r = get(tb, "/readyz")
+    print(r["body"])
+    assert r["status"] == 503 and "[-]programs" in r["body"], r
+    assert get(tb, "/healthz")["status"] == 200, "liveness must not follow the data plane"
+    assert daemon.stop() == 0
+
+
+def test_bad_http_listen_is_refused(testbed, mip6_bin):
+    cp = testbed.run("ha", [str(mip6_bin), "ha", "--interface", testbed.HA_IF, "--address", testbed.HA,
+                            "--home-prefix", testbed.HOME_PREFIX, "--http-listen", "nowhere"], check=False)
+    assert cp.returncode != 0
+    assert "--http-listen" in cp.stderr and "ADDR:PORT" in cp.stderr, cp.stderr
