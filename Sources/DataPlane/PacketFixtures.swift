@@ -64,4 +64,28 @@ public enum PacketFixtures {
     public static func passThroughFrame() -> [UInt8] {
         ethernet(echoRequest(dst: IPv6Address("2001:db8:1::77")!))
     }
+
+    /// An IPv6 TCP segment (20-byte header, ACK|PSH, `dataSize` bytes) with a valid checksum:
+    /// what the TC program's GSO cases are built from.
+    public static func tcpSegment(src: IPv6Address = correspondent, dst: IPv6Address = homeAddress, hopLimit: UInt8 = 63,
+                                  dataSize: Int = 100) -> [UInt8] {
+        var tcp: [UInt8] = [0x9C, 0x40, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xFF, 0xFF, 0, 0, 0, 0]
+        tcp += (0..<dataSize).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let c = InternetChecksum.upperLayer(source: src, destination: dst, nextHeader: 6, payload: tcp)
+        tcp[16] = UInt8(c >> 8)
+        tcp[17] = UInt8(c & 0xFF)
+        return ipv6Header(src: src, dst: dst, nextHeader: 6, payloadLength: tcp.count, hopLimit: hopLimit) + tcp
+    }
+
+    /// An IPv6 UDP datagram with `dataSize` bytes and a valid checksum.
+    public static func udpDatagram(src: IPv6Address = correspondent, dst: IPv6Address = homeAddress, hopLimit: UInt8 = 63,
+                                   dataSize: Int = 100) -> [UInt8] {
+        let length = 8 + dataSize
+        var udp: [UInt8] = [0x13, 0x88, 0x13, 0x89, UInt8(length >> 8), UInt8(length & 0xFF), 0, 0]
+        udp += (0..<dataSize).map { UInt8(truncatingIfNeeded: $0) }
+        let c = InternetChecksum.upperLayer(source: src, destination: dst, nextHeader: 17, payload: udp)
+        udp[6] = UInt8(c >> 8)
+        udp[7] = UInt8(c & 0xFF)
+        return ipv6Header(src: src, dst: dst, nextHeader: 17, payloadLength: udp.count, hopLimit: hopLimit) + udp
+    }
 }

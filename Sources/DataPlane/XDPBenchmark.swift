@@ -4,7 +4,10 @@ import Foundation
 
 /// Per-packet cost of the home-agent program with BPF_PROG_TEST_RUN, next to the bare
 /// XDP_PASS and parse + XDP_TX bounce programs, all measured in the same run on the
-/// same fixture frames the BPF tests use.
+/// same fixture frames the BPF tests use. The TC attach mode (`mip6_ha_tc`, the same body
+/// on skbs) is measured beside it the same way, against the TC floor (TC_ACT_OK) and a
+/// parse + redirect-back bounce (compare TC rows with the TC floors: the per-run overhead
+/// of an skb test run is not that of an XDP one).
 public struct XDPBenchmark {
     public struct Row: Codable, Sendable {
         public var name: String
@@ -25,6 +28,7 @@ public struct XDPBenchmark {
     }
 
     static let verdictNames: [UInt32: String] = [0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"]
+    static let tcVerdictNames: [UInt32: String] = [0: "TC_ACT_OK", 2: "TC_ACT_SHOT", 7: "TC_ACT_REDIRECT"]
 
     /// Runs every case; throws if a case does not take the path it is named after.
     public func run() throws -> [Row] {
@@ -38,26 +42,44 @@ public struct XDPBenchmark {
             ("reverse-tunnel decapsulation (XDP_TX)", "mip6_bench_ha", F.decapFrame(), 3),
             ("proxy NA for an NS (XDP_TX)", "mip6_bench_ha", F.neighborSolicitationFrame(), 3),
             ("pass-through, not a home address", "mip6_bench_ha", F.passThroughFrame(), 2),
+            // TC (sched_cls on clsact ingress): "back out" is bpf_redirect to the same device.
+            ("TC: bare TC_ACT_OK", "mip6_bench_pass_tc", F.encapFrame(), 0),
+            ("TC: bare parse + redirect bounce", "mip6_bench_tx_tc", F.encapFrame(), 7),
+            ("TC: save/restore wrapper alone", "mip6_bench_restore_only_tc", F.encapFrame(), 0),
+            ("TC: encapsulation HoA->CoA (redirect)", "mip6_bench_ha_tc", F.encapFrame(), 7),
+            ("TC: reverse-tunnel decapsulation (redirect)", "mip6_bench_ha_tc", F.decapFrame(), 7),
+            ("TC: proxy NA for an NS (redirect)", "mip6_bench_ha_tc", F.neighborSolicitationFrame(), 7),
+            ("TC: pass-through, not a home address", "mip6_bench_ha_tc", F.passThroughFrame(), 0),
         ]
         var rows: [Row] = []
         for (name, program, frame, expected) in cases {
+            let tc = program.hasSuffix("_tc")
+            let names = tc ? Self.tcVerdictNames : Self.verdictNames
+            func once(_ count: UInt32) throws -> (verdict: UInt32, output: [UInt8], ns: UInt32) {
+                if tc {
+                    let r = try env.runSKB(frame, program: program, repeat: count)
+                    return (r.verdict, r.output, r.durationNanoseconds)
+                }
+                let r = try env.run(frame, program: program, repeat: count)
+                return (r.verdict, r.output, r.durationNanoseconds)
+            }
             // One checked run first: the figures must be of the path the row names.
-            let check = try env.run(frame, program: program)
+            let check = try once(1)
             guard check.verdict == expected else {
                 throw SystemError("benchmark", errno: EINVAL,
-                                  "\(name): verdict \(Self.verdictNames[check.verdict] ?? "\(check.verdict)"), expected \(Self.verdictNames[expected]!)")
+                                  "\(name): verdict \(names[check.verdict] ?? "\(check.verdict)"), expected \(names[expected]!)")
             }
-            if program == "mip6_bench_ha" || program == "mip6_bench_restore_only" {
+            if program.hasPrefix("mip6_bench_ha") || program.hasPrefix("mip6_bench_restore_only") {
                 guard check.output == frame else {
                     throw SystemError("benchmark", errno: EINVAL, "\(name): the wrapper did not restore the frame")
                 }
             }
             var samples: [Double] = []
             for _ in 0..<rounds {
-                samples.append(Double(try env.run(frame, program: program, repeat: repeatCount).durationNanoseconds))
+                samples.append(Double(try once(repeatCount).ns))
             }
             let median = samples.sorted()[samples.count / 2]
-            rows.append(Row(name: name, program: program, frameBytes: frame.count, verdict: Self.verdictNames[expected]!,
+            rows.append(Row(name: name, program: program, frameBytes: frame.count, verdict: names[expected]!,
                             nsPerPacket: median, rounds: samples))
         }
         return rows

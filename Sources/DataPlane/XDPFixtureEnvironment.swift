@@ -74,4 +74,35 @@ public final class XDPFixtureEnvironment {
         let program = try object.program(name), t0 = self.t0
         return try ns.run { try program.testRun(frame, repeat: count, ingressIfindex: t0) }
     }
+
+    /// Result of an skb test run that carried GSO fields.
+    public struct SKBRun: Sendable {
+        public let verdict: UInt32
+        public let output: [UInt8]
+        public let durationNanoseconds: UInt32
+        /// The skb's gso_segs after the program ran (0 once GSO is reset or to be recomputed).
+        public let gsoSegs: UInt32
+    }
+
+    /// One BPF_PROG_TEST_RUN of a TC program (default the home agent's, `mip6_ha_tc`) on
+    /// `frame` as an skb on t0, optionally marked GSO (`gsoSize` > 0; the kernel cannot be
+    /// told a gso_type, so bpf_skb_adjust_room treats it as a GSO type it does not know).
+    /// TC_ACT_REDIRECT verdicts are reported, not carried out.
+    public func runSKB(_ frame: [UInt8], program name: String = MIP6_PROG_HA_TC, repeat count: UInt32 = 1,
+                       gsoSize: UInt32 = 0, gsoSegs: UInt32 = 0) throws -> SKBRun {
+        let program = try object.program(name), t0 = self.t0
+        return try ns.run {
+            var out = [UInt8](repeating: 0, count: frame.count + 4096)
+            var outSize = UInt32(out.count)
+            var retval: UInt32 = 0, duration: UInt32 = 0, gsoOut: UInt32 = 0
+            let rc = frame.withUnsafeBytes { inp in
+                out.withUnsafeMutableBytes { outp in
+                    cmip6_skb_test_run_gso(program.fd, inp.baseAddress, UInt32(inp.count), outp.baseAddress, &outSize,
+                                           count, t0, gsoSize, gsoSegs, &gsoOut, &retval, &duration)
+                }
+            }
+            _ = try checkNegErrno(rc, "bpf_prog_test_run_opts(skb)", name)
+            return SKBRun(verdict: retval, output: Array(out.prefix(Int(outSize))), durationNanoseconds: duration, gsoSegs: gsoOut)
+        }
+    }
 }

@@ -10,7 +10,6 @@
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>
 #include <sys/vfs.h>
-#include <sys/signalfd.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include "mip6_shared.h"

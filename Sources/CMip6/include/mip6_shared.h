@@ -91,7 +91,9 @@ _Static_assert(sizeof(struct mip6_gen_cfg) == 136, "mip6_gen_cfg size");
 	X(DROP_MH_FRAGMENT,    "drop_mh_fragment")    /* fragmented signaling is not reassembled */ \
 	X(NA_COPY,             "na_copy")             /* NA copied to the control plane (DAD) */ \
 	X(DROP_MALFORMED,      "drop_malformed")      /* IPv6 header truncated or not version 6 */ \
-	X(DROP_EXT_CHAIN,      "drop_ext_chain")      /* extension-header chain to a local address too long */
+	X(DROP_EXT_CHAIN,      "drop_ext_chain")      /* extension-header chain to a local address too long */ \
+	X(DROP_ENCAP_GSO,      "drop_encap_gso")      /* TC: a GSO skb the tunnel cannot re-segment (not TCP/UDP, or > 64 KiB) */ \
+	X(DROP_ADJUST_FAIL,    "drop_adjust_fail")    /* the kernel refused to grow, shrink or pull the packet */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
