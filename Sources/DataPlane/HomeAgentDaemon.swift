@@ -87,7 +87,8 @@ final class BPFBindingTable: BindingDataPlane {
 }
 
 /// The `mip6 ha` daemon: one thread, one poll loop over the signaling ring buffer,
-/// a signalfd and the nearest timer (binding expiry, DAD). Nothing blocks per BU.
+/// netlink (next-hop cache), a wake pipe (stop, reload) and the nearest timer (binding
+/// expiry, DAD). Nothing blocks per BU.
 public final class HomeAgentDaemon {
     let options: HomeAgentOptions
     let logger: Logger

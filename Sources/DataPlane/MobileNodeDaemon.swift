@@ -45,7 +45,7 @@ public struct MobileNodeReport: StateFile, Sendable {
 }
 
 /// The `mip6 mn` daemon: one thread polling the BA ring buffer, netlink (movement), a
-/// signalfd and the state machine's next timer.
+/// wake pipe (stop) and the state machine's next timer.
 public final class MobileNodeDaemon {
     let options: MobileNodeOptions
     let logger: Logger
@@ -70,11 +70,21 @@ public final class MobileNodeDaemon {
         self.logger = logger
     }
 
+    private let wake = WakePipe()
+    private let stopSignal = Locked<Int32?>(nil)
+
+    /// Starts, runs the loop until `requestStop`, de-registers and detaches. Blocks: run it
+    /// on a thread of its own (MNCommand does).
     public func run() throws {
-        let signals = try SignalFD([SIGTERM, SIGINT, SIGHUP])
         try start()
         defer { stop() }
-        try loop(signals: signals)
+        try loop()
+    }
+
+    /// SIGTERM/SIGINT: de-register and return from `run()`. Thread-safe.
+    public func requestStop(signal: Int32) {
+        stopSignal.write { $0 = $0 ?? signal }
+        wake.signal()
     }
 
     func start() throws {
@@ -165,9 +175,9 @@ public final class MobileNodeDaemon {
 
     // MARK: the loop
 
-    func loop(signals: SignalFD) throws {
+    func loop() throws {
         var fds = [pollfd(fd: ring.pollFD, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: signals.raw, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wake.readFD, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: watcher.pollFD, events: Int16(POLLIN), revents: 0)]
         while true {
             let now = clock.nanoseconds()
@@ -178,7 +188,8 @@ public final class MobileNodeDaemon {
             if fds[0].revents != 0 { try ring.consume() }
             if fds[2].revents != 0 && watcher.drain() { rescan() }
             if fds[1].revents != 0 {
-                for s in signals.read() where s != SIGHUP {
+                wake.drain()
+                if let s = stopSignal.read({ $0 }) {
                     logger.notice("stopping: de-registering", metadata: ["mip6.signal": "\(s == SIGTERM ? "SIGTERM" : "SIGINT")"])
                     shutdown()
                     return

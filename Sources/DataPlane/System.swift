@@ -228,33 +228,6 @@ public final class PacketSender {
     }
 }
 
-/// Blocks the given signals and delivers them through a signalfd, so the event loop polls them.
-public final class SignalFD {
-    let fd: OwnedFD
-
-    public init(_ signals: [Int32]) throws(SystemError) {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
-        if pthread_sigmask(SIG_BLOCK, &set, nil) != 0 { throw SystemError("pthread_sigmask", errno: errno) }
-        let s = signalfd(-1, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
-        if s < 0 { throw SystemError("signalfd", errno: errno) }
-        fd = OwnedFD(s)
-    }
-
-    public var raw: Int32 { fd.raw }
-
-    /// Pending signals, drained.
-    public func read() -> [Int32] {
-        var out: [Int32] = []
-        var info = signalfd_siginfo()
-        while Glibc.read(fd.raw, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
-            out.append(Int32(info.ssi_signo))
-        }
-        return out
-    }
-}
-
 /// CLOCK_MONOTONIC nanoseconds, the clock bpf_ktime_get_ns() reads.
 public func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()

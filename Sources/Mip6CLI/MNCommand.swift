@@ -3,9 +3,10 @@ import ControlPlane
 import DataPlane
 import Foundation
 import Logging
+import UnixSignals
 
 /// `mip6 mn`: the mobile-node daemon, and `mip6 mn status`.
-struct MNCommand: ParsableCommand {
+struct MNCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mn",
         abstract: "Run the mobile-node daemon (RFC 6275 home registration, TC tunnel) or show its status.",
@@ -13,7 +14,7 @@ struct MNCommand: ParsableCommand {
         defaultSubcommand: Run.self
     )
 
-    struct Run: ParsableCommand {
+    struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "run",
             abstract: "Run the mobile node (the default: `mip6 mn --home-address ...`).",
@@ -50,7 +51,7 @@ struct MNCommand: ParsableCommand {
             if lifetime < 4 || lifetime > 262_140 { throw ValidationError("--lifetime must be 4...262140 seconds (4-second units)") }
         }
 
-        func run() throws {
+        func run() async throws {
             LogSetup.bootstrap(level: logLevel)
             let logger = Logger(label: "mip6.mn")
             var options = MobileNodeOptions(
@@ -58,8 +59,23 @@ struct MNCommand: ParsableCommand {
                 homePrefix: homePrefix ?? IPv6Prefix(address: homeAddress, length: 64)!, interfaces: interface,
                 lifetime: lifetime, bpffs: bpffs, stateDir: stateDir, initialSequence: initialSequence)
             (options.nai, options.spi, options.keyPath) = (nai, spi, keyFile)
+            let box = DaemonBox(daemon: MobileNodeDaemon(options: options, logger: logger))
+            // Signals arrive through ServiceLifecycle's sequence (the async runtime's main thread
+            // takes them); the loop blocks in poll(2) on a thread of its own.
+            let signals = Task {
+                for await s in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                    box.daemon.requestStop(signal: s == .sigint ? SIGINT : SIGTERM)
+                }
+            }
+            defer { signals.cancel() }
             do {
-                try MobileNodeDaemon(options: options, logger: logger).run()
+                try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, Error>) in
+                    let thread = Thread {
+                        do { try box.daemon.run(); done.resume() } catch { done.resume(throwing: error) }
+                    }
+                    thread.name = "mip6-mn-loop"
+                    thread.start()
+                }
             } catch {
                 logger.critical("\(error)")
                 throw ExitCode(1)
@@ -128,4 +144,9 @@ struct MNCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// The mobile-node daemon is confined to its loop thread except for `requestStop`.
+struct DaemonBox: @unchecked Sendable {
+    let daemon: MobileNodeDaemon
 }
