@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "mip6",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "mip6", targets: ["mip6"]),
     ],
@@ -11,7 +11,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
-        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
@@ -45,12 +46,14 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "mip6", dependencies: ["Mip6CLI"]),
-        // --http-listen: /healthz, /readyz and Prometheus /metrics as a ServiceLifecycle service.
+        // --http-listen: /healthz, /readyz and Prometheus /metrics as a ServiceLifecycle service, served by
+        // Hummingbird (SwiftNIO), which imports no FoundationNetworking: a static binary links no libcurl.
         // Knows nothing of the maps: the daemon hands it snapshots and health closures.
         .target(
             name: "Mip6HTTP",
             dependencies: [
-                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -12,6 +12,8 @@ import Logging
 public struct SignalingBenchmark {
     public struct Result: Codable, Sendable {
         public var bindings: Int
+        /// BUs per map-update batch (1: one bpf_map_update_elem per BU, as without batching).
+        public var batch: Int = 1
         public var busPerSecond: Double
         public var p50Microseconds: Double
         public var p99Microseconds: Double
@@ -22,10 +24,14 @@ public struct SignalingBenchmark {
 
     public var bindings: Int
     public var refreshRounds: Int
+    /// As the daemon does per ring drain: stage the map writes of `batch` BUs, then one
+    /// bpf_map_update_batch. A BU's latency is then until its batch is written.
+    public var batch: Int
 
-    public init(bindings: Int, refreshRounds: Int = 5) {
+    public init(bindings: Int, refreshRounds: Int = 5, batch: Int = 1) {
         self.bindings = bindings
         self.refreshRounds = refreshRounds
+        self.batch = max(1, batch)
     }
 
     static let prefixHi: UInt64 = 0x2001_0db8_0001_0000 // 2001:db8:1::/64, the home prefix
@@ -53,7 +59,9 @@ public struct SignalingBenchmark {
         try object.load()
         let maps = try HomeAgentMaps(object: object)
         let ha = PacketFixtures.homeAgent
-        let cache = BindingCache(capacity: bindings, dataPlane: BPFBindingTable(maps: maps, homeLinkIfindex: 1))
+        let table = BPFBindingTable(maps: maps, homeLinkIfindex: 1)
+        table.deferring = batch > 1
+        let cache = BindingCache(capacity: bindings, dataPlane: table)
         let core = HomeAgentCore(
             configuration: HomeAgentConfiguration(homeAgentAddress: ha, homePrefix: PacketFixtures.homePrefix, maxLifetime: 3600,
                                                   capacity: bindings, duplicateAddressDetection: false),
@@ -79,15 +87,23 @@ public struct SignalingBenchmark {
         while i < bindings {
             let n = min(10_000, bindings - i)
             let batch = (i..<i + n).map { bu($0, seq: 1) }
-            for p in batch {
+            var k = 0
+            while k < batch.count {
+                let chunk = batch[k..<min(k + self.batch, batch.count)]
                 let t0 = monotonicNanoseconds()
-                let actions = core.handlePacket(p, localAddresses: local)
-                let dt = monotonicNanoseconds() - t0
-                busy += dt
-                latencies.append(UInt32(min(dt, UInt64(UInt32.max))))
-                guard case .bindingInstalled = actions.first(where: { if case .bindingInstalled = $0 { true } else { false } }) else {
-                    throw SystemError("benchmark", errno: EINVAL, "BU for \(Self.hoa(cache.count)) was not accepted (\(cache.count) bindings so far)")
+                var started: [UInt64] = []
+                for p in chunk {
+                    started.append(monotonicNanoseconds())
+                    let actions = core.handlePacket(p, localAddresses: local)
+                    guard case .bindingInstalled = actions.first(where: { if case .bindingInstalled = $0 { true } else { false } }) else {
+                        throw SystemError("benchmark", errno: EINVAL, "BU for \(Self.hoa(cache.count)) was not accepted (\(cache.count) bindings so far)")
+                    }
                 }
+                if let failed = table.flush().first { throw SystemError("benchmark", errno: EIO, "map write for \(failed.0): \(failed.1)") }
+                let t1 = monotonicNanoseconds()
+                busy += t1 - t0
+                for t in started { latencies.append(UInt32(min(t1 - t, UInt64(UInt32.max)))) }
+                k += chunk.count
             }
             i += n
         }
@@ -100,11 +116,15 @@ public struct SignalingBenchmark {
         var stream: [Double] = []
         let sample = min(bindings, 50_000)
         for round in 0..<refreshRounds {
-            for j in 0..<sample { _ = core.handlePacket(bu(j, seq: UInt16(round + 2)), localAddresses: local) }
+            for j in 0..<sample {
+                _ = core.handlePacket(bu(j, seq: UInt16(round + 2)), localAddresses: local)
+                if j % self.batch == self.batch - 1 { _ = table.flush() }
+            }
+            _ = table.flush()
             stream.append(Self.rssBytes() / 1_048_576)
         }
         func pct(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
-        return Result(bindings: bindings, busPerSecond: Double(bindings) / (Double(busy) / 1e9),
+        return Result(bindings: bindings, batch: batch, busPerSecond: Double(bindings) / (Double(busy) / 1e9),
                       p50Microseconds: pct(0.50), p99Microseconds: pct(0.99),
                       rssBytesPerBinding: (rss1 - rss0) / Double(bindings),
                       mapBytesPerBinding: (mapsAfter - mapsBefore) / Double(bindings),

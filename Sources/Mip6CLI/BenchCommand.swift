@@ -3,14 +3,15 @@ import CMip6
 import ControlPlane
 import DataPlane
 import Foundation
+import UnixSignals
 import Glibc
 
 /// `mip6 bench`: benchmarks for perf/ (not tests: they print figures).
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks of the data plane (see perf/README.md).",
-        subcommands: [XDP.self, Signaling.self, Gen.self, Hold.self]
+        subcommands: [XDP.self, Signaling.self, Gen.self, Hold.self, BULoad.self]
     )
 
     struct XDP: ParsableCommand {
@@ -71,6 +72,11 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Rounds of refreshes over the same bindings, watching memory.")
         var refreshRounds: Int = 5
 
+        @Option(help: "BUs per map-update batch to compare, comma-separated (1: one map update per BU; the daemon batches up to 64 per ring drain).")
+        var batch: String = "1,64"
+
+        var batches: [Int] { batch.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
         @Option(help: "Also write the results as JSON to this file.")
         var output: String?
 
@@ -79,9 +85,12 @@ struct BenchCommand: ParsableCommand {
         func run() throws {
             let counts = bindings.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--bindings: positive numbers, comma-separated") }
+            guard !batches.isEmpty, batches.allSatisfy({ (1...4096).contains($0) }) else { throw ValidationError("--batch: numbers 1...4096, comma-separated") }
             var results: [SignalingBenchmark.Result] = []
             do {
-                for n in counts { results.append(try SignalingBenchmark(bindings: n, refreshRounds: refreshRounds).run()) }
+                for n in counts {
+                    for b in batches { results.append(try SignalingBenchmark(bindings: n, refreshRounds: refreshRounds, batch: b).run()) }
+                }
             } catch {
                 FileHandle.standardError.write(Data("mip6 bench signaling: \(error)\n".utf8))
                 throw ExitCode(1)
@@ -92,8 +101,8 @@ struct BenchCommand: ParsableCommand {
                 try enc.encode(results).write(to: URL(fileURLWithPath: output))
             }
             if format.json { return try printJSON(results) }
-            printTable(["BINDINGS", "BU/S", "P50 US", "P99 US", "RSS B/BINDING", "MAP B/BINDING", "RSS MIB DURING REFRESHES"], results.map {
-                ["\($0.bindings)", String(format: "%.0f", $0.busPerSecond), String(format: "%.1f", $0.p50Microseconds),
+            printTable(["BINDINGS", "BATCH", "BU/S", "P50 US", "P99 US", "RSS B/BINDING", "MAP B/BINDING", "RSS MIB DURING REFRESHES"], results.map {
+                ["\($0.bindings)", "\($0.batch)", String(format: "%.0f", $0.busPerSecond), String(format: "%.1f", $0.p50Microseconds),
                  String(format: "%.1f", $0.p99Microseconds), String(format: "%.0f", $0.rssBytesPerBinding),
                  String(format: "%.0f", $0.mapBytesPerBinding), $0.refreshStreamRSSMiB.map { String(format: "%.0f", $0) }.joined(separator: " ")]
             })
@@ -138,7 +147,7 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    struct Hold: ParsableCommand {
+    struct Hold: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Attach one of the benchmark programs (e.g. the bare XDP_TX bounce) to an interface until SIGTERM.",
             discussion: "For perf/: the baseline in the same topology as the home agent. Programs: mip6_bench_tx, mip6_bench_pass."
@@ -147,9 +156,9 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Interface.") var interface: String
         @Option(help: "XDP mode.") var xdpMode: XDPMode = .native
 
-        func run() throws {
+        func run() async throws {
             guard ["mip6_bench_tx", "mip6_bench_pass"].contains(program) else { throw ValidationError("--program: mip6_bench_tx or mip6_bench_pass") }
-            let signals = try SignalFD([SIGTERM, SIGINT])
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint) // trapped before anything is attached
             let object = try BPFObject(.bench)
             try object.setMaxEntries(map: MIP6_MAP_BINDINGS, 16)
             try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 16)
@@ -157,9 +166,8 @@ struct BenchCommand: ParsableCommand {
             let link = try XDPLink(program: object.program(program), ifindex: NetworkInterface(named: interface).index, mode: xdpMode)
             print("attached \(program) to \(interface) (\(link.mode.rawValue)); SIGTERM detaches")
             FileHandle.standardOutput.synchronizeFile()
-            var pfd = pollfd(fd: signals.raw, events: Int16(POLLIN), revents: 0)
-            while poll(&pfd, 1, -1) <= 0 {}
-            _ = link
+            for await _ in signals { break }
+            withExtendedLifetime(link) {}
         }
     }
 }
@@ -169,3 +177,104 @@ func parseMAC(_ s: String) -> [UInt8]? {
     return b.count == 6 ? b : nil
 }
 
+
+extension BenchCommand {
+    /// `mip6 bench bu-load`: Binding Updates over the wire from the care-of side, BAs matched back.
+    struct BULoad: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "bu-load",
+            abstract: "Over-the-wire signaling load: BUs for many home addresses at offered rates, BAs matched back (BU/s accepted, round-trip latency).",
+            discussion: """
+                Runs on the care-of side (the testbed's mobile-node namespace, --interface mn-f1): pre-built Binding \
+                Updates (A and H flags) from --care-of for distinct home addresses of --home-prefix leave by AF_PACKET \
+                and sendmmsg, paced in bursts at each offered rate (open loop; "max": as fast as possible); a second \
+                thread receives the Binding Acknowledgements on the same interface and matches each to its BU (home \
+                address in the Type 2 Routing Header + sequence). The home agent must accept unauthenticated BUs \
+                (no --auth-keys), run with --no-dad, --punt-rate 0 --punt-rate-per-source 0 and a --max-bindings \
+                as large as the run. perf/signaling_wire.py drives it. Needs root (AF_PACKET).
+                """
+        )
+        @Option(help: "Interface the BUs leave by and the BAs arrive on.") var interface: String = "mn-f1"
+        @Option(help: "Destination MAC of the BUs (the next hop's, e.g. the foreign link's router).") var destinationMac: String
+        @Option(help: "Care-of address (source of the BUs; the BAs come back to it).") var careOf: IPv6Address
+        @Option(help: "The home agent's address.") var homeAgent: IPv6Address
+        @Option(help: "Home prefix the home addresses are taken from (/64 or shorter).") var homePrefix: IPv6Prefix = IPv6Prefix("2001:db8:1::/64")!
+        @Option(help: "Interface identifier of the first home address, hex.") var firstHomeAddress: String = "b000000000000000"
+        @Option(help: "Distinct home addresses, cycled with sequence+1 per round (0: one per BU of the run, all new registrations).")
+        var homeAddresses: Int = 0
+        @Option(help: "Sequence number of the first round.") var firstSequence: UInt16 = 1
+        @Option(help: "Requested lifetime, seconds.") var lifetime: UInt32 = 600
+        @Option(help: "Offered rates in BU/s, comma-separated, one step each; \"max\" (or 0) sends as fast as possible.")
+        var rates: String = "20000,50000,100000,150000,max"
+        @Option(help: "Seconds per paced step (BUs = rate x seconds).") var seconds: Double = 2
+        @Option(help: "BUs in a \"max\" step.") var maxCount: Int = 400_000
+        @Option(help: "BUs per sendmmsg call (pacing granularity).") var burst: Int = 32
+        @Option(help: "Longest wait for late BAs after each step, seconds.") var drain: Double = 2
+        @Flag(help: "Send only (no BA receiver): the generator's own ceiling, e.g. into a dummy interface.") var noReceive = false
+        @Option(help: "Also write the results as JSON to this file.") var output: String?
+        @OptionGroup var format: OutputOptions
+
+        func parsedRates() throws -> [Double] {
+            try rates.split(separator: ",").map { r in
+                let t = r.trimmingCharacters(in: .whitespaces).lowercased()
+                if t == "max" { return 0 }
+                guard let v = Double(t), v >= 0 else { throw ValidationError("--rates: numbers or max, comma-separated") }
+                return v
+            }
+        }
+
+        func validate() throws {
+            if parseMAC(destinationMac) == nil { throw ValidationError("--destination-mac: six hex bytes, e.g. 02:00:00:00:f1:01") }
+            if UInt64(firstHomeAddress, radix: 16) == nil { throw ValidationError("--first-home-address: hex interface identifier") }
+            if try parsedRates().isEmpty { throw ValidationError("--rates: at least one") }
+            if seconds <= 0 || maxCount < 1 || burst < 1 || burst > 1024 || homeAddresses < 0 {
+                throw ValidationError("--seconds > 0, --max-count >= 1, --burst 1...1024, --home-addresses >= 0")
+            }
+        }
+
+        func run() throws {
+            var c = BULoadGenerator.Configuration(interface: interface, destinationMAC: parseMAC(destinationMac)!, careOf: careOf,
+                                                  homeAgent: homeAgent, homePrefix: homePrefix)
+            c.firstHomeAddress = UInt64(firstHomeAddress, radix: 16)!
+            c.homeAddresses = homeAddresses
+            c.firstSequence = firstSequence
+            c.lifetimeSeconds = lifetime
+            c.rates = try parsedRates()
+            c.seconds = seconds
+            c.maxCount = maxCount
+            c.burst = burst
+            c.drainSeconds = drain
+            c.receive = !noReceive
+            let result: BULoadGenerator.Result
+            do {
+                result = try BULoadGenerator(c).run { step in
+                    if !format.json {
+                        FileHandle.standardError.write(Data(String(format: "step %@: %d sent at %.0f/s, %d accepted, p99 %.0f us\n",
+                            step.offeredRate > 0 ? String(format: "%.0f", step.offeredRate) : "max", step.sent, step.sendRate,
+                            step.accepted, step.p99Microseconds).utf8))
+                    }
+                }
+            } catch {
+                FileHandle.standardError.write(Data("mip6 bench bu-load: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            if let output {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try enc.encode(result).write(to: URL(fileURLWithPath: output))
+            }
+            if format.json { return try printJSON(result) }
+            printTable(["OFFERED BU/S", "SENT", "SEND BU/S", "BAS", "ACCEPTED", "OTHER STATUS", "MISSING", "ACCEPTED BU/S", "BA ARRIVAL/S",
+                        "P50 US", "P90 US", "P99 US", "P99.9 US", "MAX US"], result.steps.map { s in
+                let other = s.bindingAcksByStatus.filter { $0.key != "0" }.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }
+                return [s.offeredRate > 0 ? String(format: "%.0f", s.offeredRate) : "max", "\(s.sent)", String(format: "%.0f", s.sendRate),
+                        "\(s.bindingAcks)", "\(s.accepted)", other.isEmpty ? "-" : other.joined(separator: " "), "\(s.missing)",
+                        String(format: "%.0f", s.acceptedPerSecond), String(format: "%.0f", s.baArrivalRate),
+                        String(format: "%.0f", s.p50Microseconds), String(format: "%.0f", s.p90Microseconds),
+                        String(format: "%.0f", s.p99Microseconds), String(format: "%.0f", s.p999Microseconds),
+                        String(format: "%.0f", s.maxMicroseconds)]
+            })
+            print("\n\(result.frameBytes)-byte frames, bursts of \(result.burst), \(result.homeAddresses) home addresses; latency: BU handed to the kernel -> BA received on \(result.interface).")
+        }
+    }
+}

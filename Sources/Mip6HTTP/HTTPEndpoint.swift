@@ -1,10 +1,10 @@
-import FlyingFox
-import FlyingSocks
 import Foundation
+import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 
-/// The `--http-listen` endpoint as a ServiceLifecycle service, served by FlyingFox:
+/// The `--http-listen` endpoint as a ServiceLifecycle service, served by Hummingbird (SwiftNIO):
 ///
 /// - `GET /healthz`: liveness (`health`), 200 or 503
 /// - `GET /readyz`: readiness (`ready`), 200 or 503
@@ -21,10 +21,17 @@ import ServiceLifecycle
 /// even earlier (before attaching programs), call `checkCanListen()` first: it binds and
 /// closes a socket synchronously. Between the two another process may take the port; `run()`
 /// still reports that.
+///
+/// Only the `Hummingbird` product is used, and no module that imports FoundationNetworking:
+/// a `--static-swift-stdlib` binary does not link libcurl and its friends.
 public struct HTTPEndpoint: Service {
     public let address: ListenAddress
-    private let server: HTTPServer
+    private let routes: Routes
     private let logger: Logger
+    private let state = ListeningState()
+    /// How long a stop waits for exchanges in flight before cutting them. They read snapshots:
+    /// only a closure that hangs makes it matter. Tests shorten it.
+    var stopDeadline = Duration.seconds(5)
 
     public init(address: ListenAddress,
                 logger: Logger = Logger(label: "mip6.http"),
@@ -33,40 +40,101 @@ public struct HTTPEndpoint: Service {
                 metrics: @escaping @Sendable () async -> String) {
         self.address = address
         self.logger = logger
-        let routes = Routes(health: health, ready: ready, metrics: metrics)
-        // Requests only read snapshots; 5 s is generous and stops a stuck closure holding a connection.
-        let config = HTTPServer.Configuration(address: address.socketAddress, timeout: 5,
-                                              logger: FlyingFoxLogger(logger: logger))
-        server = HTTPServer(config: config, handler: routes)
+        routes = Routes(health: health, ready: ready, metrics: metrics)
     }
 
     /// Serves until the task is cancelled or graceful shutdown is triggered, then returns.
     /// Throws `HTTPEndpointError.cannotListen` at once if it cannot bind, `.failed` if serving breaks.
+    ///
+    /// Both ways of stopping become a graceful shutdown of the server: it closes the listening
+    /// socket, then each connection once its exchange (if any) is answered, so `run()` returns
+    /// within milliseconds and the port is free when it has. The server is never cancelled
+    /// directly: cancelling a NIO async server while an accepted connection is still queued
+    /// traps the process ("Deinited NIOAsyncWriter without calling finish()", apple/swift-nio#2813).
+    /// Only an exchange still going `stopDeadline` after the stop is cut by cancellation.
     public func run() async throws {
-        let server = self.server
         let address = self.address
         let logger = self.logger
-        // Graceful shutdown becomes cancellation: nothing here is worth waiting for.
-        try await cancelWhenGracefulShutdown {
-            do {
-                try await server.run()
-            } catch {
-                // FlyingFox ends its accept loop with an error when cancelled: that is a normal stop.
-                if Task.isCancelled { return }
-                throw HTTPEndpointError(error, address: address)
+        let state = self.state
+        let routes = self.routes
+        let stopDeadline = self.stopDeadline
+        // Hummingbird logs through this one, one level down (see DemotingLogHandler).
+        let serverLogger = Logger(label: logger.label, factory: { _ in DemotingLogHandler(logger: logger) })
+        state.set(.starting)
+        let app = Application(
+            responder: CallbackResponder { (request: Request, _: BasicRequestContext) in await routes.respond(to: request) },
+            // Requests only read snapshots; 5 s is generous and stops an idle client holding a connection.
+            server: .http1(configuration: .init(idleTimeout: .seconds(5))),
+            configuration: ApplicationConfiguration(address: .hostname(address.host, port: Int(address.port)),
+                                                    reuseAddress: true),
+            onServerRunning: { channel in
+                state.set(.listening(port: channel.localAddress?.port.map(UInt16.init) ?? address.port))
+            },
+            logger: serverLogger
+        )
+        // Our own group around the application, for a graceful-shutdown trigger we control, in a
+        // task of its own so that cancelling run() does not reach the server (see above).
+        let group = ServiceGroup(configuration: .init(services: [app], logger: serverLogger))
+        let serving = Task { try await group.run() }
+        let stop = StopRequest()
+        let requestStop: @Sendable () -> Void = {
+            stop.request {
+                Task {
+                    await group.triggerGracefulShutdown()
+                    try? await Task.sleep(for: stopDeadline)
+                    if !Task.isCancelled { serving.cancel() }
+                }
             }
         }
+        defer { stop.finished() }
+        do {
+            try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await serving.value
+                } onGracefulShutdown: {
+                    requestStop()
+                }
+            } onCancel: {
+                requestStop()
+            }
+        } catch {
+            if stop.requested || Task.isCancelled || Task.isShuttingDownGracefully || error is CancellationError {
+                logger.debug("http endpoint stopped", metadata: ["mip6.http.listen": "\(address)", "error": "\(error)"])
+                state.set(.stopped(nil))
+                return
+            }
+            let failure = HTTPEndpointError(error, address: address, listening: state.isListening)
+            state.set(.stopped(failure))
+            throw failure
+        }
+        if !(stop.requested || Task.isCancelled || Task.isShuttingDownGracefully) {
+            // The server ended by itself (its listening socket closed under it): not a stop we asked for.
+            let failure = HTTPEndpointError.failed(address, message: "stopped serving on its own")
+            state.set(.stopped(failure))
+            throw failure
+        }
+        state.set(.stopped(nil))
         logger.debug("http endpoint stopped", metadata: ["mip6.http.listen": "\(address)"])
     }
 
     /// Waits until `run()` is accepting connections and returns the bound address (the real
     /// port when the configured port was 0), for the caller to log. Throws if that does not
-    /// happen within `timeout` (a bind failure shows up as `run()`'s error, not here).
+    /// happen within `timeout`, or `run()`'s own error if it ended first (a bind failure).
     public func waitUntilListening(timeout: Double = 5) async throws -> ListenAddress {
-        try await server.waitUntilListening(timeout: timeout)
-        switch await server.listeningAddress {
-        case let .ip4(_, port), let .ip6(_, port): return address.with(port: port)
-        default: return address
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while true {
+            switch state.get() {
+            case let .listening(port):
+                return address.with(port: port)
+            case let .stopped(error?):
+                throw error
+            case .idle, .starting, .stopped(nil):
+                break
+            }
+            guard ContinuousClock.now < deadline else {
+                throw HTTPEndpointError.failed(address, message: "not listening after \(timeout) s")
+            }
+            try await Task.sleep(for: .milliseconds(5))
         }
     }
 
@@ -98,27 +166,28 @@ public enum HTTPEndpointError: Error, Equatable, CustomStringConvertible {
         return nil
     }
 
-    init(_ error: any Error, address: ListenAddress) {
+    /// `listening`: whether the server had bound when it failed. Before that, a system call's
+    /// error (NIO's `IOError`: socket, setsockopt, bind, listen) means it could not listen.
+    init(_ error: any Error, address: ListenAddress, listening: Bool) {
         if let e = error as? HTTPEndpointError {
             self = e
-        } else if case let .failed(type, errno, message) = error as? SocketError,
-                  ["CreateSocket", "SetOption", "Bind", "Listen"].contains(type) {
-            self = .cannotListen(address, errno: errno, message: message)
+        } else if !listening, let e = error as? IOError {
+            self = .cannotListen(address, errno: e.errnoCode,
+                                 message: "\(Self.call(e)): \(String(cString: strerror(e.errnoCode)))")
         } else {
             self = .failed(address, message: "\(error)")
         }
     }
+
+    /// "bind(descriptor:ptr:bytes:)" → "bind", as `checkCanListen()` words it.
+    private static func call(_ error: IOError) -> String {
+        let description = "\(error)"
+        let name = description.prefix { $0.isLetter || $0 == "_" }
+        return name.isEmpty ? description : String(name)
+    }
 }
 
 extension ListenAddress {
-    var socketAddress: any SocketAddress {
-        // Both parse: the host was validated by inet_pton when the ListenAddress was made.
-        switch family {
-        case .ipv4: return (try? sockaddr_in.inet(ip4: host, port: port)) ?? sockaddr_in.inet(port: port)
-        case .ipv6: return (try? sockaddr_in6.inet6(ip6: host, port: port)) ?? sockaddr_in6.inet6(port: port)
-        }
-    }
-
     /// See `HTTPEndpoint.checkCanListen()`.
     public func checkCanListen() throws(HTTPEndpointError) {
         func failure(_ call: String) -> HTTPEndpointError {
@@ -133,68 +202,152 @@ extension ListenAddress {
         guard setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
             throw failure("setsockopt(SO_REUSEADDR)")
         }
-        let rc = socketAddress.withSockAddr { addr, len in bind(fd, addr, len) }
+        let rc: Int32
+        switch family {
+        case .ipv4:
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = port.bigEndian
+            // The host was validated by inet_pton when the ListenAddress was made.
+            _ = inet_pton(AF_INET, host, &sa.sin_addr)
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        case .ipv6:
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = port.bigEndian
+            _ = inet_pton(AF_INET6, host, &sa.sin6_addr)
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        }
         guard rc == 0 else { throw failure("bind") }
     }
 }
 
+/// What `run()` is doing, for `waitUntilListening()`.
+private final class ListeningState: @unchecked Sendable {
+    enum Phase {
+        case idle
+        case starting
+        case listening(port: UInt16)
+        case stopped(HTTPEndpointError?)
+    }
+
+    private let lock = NSLock()
+    private var phase = Phase.idle
+
+    func get() -> Phase { lock.withLock { phase } }
+    func set(_ p: Phase) { lock.withLock { phase = p } }
+    var isListening: Bool {
+        if case .listening = get() { return true }
+        return false
+    }
+}
+
+/// Whether `run()` was asked to stop, and the task that enforces the deadline of that stop.
+private final class StopRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _requested = false
+    private var deadline: Task<Void, Never>?
+
+    var requested: Bool { lock.withLock { _requested } }
+
+    /// Runs `start` the first time only.
+    func request(_ start: () -> Task<Void, Never>) {
+        lock.withLock {
+            guard !_requested else { return }
+            _requested = true
+            deadline = start()
+        }
+    }
+
+    /// `run()` is returning: the deadline has nothing left to cut.
+    func finished() { lock.withLock { deadline?.cancel() } }
+}
+
 /// The three paths. Bodies are small and built per request: no caching, no state.
-private struct Routes: HTTPHandler {
+private struct Routes: Sendable {
     let health: @Sendable () async -> HealthReport
     let ready: @Sendable () async -> HealthReport
     let metrics: @Sendable () async -> String
 
-    func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
-        guard request.method == .GET || request.method == .HEAD else {
-            return respond(request, .methodNotAllowed, "only GET and HEAD\n", extra: [.allow: "GET, HEAD"])
+    func respond(to request: Request) async -> Response {
+        let method = request.method
+        guard method == .get || method == .head else {
+            return respond(method, .methodNotAllowed, "only GET and HEAD\n", extra: [.allow: "GET, HEAD"])
         }
-        switch request.path {
+        switch request.uri.path {
         case "/healthz":
             let r = await health()
-            return respond(request, r.ok ? .ok : .serviceUnavailable, r.text(endpoint: "healthz"))
+            return respond(method, r.ok ? .ok : .serviceUnavailable, r.text(endpoint: "healthz"))
         case "/readyz":
             let r = await ready()
-            return respond(request, r.ok ? .ok : .serviceUnavailable, r.text(endpoint: "readyz"))
+            return respond(method, r.ok ? .ok : .serviceUnavailable, r.text(endpoint: "readyz"))
         case "/metrics":
-            return respond(request, .ok, await metrics(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            return respond(method, .ok, await metrics(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         case "/":
-            return respond(request, .ok, "mip6 home agent: /healthz /readyz /metrics\n")
+            return respond(method, .ok, "mip6 home agent: /healthz /readyz /metrics\n")
         default:
-            return respond(request, .notFound, "not found: try /healthz, /readyz or /metrics\n")
+            return respond(method, .notFound, "not found: try /healthz, /readyz or /metrics\n")
         }
     }
 
-    private func respond(_ request: HTTPRequest, _ status: HTTPStatusCode, _ body: String,
+    private func respond(_ method: HTTPRequest.Method, _ status: HTTPResponse.Status, _ body: String,
                          contentType: String = "text/plain; charset=utf-8",
-                         extra: [HTTPHeader: String] = [:]) -> HTTPResponse {
-        let data = Data(body.utf8)
-        var headers = HTTPHeaders()
-        headers[.contentType] = contentType
-        headers[.cacheControl] = "no-store"
-        for (k, v) in extra { headers[k] = v }
-        // FlyingFox writes whatever body it is given; HEAD must get the length and no body.
-        if request.method == .HEAD {
-            headers[.contentLength] = String(data.count)
-            return HTTPResponse(statusCode: status, headers: headers)
-        }
-        return HTTPResponse(statusCode: status, headers: headers, body: data)
+                         extra: HTTPFields = [:]) -> Response {
+        let buffer = ByteBuffer(string: body)
+        var headers: HTTPFields = [.contentType: contentType, .cacheControl: "no-store"]
+        headers.append(contentsOf: extra)
+        // HEAD gets the length the GET body would have, and no body.
+        headers[.contentLength] = String(buffer.readableBytes)
+        return Response(status: status, headers: headers, body: method == .head ? ResponseBody() : ResponseBody(byteBuffer: buffer))
     }
 }
 
-extension HTTPHeader {
-    fileprivate static let allow = HTTPHeader("Allow")
+/// Hummingbird logs start-up ("Server started and listening on …") at info and a few
+/// per-connection and shutdown conditions at error: one step down for us, so the daemon's
+/// log gets neither a duplicate of its own start-up line nor noise when a client hangs up or
+/// the endpoint is cancelled. What matters (it cannot bind) reaches the daemon as `run()`'s
+/// error. Nothing is logged per request above trace.
+private struct DemotingLogHandler: LogHandler {
+    var logger: Logger
+
+    var metadata: Logger.Metadata {
+        get { logger.handler.metadata }
+        set { logger.handler.metadata = newValue }
+    }
+
+    var logLevel: Logger.Level {
+        // The lowest level that, demoted, still gets through `logger`'s own level.
+        get {
+            switch logger.logLevel {
+            case .trace: .trace
+            case .debug: .info
+            default: .critical  // and even that is dropped by `logger`
+            }
+        }
+        set {}
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { logger[metadataKey: key] }
+        set { logger[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let demoted: Logger.Level
+        switch event.level {
+        case .trace, .debug: demoted = .trace
+        case .info, .notice, .warning, .error, .critical: demoted = .debug
+        }
+        logger.log(level: demoted, event.message, metadata: event.metadata, source: event.source,
+                   file: event.file, function: event.function, line: event.line)
+    }
 }
 
-/// FlyingFox logs every connection and request at info: that is trace for us (one line per
-/// scrape would drown the daemon's log). What it calls critical (bind failures, its accept
-/// loop ending on cancellation) reaches the daemon as `run()`'s error or as a normal stop.
-private struct FlyingFoxLogger: FlyingSocks.Logging {
-    let logger: Logger
-
-    func logDebug(_ debug: @autoclosure () -> String) { logger.trace("\(debug())") }
-    func logInfo(_ info: @autoclosure () -> String) { logger.trace("\(info())") }
-    func logWarning(_ warning: @autoclosure () -> String) { logger.debug("\(warning())") }
-    // Per-connection errors (a client hanging up mid-request) are not the daemon's problem.
-    func logError(_ error: @autoclosure () -> String) { logger.debug("\(error())") }
-    func logCritical(_ critical: @autoclosure () -> String) { logger.debug("\(critical())") }
+/// One short line in ServiceLifecycle's logs ("Starting service", "Service finished").
+extension HTTPEndpoint: CustomStringConvertible {
+    public var description: String { "HTTPEndpoint(\(address))" }
 }

@@ -133,6 +133,7 @@ import Testing
             } throws: { error in
                 guard let e = error as? HTTPEndpointError, case .cannotListen(_, let errno, _) = e else { return false }
                 return errno == EADDRINUSE && e.description.contains("another process has the port")
+                    && e.description.hasPrefix("--http-listen 127.0.0.1:\(port): cannot listen: bind: ")
             }
             #expect(ContinuousClock.now - started < .seconds(3))
             // The first one still serves.
@@ -161,6 +162,88 @@ import Testing
         // The port is free again and nothing answers on it.
         try makeEndpoint(port: port).checkCanListen()
         await #expect(throws: ClientError.self) { try await httpRequest("/healthz", port: port) }
+    }
+
+    /// A scraper keeps its connection open between scrapes; an idle client may never send.
+    /// Neither holds up a stop, and the port is free once `run()` returns.
+    @Test(arguments: [false, true])
+    func stopsPromptlyWithOpenConnections(graceful: Bool) async throws {
+        try await testGracefulShutdown { trigger in
+            let endpoint = makeEndpoint()
+            let task = Task { try await endpoint.run() }
+            let port = try await endpoint.waitUntilListening().port
+            let keepAlive = try await openConnection(port: port, request: "/metrics")
+            let idle = try await openConnection(port: port)
+            defer { close(keepAlive); close(idle) }
+            let started = ContinuousClock.now
+            if graceful { trigger.triggerGracefulShutdown() } else { task.cancel() }
+            try await task.value
+            #expect(ContinuousClock.now - started < .seconds(2))
+            try makeEndpoint(port: port).checkCanListen()
+        }
+    }
+
+    /// Stopping while accepted connections are still queued for the server: cancelling a NIO
+    /// async server at that moment traps the whole process (apple/swift-nio#2813), so `run()`
+    /// stops it gracefully instead. A trap here ends the test run.
+    @Test(arguments: [false, true])
+    func stopDuringABurstOfConnections(graceful: Bool) async throws {
+        for _ in 0..<10 {
+            try await testGracefulShutdown { trigger in
+                let endpoint = makeEndpoint()
+                let task = Task { try await endpoint.run() }
+                let port = try await endpoint.waitUntilListening().port
+                let fds = try await connectBurst(port: port, count: 32)
+                defer { fds.forEach { close($0) } }
+                if graceful { trigger.triggerGracefulShutdown() } else { task.cancel() }
+                try await task.value
+                try makeEndpoint(port: port).checkCanListen()
+            }
+        }
+    }
+
+    /// A closure that hangs does not hold up a stop for longer than the stop deadline.
+    @Test func aHangingRequestIsCutAtTheStopDeadline() async throws {
+        var endpoint = makeEndpoint(metrics: {
+            try? await Task.sleep(for: .seconds(60))
+            return ""
+        })
+        endpoint.stopDeadline = .milliseconds(200)
+        let task = Task { try await endpoint.run() }
+        let port = try await endpoint.waitUntilListening().port
+        let scrape = Task { try await httpRequest("/metrics", port: port) }
+        try await Task.sleep(for: .milliseconds(100))  // the request is in the closure
+        let started = ContinuousClock.now
+        task.cancel()
+        try await task.value
+        #expect(ContinuousClock.now - started < .seconds(3))
+        _ = try? await scrape.value
+        try makeEndpoint(port: port).checkCanListen()
+    }
+
+    /// The daemon's log gets no line per request (nor per connection) at info, and the
+    /// endpoint leaves the start-up line to the daemon; at debug it is there.
+    @Test func nothingIsLoggedPerRequestAtInfo() async throws {
+        for level in [Logger.Level.info, .debug] {
+            let capture = LogCapture()
+            let endpoint = HTTPEndpoint(address: .loopback(port: 0), logger: capture.logger(level: level),
+                                        health: { HealthReport() }, ready: { HealthReport() }, metrics: { "" })
+            try await withRunningEndpoint(endpoint) { port in
+                for path in ["/healthz", "/readyz", "/metrics", "/nope"] {
+                    _ = try await httpRequest(path, port: port)
+                }
+                _ = try await httpRequest("/metrics", method: "POST", port: port)
+                close(try await openConnection(port: port))  // a client that hangs up without a word
+            }
+            let records = capture.records
+            if level == .info {
+                #expect(records.isEmpty, "\(records)")
+            } else {
+                #expect(records.allSatisfy { $0.level == .debug })
+                // Start-up and stop, not one line per request.
+                #expect(records.count < 5, "\(records)")
+            }
+        }
     }
 
     @Test func gracefulShutdownEndsRun() async throws {

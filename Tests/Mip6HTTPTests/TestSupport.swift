@@ -131,3 +131,79 @@ func makeEndpoint(port: UInt16 = 0, address: ListenAddress? = nil, health: @esca
                   metrics: @escaping @Sendable () async -> String = { "" }) -> HTTPEndpoint {
     HTTPEndpoint(address: address ?? .loopback(port: port), logger: quietLogger, health: health, ready: ready, metrics: metrics)
 }
+
+/// Log records kept in memory, to check what the endpoint says and at which level.
+final class LogCapture: @unchecked Sendable {
+    struct Record { var level: Logger.Level; var message: String }
+    private let lock = NSLock()
+    private var _records: [Record] = []
+    var records: [Record] { lock.lock(); defer { lock.unlock() }; return _records }
+    func append(_ r: Record) { lock.lock(); _records.append(r); lock.unlock() }
+
+    func logger(level: Logger.Level) -> Logger {
+        var l = Logger(label: "mip6.http.test") { _ in Handler(capture: self) }
+        l.logLevel = level
+        return l
+    }
+
+    struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) { capture.append(Record(level: event.level, message: event.message.description)) }
+    }
+}
+
+/// A client that connects and keeps the connection open: with `request`, after sending one
+/// keep-alive GET and reading (the start of) its answer; without, having sent nothing.
+/// Returns the socket; the caller closes it. Blocking I/O on its own thread, as `httpRequest`.
+func openConnection(port: UInt16, request: String? = nil) async throws -> Int32 {
+    try await withCheckedThrowingContinuation { (c: CheckedContinuation<Int32, any Error>) in
+        Thread { c.resume(with: Result { try blockingOpen(port: port, request: request) }) }.start()
+    }
+}
+
+private func blockingOpen(port: UInt16, request: String?) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw ClientError.connect(errno) }
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var sa = sockaddr_in()
+    sa.sin_family = sa_family_t(AF_INET)
+    sa.sin_port = port.bigEndian
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr)
+    let rc = withUnsafePointer(to: &sa) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { let e = errno; close(fd); throw ClientError.connect(e) }
+    if let request {
+        let bytes = Array("GET \(request) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n".utf8)
+        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { let e = errno; close(fd); throw ClientError.send(e) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        guard recv(fd, &buf, buf.count, 0) > 0 else { close(fd); throw ClientError.malformed("no answer") }
+    }
+    return fd
+}
+
+/// `count` connections to 127.0.0.1:`port` that send nothing; the kernel completes them
+/// whether or not the server has accepted them yet. The caller closes them.
+func connectBurst(port: UInt16, count: Int) async throws -> [Int32] {
+    try await withCheckedThrowingContinuation { (c: CheckedContinuation<[Int32], any Error>) in
+        Thread {
+            c.resume(with: Result {
+                var fds: [Int32] = []
+                for _ in 0..<count {
+                    do { fds.append(try blockingOpen(port: port, request: nil)) } catch {
+                        fds.forEach { close($0) }
+                        throw error
+                    }
+                }
+                return fds
+            })
+        }.start()
+    }
+}
