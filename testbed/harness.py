@@ -718,9 +718,13 @@ class Setup:
 
     def __init__(self, tag: str, binary: Path, logdir: Path,
                  interfaces: tuple[str, ...] = (Testbed.MN_IF1, Testbed.MN_IF2), lifetime: int | None = None,
-                 log_level: str = "info"):
-        self.tb = Testbed(tag)
-        self.ha = HomeAgent(self.tb, binary, Path(logdir) / f"mip6-{tag}-ha.log", log_level=log_level)
+                 log_level: str = "info", attach_mode: str = "auto"):
+        # Native XDP on veth needs the peer's XDP_PASS program and software checksums (see
+        # topology.py); TC keeps the kernel's offloads (GSO/TSO), so it gets them on.
+        xdp = attach_mode.startswith("xdp")
+        self.tb = Testbed(tag, xdp_pass_peer=xdp, tx_offload_off=xdp)
+        self.ha = HomeAgent(self.tb, binary, Path(logdir) / f"mip6-{tag}-ha.log", log_level=log_level,
+                            attach_mode=attach_mode)
         self.mn = MobileNodeDaemon(self.tb, binary, Path(logdir) / f"mip6-{tag}-mn.log", interfaces=interfaces,
                                    lifetime=lifetime, log_level=log_level)
         self.registered: dict | None = None
