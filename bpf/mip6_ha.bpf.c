@@ -366,8 +366,14 @@ static __always_inline int open_room_tc(struct __sk_buff *skb, __u32 n, __u64 fl
  * marks (SKB_GSO_IPXIP6, skb->encapsulation) behind on decapsulation; software GSO
  * segments such an skb correctly (the inner offsets are now the outer ones).
  */
+#ifndef MIP6_ADJ_ROOM_DECAP_L3_IPV6
+#define MIP6_ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8) /* BPF_F_ADJ_ROOM_DECAP_L3_IPV6 (Linux 6.3+) */
+#endif
 static __always_inline int close_room_tc(struct __sk_buff *skb, __u32 n)
 {
+	/* DECAP_L3_IPV6 where the kernel has it (it may also drop the tunnel GSO marks), else without. */
+	if (!bpf_skb_adjust_room(skb, -(__s32)n, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO | MIP6_ADJ_ROOM_DECAP_L3_IPV6))
+		return 0;
 	return bpf_skb_adjust_room(skb, -(__s32)n, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) ? -1 : 0;
 }
 

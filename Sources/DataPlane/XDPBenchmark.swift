@@ -21,10 +21,13 @@ public struct XDPBenchmark {
 
     public var repeatCount: UInt32
     public var rounds: Int
+    /// Only the cases whose name contains this (for profiling one path with perf record).
+    public var only: String?
 
-    public init(repeatCount: UInt32 = 1_000_000, rounds: Int = 5) {
+    public init(repeatCount: UInt32 = 1_000_000, rounds: Int = 5, only: String? = nil) {
         self.repeatCount = repeatCount
         self.rounds = rounds
+        self.only = only
     }
 
     static let verdictNames: [UInt32: String] = [0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"]
@@ -52,7 +55,7 @@ public struct XDPBenchmark {
             ("TC: pass-through, not a home address", "mip6_bench_ha_tc", F.passThroughFrame(), 0),
         ]
         var rows: [Row] = []
-        for (name, program, frame, expected) in cases {
+        for (name, program, frame, expected) in cases where only.map({ name.contains($0) }) ?? true {
             let tc = program.hasSuffix("_tc")
             let names = tc ? Self.tcVerdictNames : Self.verdictNames
             func once(_ count: UInt32) throws -> (verdict: UInt32, output: [UInt8], ns: UInt32) {

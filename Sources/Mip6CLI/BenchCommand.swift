@@ -26,6 +26,9 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Calls per case; the median is reported.")
         var rounds: Int = 5
 
+        @Option(help: "Only the cases whose name contains this, e.g. \"encapsulation\" (to profile one path: perf record -g -- mip6 bench xdp --only ...).")
+        var only: String?
+
         @Option(help: "Also write the results as JSON to this file.")
         var output: String?
 
@@ -39,7 +42,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() throws {
             let rows: [XDPBenchmark.Row]
             do {
-                rows = try XDPBenchmark(repeatCount: repeatCount, rounds: rounds).run()
+                rows = try XDPBenchmark(repeatCount: repeatCount, rounds: rounds, only: only).run()
             } catch {
                 FileHandle.standardError.write(Data("mip6 bench xdp: \(error)\n".utf8))
                 throw ExitCode(1)
@@ -50,13 +53,19 @@ struct BenchCommand: AsyncParsableCommand {
                 try enc.encode(rows).write(to: URL(fileURLWithPath: output))
             }
             if format.json { return try printJSON(rows) }
-            let pass = rows.first { $0.program == "mip6_bench_pass" }!.nsPerPacket
-            let tx = rows.first { $0.program == "mip6_bench_tx" }!.nsPerPacket
-            printTable(["CASE", "FRAME", "VERDICT", "NS/PACKET", "x XDP_PASS", "x XDP_TX"], rows.map {
-                [$0.name, "\($0.frameBytes) B", $0.verdict, String(format: "%.1f", $0.nsPerPacket),
-                 String(format: "%.2f", $0.nsPerPacket / max(pass, 0.1)), String(format: "%.2f", $0.nsPerPacket / max(tx, 0.1))]
+            // Each row against the floors of its own hook: XDP rows against XDP_PASS / the XDP_TX
+            // bounce, TC rows against TC_ACT_OK / the redirect bounce (absent with --only: "-").
+            func floor(_ program: String) -> Double? { rows.first { $0.program == program }?.nsPerPacket }
+            func ratio(_ v: Double, _ f: Double?) -> String { f.map { String(format: "%.2f", v / max($0, 0.1)) } ?? "-" }
+            printTable(["CASE", "FRAME", "VERDICT", "NS/PACKET", "x PASS FLOOR", "x BOUNCE"], rows.map {
+                let tc = $0.program.hasSuffix("_tc")
+                let pass = floor(tc ? "mip6_bench_pass_tc" : "mip6_bench_pass")
+                let tx = floor(tc ? "mip6_bench_tx_tc" : "mip6_bench_tx")
+                return [$0.name, "\($0.frameBytes) B", $0.verdict, String(format: "%.1f", $0.nsPerPacket),
+                        ratio($0.nsPerPacket, pass), ratio($0.nsPerPacket, tx)]
             })
-            print("\n\(repeatCount) packets per call, median of \(rounds) calls; mip6_bench_ha rows include the save/restore wrapper.")
+            print("\n\(repeatCount) packets per call, median of \(rounds) calls; mip6_bench_ha rows include the save/restore wrapper;"
+                  + " ratios against the floors of the same hook (XDP or TC).")
         }
     }
 
