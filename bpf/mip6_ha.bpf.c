@@ -298,15 +298,7 @@ static __always_inline __u32 segs_xdp(struct xdp_md *ctx)
 	return 1;
 }
 
-#include "mip6_ha_core.h"
-
-#undef HA_CTX
-#undef HA_FN
-#undef HA_PASS
-#undef HA_DROP
-#undef HA_IFINDEX
-#undef HA_LOAD_BYTES
-#undef HA_CSUM_ADD
+#include "mip6_ha_core.h" /* undefines the HA_* parameters again */
 
 /* perf/'s XDP wrapper (mip6_bench.bpf.c) calls the XDP body by this name. */
 #define ha_process ha_process_xdp
@@ -441,15 +433,7 @@ static __always_inline __u32 segs_tc(struct __sk_buff *skb)
 	return skb->gso_segs ? skb->gso_segs : 1;
 }
 
-#include "mip6_ha_core.h"
-
-#undef HA_CTX
-#undef HA_FN
-#undef HA_PASS
-#undef HA_DROP
-#undef HA_IFINDEX
-#undef HA_LOAD_BYTES
-#undef HA_CSUM_ADD
+#include "mip6_ha_core.h" /* undefines the HA_* parameters again */
 
 SEC("xdp")
 int mip6_ha_xdp(struct xdp_md *ctx)

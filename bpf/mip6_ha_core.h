@@ -522,3 +522,12 @@ static __always_inline int HA_FN(ha_process)(HA_CTX *ctx)
 #undef PTB_QUOTE
 #undef PTB_FRAME_LEN
 #undef NA_LEN
+
+/* The parameters the includer defined: the next include (the other hook) defines them anew. */
+#undef HA_CTX
+#undef HA_FN
+#undef HA_PASS
+#undef HA_DROP
+#undef HA_IFINDEX
+#undef HA_LOAD_BYTES
+#undef HA_CSUM_ADD

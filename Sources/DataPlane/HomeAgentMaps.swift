@@ -148,14 +148,7 @@ public final class HomeAgentMaps {
     /// Writes the binding (one map update). With `createStats`, first its zeroed counters
     /// entry, unless one is there (a binding adopted from pinned state keeps its counters).
     public func install(_ b: Binding, ifindex: UInt32, createStats: Bool = true) throws {
-        var v: mip6_binding = zeroed()
-        v.coa = b.careOfAddress.cAddress
-        v.expires_ns = b.expiresAt
-        v.registered_ns = b.registeredAt
-        v.lifetime_s = b.lifetime
-        v.ifindex = ifindex
-        v.seq = b.sequence
-        v.flags = b.flags.rawValue
+        let v = Self.value(b, ifindex: ifindex)
         let k = Self.key(b.homeAddress)
         // Counters first, so the data plane never forwards for a binding it cannot count.
         if createStats {
