@@ -62,7 +62,8 @@ def main() -> int:
         tb.run("rtr", ["ip", "link", "set", "dev", tb.HA_PEER_IF, "mtu", "1600"])
         tb.run("ha", ["ip", "link", "set", "dev", tb.HA_IF, "mtu", "1600"])
         log = Path(tempfile.gettempdir()) / f"mip6-packet-rate-{args.tag}.log"
-        ha = HomeAgent(tb, Path(args.bin), log, log_level="info", extra_args=["--no-dad"]).start()
+        # Native XDP: the target compares the home agent's XDP encapsulation with an XDP_TX bounce.
+        ha = HomeAgent(tb, Path(args.bin), log, log_level="info", extra_args=["--no-dad"], attach_mode="xdp").start()
         try:
             ba = MobileNode(tb).register(seq=1, lifetime=600)
             assert ba.get("status") == 0, f"registration failed: {ba}"
