@@ -47,13 +47,13 @@ class _Daemon:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM (the daemon detaches and exits 0; `mip6 mn` de-registers first); SIGKILL
-        after `timeout`. Returns the exit code."""
+    def stop(self, timeout: float = 5.0, sig: int = signal.SIGTERM) -> int | None:
+        """`sig` (SIGTERM: `mip6 ha` drains and exits 0 leaving its data plane running;
+        `mip6 mn` de-registers and detaches), SIGKILL after `timeout`. Returns the exit code."""
         if self.proc is None:
             return None
         if self.exit_code is None:
-            self.exit_code = self.tb.stop(self.proc, signal.SIGTERM, timeout)
+            self.exit_code = self.tb.stop(self.proc, sig, timeout)
         if self._log:
             self._log.close()
         return self.exit_code
@@ -114,13 +114,7 @@ class HomeAgent(_Daemon):
 
     def kill(self) -> int | None:
         """SIGKILL: the daemon gets no chance to clean up (a crash, an OOM kill)."""
-        if self.proc is None:
-            return None
-        if self.exit_code is None:
-            self.exit_code = self.tb.stop(self.proc, signal.SIGKILL, 5)
-        if self._log:
-            self._log.close()
-        return self.exit_code
+        return self.stop(sig=signal.SIGKILL)
 
     def attached_program(self) -> dict | None:
         """What `bpftool net` shows on the home-link interface: {"kind": "xdp"|"tc", "id": prog id}."""

@@ -152,28 +152,6 @@ int cmip6_tc_query(int ifindex, unsigned int attach_point, unsigned int handle, 
 	return 0;
 }
 
-int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
-		       void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
-		       unsigned int *retval, unsigned int *duration_ns)
-{
-	struct __sk_buff ctx = { .ifindex = ifindex };
-	LIBBPF_OPTS(bpf_test_run_opts, opts,
-		.data_in = data_in, .data_size_in = size_in,
-		.data_out = data_out, .data_size_out = size_out ? *size_out : 0,
-		.ctx_in = &ctx, .ctx_size_in = sizeof(ctx),
-		.repeat = repeat);
-	int err = bpf_prog_test_run_opts(prog_fd, &opts);
-	if (err < 0)
-		return -errno;
-	if (size_out)
-		*size_out = opts.data_size_out;
-	if (retval)
-		*retval = opts.retval;
-	if (duration_ns)
-		*duration_ns = opts.duration;
-	return 0;
-}
-
 int cmip6_pin_to_cpu(int cpu)
 {
 	cpu_set_t set;
@@ -222,10 +200,10 @@ int cmip6_send_ipv6_batch(int fd, const void *const *packets, const unsigned int
 	return (int)sent;
 }
 
-int cmip6_skb_test_run_gso(int prog_fd, const void *data_in, unsigned int size_in,
-			   void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
-			   unsigned int gso_size, unsigned int gso_segs, unsigned int *gso_segs_out,
-			   unsigned int *retval, unsigned int *duration_ns)
+int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
+		       void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
+		       unsigned int gso_size, unsigned int gso_segs, unsigned int *gso_segs_out,
+		       unsigned int *retval, unsigned int *duration_ns)
 {
 	struct __sk_buff ctx = { .ifindex = ifindex, .gso_size = gso_size, .gso_segs = gso_segs };
 	struct __sk_buff ctx_out = { 0 };

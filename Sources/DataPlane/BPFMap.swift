@@ -113,6 +113,10 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         return result
     }
 
+    /// Every entry (a key walk, then one lookup each; an entry deleted in between is skipped).
+    public func entries() throws -> [(Key, Value)] {
+        try keys().compactMap { k in try lookup(k).map { (k, $0) } }
+    }
 }
 
 /// An all-zero value of an imported C struct (keys must have zeroed padding: hash maps compare it).

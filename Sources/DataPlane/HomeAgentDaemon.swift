@@ -70,9 +70,7 @@ final class BPFBindingTable: BindingDataPlane {
 
     func remove(homeAddress: IPv6Address) throws {
         // Order matters: a removal after a staged install of the same address must win.
-        if staged.contains(where: { $0.0.homeAddress == homeAddress }) {
-            staged.removeAll { $0.0.homeAddress == homeAddress }
-        }
+        staged.removeAll { $0.0.homeAddress == homeAddress }
         try maps.remove(homeAddress)
     }
 
@@ -97,7 +95,8 @@ public final class HomeAgentDaemon {
     // Set up by start(); the loop runs between start() and shutdown.
     var object: BPFObject!
     var maps: HomeAgentMaps!
-    var attachments: [String: Attachment] = [:]  // interface name -> how the program sits there
+    /// Interface name -> how our program sits there, recorded at attach time for readiness.
+    var attachments: [String: (how: Attachment, ifindex: UInt32, programID: UInt32)] = [:]
     var ring: RingBuffer!
     var routing: Netlink.Watcher!
     var core: HomeAgentCore!
@@ -183,23 +182,22 @@ public final class HomeAgentDaemon {
     public func readinessChecks() -> [Check] {
         var checks: [Check] = []
         var wrong: [String] = []
-        let xdpID = (try? object.program(MIP6_PROG_HA_XDP))?.id ?? 0
-        let tcID = (try? object.program(MIP6_PROG_HA_TC))?.id ?? 0
         for name in options.interfaces {
-            guard let how = attachments[name], let i = try? NetworkInterface(named: name) else {
+            guard let a = attachments[name] else {
                 wrong.append("\(name): not attached")
                 continue
             }
             let found: UInt32?
-            switch how {
-            case .xdpNative, .xdpGeneric: found = how.xdpMode!.attachedProgramID(ifindex: i.index)
-            case .tc: found = try? TCAttachment.query(ifindex: i.index, direction: .ingress, handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY)
+            switch a.how {
+            case .xdpNative, .xdpGeneric: found = a.how.xdpMode!.attachedProgramID(ifindex: a.ifindex)
+            case .tc: found = try? TCAttachment.query(ifindex: a.ifindex, direction: .ingress, handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY)
             }
-            let want = how == .tc ? tcID : xdpID
-            if found != want { wrong.append("\(name): \(how.label) program \(found.map { "\($0)" } ?? "none"), expected \(want)") }
+            if found != a.programID {
+                wrong.append("\(name): \(a.how.label) program \(found.map { "\($0)" } ?? "none"), expected \(a.programID)")
+            }
         }
         checks.append(Check(name: "programs", ok: wrong.isEmpty,
-                            detail: wrong.isEmpty ? attachments.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.label)" }.joined(separator: ",")
+                            detail: wrong.isEmpty ? attachments.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.how.label)" }.joined(separator: ",")
                                                   : wrong.joined(separator: "; ")))
         let config = try? maps.readConfig()
         checks.append(Check(name: "maps", ok: config.map { $0.flags & UInt32(MIP6_CFG_ENABLED) != 0 } ?? false,
@@ -211,10 +209,7 @@ public final class HomeAgentDaemon {
     }
 
     /// Per-binding traffic counters (one map scan; for /metrics).
-    public func bindingTraffic() -> [(IPv6Address, mip6_binding_stats)] {
-        guard let keys = try? maps.bindingStats.keys() else { return [] }
-        return keys.compactMap { k in (try? maps.bindingStats.lookup(k)).flatMap { $0 }.map { (IPv6Address(cAddress: k.hoa), $0) } }
-    }
+    public func bindingTraffic() -> [(IPv6Address, mip6_binding_stats)] { (try? maps.readBindingStats()) ?? [] }
 
     /// Data-plane counters by name.
     public func dataPlaneCounters() -> [(name: String, value: UInt64)] { (try? maps.readCounters()) ?? [] }
@@ -352,7 +347,7 @@ public final class HomeAgentDaemon {
     /// daemon left) and takes it off interfaces an earlier daemon had that are not ours now.
     func attachPrograms(_ ifaces: [NetworkInterface]) throws {
         let xdp = try object.program(MIP6_PROG_HA_XDP)
-        let tc = try? object.program(MIP6_PROG_HA_TC)
+        let tc = try object.program(MIP6_PROG_HA_TC)
         var previous: [UInt32: Attachment] = [:]
         for (ifindex, v) in try maps.readInterfaces() { previous[ifindex] = Attachment(rawValue: v.attach) }
         for i in ifaces {
@@ -386,7 +381,7 @@ public final class HomeAgentDaemon {
                 }
             }
             previous[i.index] = nil
-            attachments[i.name] = got
+            attachments[i.name] = (got, i.index, got == .tc ? tc.id : xdp.id)
             try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu, attachment: got)
             logger.info("program attached", metadata: ["mip6.interface": "\(i.name)", "mip6.attach": "\(got.label)", "mip6.why": "\(why)"])
         }

@@ -80,13 +80,7 @@ public final class HomeAgentMaps {
     }
 
     /// The interfaces the program is (or was, before a restart) attached to.
-    public func readInterfaces() throws -> [(UInt32, mip6_iface)] {
-        var out: [(UInt32, mip6_iface)] = []
-        for k in try ifaces.keys() {
-            if let v = try ifaces.lookup(k) { out.append((k, v)) }
-        }
-        return out
-    }
+    public func readInterfaces() throws -> [(UInt32, mip6_iface)] { try ifaces.entries() }
 
     public func removeInterface(ifindex: UInt32) throws { try ifaces.delete(ifindex) }
 
@@ -167,11 +161,12 @@ public final class HomeAgentMaps {
 
     /// Every binding in the map (for inspection and for adopting pinned state).
     public func readBindings() throws -> [(IPv6Address, mip6_binding)] {
-        var out: [(IPv6Address, mip6_binding)] = []
-        for k in try bindings.keys() {
-            if let v = try bindings.lookup(k) { out.append((IPv6Address(cAddress: k.hoa), v)) }
-        }
-        return out
+        try bindings.entries().map { (IPv6Address(cAddress: $0.0.hoa), $0.1) }
+    }
+
+    /// Every binding's traffic counters.
+    public func readBindingStats() throws -> [(IPv6Address, mip6_binding_stats)] {
+        try bindingStats.entries().map { (IPv6Address(cAddress: $0.0.hoa), $0.1) }
     }
 
     /// Per-binding counters (zero when the binding has none).

@@ -122,7 +122,7 @@ public enum HomeAgentPins {
     /// (`previous`) without a gap: a pinned XDP link of the same mode gets the new program
     /// by bpf_link_update, a TC filter by BPF_TC_F_REPLACE; a change of kind attaches the
     /// new one before removing the old. The attachment stays after this process exits.
-    public static func attach(xdp: BPFProgram, tc: BPFProgram?, interface: NetworkInterface, want: Attachment,
+    public static func attach(xdp: BPFProgram, tc: BPFProgram, interface: NetworkInterface, want: Attachment,
                               previous: Attachment?, directory: String, logger: Logger) throws -> Attachment {
         let ifindex = interface.index
         let linkPath = xdpLinkPath(directory, ifindex: ifindex)
@@ -146,7 +146,6 @@ public enum HomeAgentPins {
             if previous == .tc { _ = try TCAttachment.remove(ifindex: ifindex, direction: .ingress, handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY) }
             return want
         case .tc:
-            guard let tc else { throw SystemError("bpf_object__find_program_by_name", errno: ENOENT, MIP6_PROG_HA_TC) }
             let filter = try TCAttachment(program: tc, ifindex: ifindex, direction: .ingress,
                                           handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY, replace: true)
             filter.keep()

@@ -160,6 +160,8 @@ public struct BPFProgram {
         public let verdict: UInt32
         public let output: [UInt8]
         public let durationNanoseconds: UInt32
+        /// skb runs: gso_segs after the program ran (0 once GSO is reset or to be recomputed).
+        public var gsoSegs: UInt32 = 0
     }
 
     /// bpf_prog_test_run_opts on an XDP program. `ingressIfindex` 0 runs without a context
@@ -444,20 +446,23 @@ extension BPFProgram {
     /// bpf_prog_test_run_opts on a TC program: `frame` is an Ethernet frame, `ifindex` the
     /// device the skb is on (__sk_buff.ifindex; 0 runs on loopback). bpf_fib_lookup and
     /// bpf_check_mtu then see that device's namespace: call it from a thread inside it.
-    /// TC_ACT_REDIRECT verdicts are reported, not carried out.
-    public func testRunSKB(_ frame: [UInt8], ifindex: UInt32, repeat count: UInt32 = 1) throws(SystemError) -> TestRun {
+    /// TC_ACT_REDIRECT verdicts are reported, not carried out. `gsoSize` > 0 marks the skb
+    /// GSO (the kernel cannot be told a gso_type).
+    public func testRunSKB(_ frame: [UInt8], ifindex: UInt32, repeat count: UInt32 = 1,
+                           gsoSize: UInt32 = 0, gsoSegs: UInt32 = 0) throws(SystemError) -> TestRun {
         var out = [UInt8](repeating: 0, count: frame.count + 4096)
         var outSize = UInt32(out.count)
         var retval: UInt32 = 0
         var duration: UInt32 = 0
+        var gsoOut: UInt32 = 0
         let rc = frame.withUnsafeBytes { inp in
             out.withUnsafeMutableBytes { outp in
                 cmip6_skb_test_run(fd, inp.baseAddress, UInt32(inp.count), outp.baseAddress, &outSize,
-                                   count, ifindex, &retval, &duration)
+                                   count, ifindex, gsoSize, gsoSegs, &gsoOut, &retval, &duration)
             }
         }
         _ = try checkNegErrno(rc, "bpf_prog_test_run_opts(skb)", name)
-        return TestRun(verdict: retval, output: Array(out.prefix(Int(outSize))), durationNanoseconds: duration)
+        return TestRun(verdict: retval, output: Array(out.prefix(Int(outSize))), durationNanoseconds: duration, gsoSegs: gsoOut)
     }
 }
 

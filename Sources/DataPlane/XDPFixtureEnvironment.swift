@@ -92,17 +92,8 @@ public final class XDPFixtureEnvironment {
                        gsoSize: UInt32 = 0, gsoSegs: UInt32 = 0) throws -> SKBRun {
         let program = try object.program(name), t0 = self.t0
         return try ns.run {
-            var out = [UInt8](repeating: 0, count: frame.count + 4096)
-            var outSize = UInt32(out.count)
-            var retval: UInt32 = 0, duration: UInt32 = 0, gsoOut: UInt32 = 0
-            let rc = frame.withUnsafeBytes { inp in
-                out.withUnsafeMutableBytes { outp in
-                    cmip6_skb_test_run_gso(program.fd, inp.baseAddress, UInt32(inp.count), outp.baseAddress, &outSize,
-                                           count, t0, gsoSize, gsoSegs, &gsoOut, &retval, &duration)
-                }
-            }
-            _ = try checkNegErrno(rc, "bpf_prog_test_run_opts(skb)", name)
-            return SKBRun(verdict: retval, output: Array(out.prefix(Int(outSize))), durationNanoseconds: duration, gsoSegs: gsoOut)
+            let r = try program.testRunSKB(frame, ifindex: t0, repeat: count, gsoSize: gsoSize, gsoSegs: gsoSegs)
+            return SKBRun(verdict: r.verdict, output: r.output, durationNanoseconds: r.durationNanoseconds, gsoSegs: r.gsoSegs)
         }
     }
 }

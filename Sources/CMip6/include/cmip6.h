@@ -71,9 +71,13 @@ int cmip6_tc_query(int ifindex, unsigned int attach_point, unsigned int handle, 
 		   unsigned int *prog_id);
 
 /* bpf_prog_test_run_opts for a TC (sched_cls) program on an Ethernet frame; `ifindex`
- * goes in the __sk_buff context (the device the skb is on; 0: loopback). Returns 0 or -errno. */
+ * goes in the __sk_buff context (the device the skb is on; 0: loopback). gso_size and
+ * gso_segs go there too (taken from ctx_in since 5.11; gso_type cannot be set, so a GSO
+ * skb is of no known type); *gso_segs_out (if not NULL) gets gso_segs after the run (the
+ * kernel copies gso_segs back, not gso_size). Returns 0 or -errno. */
 int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
 		       void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
+		       unsigned int gso_size, unsigned int gso_segs, unsigned int *gso_segs_out,
 		       unsigned int *retval, unsigned int *duration_ns);
 
 /* One sendmmsg(2) for `n` whole IPv6 packets on a raw IPPROTO_RAW socket, each to the
@@ -82,13 +86,5 @@ int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
  * or -errno when nothing could be tried. */
 int cmip6_send_ipv6_batch(int fd, const void *const *packets, const unsigned int *lens, unsigned int n, int *errs);
 
-/* cmip6_skb_test_run with GSO fields in the __sk_buff context (the kernel takes gso_size
- * and gso_segs from ctx_in since 5.11; gso_type cannot be set, so the skb is GSO of no
- * known type). *gso_segs_out (if not NULL) gets the skb's gso_segs after the run (the
- * kernel copies gso_segs back, not gso_size). */
-int cmip6_skb_test_run_gso(int prog_fd, const void *data_in, unsigned int size_in,
-			   void *data_out, unsigned int *size_out, unsigned int repeat, unsigned int ifindex,
-			   unsigned int gso_size, unsigned int gso_segs, unsigned int *gso_segs_out,
-			   unsigned int *retval, unsigned int *duration_ns);
 
 #endif
