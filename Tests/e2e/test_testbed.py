@@ -171,7 +171,7 @@ def test_responder_answers_through_reverse_tunnel(idle_ha, mn):
 def test_mn_kernel_stays_quiet(idle_ha, mn):
     """The MN namespace's kernel must not answer tunneled packets or BAs with ICMPv6 errors."""
     tb = idle_ha
-    cap = tb.popen("ha", ["tcpdump", "-i", "ha0", "-nn", "-l", "-c", "50",
+    cap = tb.popen("ha", ["tcpdump", "-i", "ha0", "-nn", "-l", "--immediate-mode", "-c", "50",
                           f"icmp6 and src {tb.COA1} and ip6[40] == 4"],
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
