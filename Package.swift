@@ -31,7 +31,8 @@ let package = Package(
         // Kernel-facing: libbpf wrappers, embedded BPF objects, sockets, the daemon loop.
         .target(
             name: "DataPlane",
-            dependencies: ["CMip6", "ControlPlane", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CMip6", "ControlPlane", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Crypto", package: "swift-crypto")],
             plugins: ["BPFBuilder"]
         ),
         // One file per subcommand.

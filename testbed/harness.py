@@ -117,17 +117,24 @@ class HomeAgent(_Daemon):
         return self.stop(sig=signal.SIGKILL)
 
     def attached_program(self) -> dict | None:
-        """What `bpftool net` shows on the home-link interface: {"kind": "xdp"|"tc", "id": prog id}."""
+        """What `bpftool net` shows on the home-link interface: {"kind": "xdp"|"tc", "id": prog id,
+        "tag": the kernel's hash of its instructions (tells one build from another)}."""
         cp = self.tb.run("ha", ["bpftool", "-j", "net", "show", "dev", self.tb.HA_IF], check=False)
         if cp.returncode != 0:
             return None
         info = (json.loads(cp.stdout or "[]") or [{}])[0]
+        found = None
         for x in info.get("xdp", []):
-            return {"kind": "xdp", "id": x["id"], "mode": x.get("mode")}
-        for t in info.get("tc", []):
+            found = {"kind": "xdp", "id": x["id"], "mode": x.get("mode")}
+            break
+        for t in info.get("tc", []) if found is None else []:
             if t.get("kind") == "clsact/ingress":
-                return {"kind": "tc", "id": t["id"], "name": t.get("name")}
-        return None
+                found = {"kind": "tc", "id": t["id"], "name": t.get("name")}
+                break
+        if found is not None:
+            prog = self.tb.run("ha", ["bpftool", "-j", "prog", "show", "id", str(found["id"])], check=False)
+            found["tag"] = json.loads(prog.stdout).get("tag") if prog.returncode == 0 else None
+        return found
 
     def pinned_map_id(self, name: str = "mip6_bindings") -> int:
         cp = self.tb.run("ha", ["bpftool", "-j", "map", "show", "pinned", f"{self.bpffs}/{name}"])

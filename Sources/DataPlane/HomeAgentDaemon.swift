@@ -21,6 +21,9 @@ public struct HomeAgentOptions: Sendable {
     public var authKeysPath: String?
     public var allowedSkew: UInt32 = 7
     public var puntLimits: PuntLimits = .default
+    /// Load the home-agent BPF object from this file instead of the one built into the
+    /// binary (a rebuilt data plane swapped in without a new control plane); nil: built in.
+    public var programObject: String?
 
     public init(interfaces: [String], address: IPv6Address, homePrefix: IPv6Prefix, maxLifetime: UInt32 = 3600,
                 maxBindings: Int = 65536, bpffs: String = "/sys/fs/bpf/mip6", stateDir: String = "/run/mip6",
@@ -261,7 +264,7 @@ public final class HomeAgentDaemon {
             default: log.trace("libbpf: \(msg)")
             }
         }
-        let obj = try BPFObject(.homeAgent)
+        let obj = try HomeAgentPins.openProgramObject(path: options.programObject, logger: logger)
         // Pins left by an earlier daemon are adopted only if this version can read them.
         let fingerprint = HomeAgentPins.fingerprint(mapSpecs: obj.mapSpecs)
         let adopting: Bool
@@ -383,7 +386,8 @@ public final class HomeAgentDaemon {
             previous[i.index] = nil
             attachments[i.name] = (got, i.index, got == .tc ? tc.id : xdp.id)
             try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu, attachment: got)
-            logger.info("program attached", metadata: ["mip6.interface": "\(i.name)", "mip6.attach": "\(got.label)", "mip6.why": "\(why)"])
+            logger.info("program attached", metadata: ["mip6.interface": "\(i.name)", "mip6.attach": "\(got.label)", "mip6.why": "\(why)",
+                                                       "mip6.program_tag": "\(got == .tc ? tc.tag : xdp.tag)"])
         }
         for (ifindex, old) in previous { // an earlier daemon's interface we no longer serve
             try HomeAgentPins.detach(directory: options.bpffs, ifindex: ifindex, attachment: old)

@@ -3,6 +3,7 @@
 // and a metadata map saying which version made them. A restart or an upgrade adopts
 // them without a forwarding gap; `mip6 dataplane detach` removes them all.
 import CMip6
+import Crypto
 import Foundation
 import Glibc
 import Logging
@@ -59,6 +60,45 @@ public enum HomeAgentPins {
             h = h &* 0x100_0000_01b3
         }
         return h
+    }
+
+    /// The home-agent object to load: the one built into this binary, or `path`
+    /// (`--program-object`). A file must hold both programs and the very map layouts of the
+    /// built-in one (the control plane reads and writes those maps with this build's
+    /// structs); anything else is refused before it touches a pin.
+    public static func openProgramObject(path: String?, logger: Logger) throws -> BPFObject {
+        let builtIn = try BPFObject(.homeAgent)
+        guard let path else {
+            logger.info("home-agent program object: built in", metadata: [
+                "mip6.sha256": "\(shortDigest(EmbeddedBPF.homeAgent.bytes))", "mip6.build": "\(Mip6Build.version)"])
+            return builtIn
+        }
+        let bytes: [UInt8]
+        do { bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            throw StartupError("--program-object \(path): cannot read it: \((error as NSError).localizedDescription)")
+        }
+        let obj: BPFObject
+        do { obj = try BPFObject(bytes: bytes, name: builtIn.name) } catch {
+            throw StartupError("--program-object \(path): not a BPF object libbpf can open (\(error))")
+        }
+        for program in [MIP6_PROG_HA_XDP, MIP6_PROG_HA_TC] where !obj.hasProgram(program) {
+            throw StartupError("--program-object \(path): has no program \(program); build it from bpf/mip6_ha.bpf.c")
+        }
+        let theirs = fingerprint(mapSpecs: obj.mapSpecs), ours = fingerprint(mapSpecs: builtIn.mapSpecs)
+        if theirs != ours {
+            let missing = Set(builtIn.mapSpecs).subtracting(obj.mapSpecs).sorted()
+            throw StartupError("--program-object \(path): its maps differ from the ones mip6 \(Mip6Build.version) reads and writes "
+                + "(layout \(String(theirs, radix: 16)), expected \(String(ours, radix: 16)); differing or missing: "
+                + "\(missing.prefix(4).joined(separator: ", "))). Build it from the bpf/ and mip6_shared.h of this release.")
+        }
+        logger.notice("home-agent program object: loaded from a file instead of the built-in one", metadata: [
+            "mip6.file": "\(path)", "mip6.sha256": "\(shortDigest(bytes))", "mip6.build": "\(Mip6Build.version)"])
+        return obj
+    }
+
+    /// The first 16 hex digits of a SHA-256: enough to tell builds apart in a log line.
+    static func shortDigest(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).prefix(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
     /// Whether anything of ours is pinned in `directory`.

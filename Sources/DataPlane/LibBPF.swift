@@ -57,15 +57,24 @@ public final class BPFObject {
     public let name: String
     private var loaded = false
 
-    /// bpf_object__open_mem
-    public init(_ embedded: EmbeddedBPF) throws(SystemError) {
-        let bytes = embedded.bytes
-        errno = 0
-        let o = bytes.withUnsafeBytes { cmip6_object_open_mem($0.baseAddress, $0.count, embedded.name) }
-        guard let o else { throw SystemError("bpf_object__open_mem", errno: errno == 0 ? EINVAL : errno, embedded.name) }
-        obj = o
-        name = embedded.name
+    /// bpf_object__open_mem on an object carried in the binary.
+    public convenience init(_ embedded: EmbeddedBPF) throws(SystemError) {
+        try self.init(bytes: embedded.bytes, name: embedded.name)
     }
+
+    /// bpf_object__open_mem on ELF bytes (`mip6 ha --program-object`). `name` prefixes the
+    /// internal maps' names (.rodata, .bss), so it must be the embedded object's name for
+    /// the pins to match.
+    public init(bytes: [UInt8], name: String) throws(SystemError) {
+        errno = 0
+        let o = bytes.withUnsafeBytes { cmip6_object_open_mem($0.baseAddress, $0.count, name) }
+        guard let o else { throw SystemError("bpf_object__open_mem", errno: errno == 0 ? EINVAL : errno, name) }
+        obj = o
+        self.name = name
+    }
+
+    /// Whether the object has a program of that name (before or after load).
+    public func hasProgram(_ name: String) -> Bool { bpf_object__find_program_by_name(obj, name) != nil }
 
     deinit { bpf_object__close(obj) }
 
@@ -474,6 +483,15 @@ extension BPFProgram {
         var info = bpf_prog_info()
         var len = UInt32(MemoryLayout<bpf_prog_info>.size)
         return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0
+    }
+
+    /// The kernel's tag of the loaded program (a hash of its instructions, as `bpftool prog`
+    /// shows it): tells one build of a program from another. "" if unreadable.
+    public var tag: String {
+        var info = bpf_prog_info()
+        var len = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(fd, &info, &len) == 0 else { return "" }
+        return withUnsafeBytes(of: info.tag) { $0.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
     }
 }
 

@@ -44,6 +44,9 @@ struct HACommand: AsyncParsableCommand {
     @Option(name: .long, help: "How the program sits on each interface: xdp (native), xdp-generic, tc (clsact ingress, keeps GSO/TSO), or auto: native XDP on device-backed interfaces (TC if the driver refuses), TC on virtual ones such as veth.")
     var attachMode: AttachMode = .auto
 
+    @Option(name: .long, help: ArgumentHelp("Load the home-agent BPF object from this file instead of the one built into mip6 (a rebuilt bpf/mip6_ha.bpf.c); it must have the built-in object's map layouts.", valueName: "FILE"))
+    var programObject: String?
+
     @Option(name: .long, help: "Duplicate Address Detection wait in milliseconds (default: the interface's RetransTimer, 1000).")
     var dadTimeout: UInt32?
 
@@ -101,6 +104,7 @@ struct HACommand: AsyncParsableCommand {
             maxBindings: maxBindings, bpffs: pins.bpffs, stateDir: stateDir, attachMode: attachMode,
             dadTimeoutMilliseconds: dadTimeout, duplicateAddressDetection: !noDad)
         options.authKeysPath = authKeys
+        options.programObject = programObject
         options.allowedSkew = authSkew
         options.puntLimits = PuntLimits(rate: puntRate, burst: puntBurst, perSourceRate: puntRatePerSource,
                                         perSourceBurst: puntBurstPerSource)

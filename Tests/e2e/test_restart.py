@@ -2,22 +2,27 @@
 down, and the next start adopts it.
 
 A constant ping stream from the correspondent to the home address of a registered
-`mip6 mn` runs across a `kill -9` + start, and across a SIGTERM + start (which loads and
-swaps in a new program, as an upgrade does): not one reply may be missing, the binding
+`mip6 mn` runs across a `kill -9` + start, across a SIGTERM + start (which loads and
+swaps in a new program), and across a SIGTERM + start of a different build of the program
+(`--program-object`, an upgrade of the data plane): not one reply may be missing, the binding
 keeps its remaining lifetime, the mobile node sends no BU, and a BU after the restart is
 judged against the sequence number accepted before it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 import re
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import READY_TIMEOUT, ping
+from conftest import READY_TIMEOUT, REPO_ROOT, ping
 from test_mobile_node import assert_binding, counter
 
 SEQUENCE_OUT_OF_WINDOW = 135
@@ -45,8 +50,9 @@ def lost_sequences(out: str, count: int) -> list[int]:
     return [s for s in range(1, count + 1) if s not in seen]
 
 
-def restart_under_ping(tb, daemon, mn_daemon, stop) -> dict:
-    """Registered MN, ping stream, `stop(daemon)`, DOWN_SECONDS, start; returns what was seen."""
+def restart_under_ping(tb, daemon, mn_daemon, stop, extra_args: list[str] = ()) -> dict:
+    """Registered MN, ping stream, `stop(daemon)`, DOWN_SECONDS, start (with `extra_args`
+    added to the daemon's command line); returns what was seen."""
     st0 = mn_daemon.wait_registered(tb.COA1, timeout=8)
     before = assert_binding(daemon, tb.COA1)
     prog_before, map_before = daemon.attached_program(), daemon.pinned_map_id()
@@ -58,6 +64,7 @@ def restart_under_ping(tb, daemon, mn_daemon, stop) -> dict:
     code = stop(daemon)
     prog_down = daemon.attached_program()
     time.sleep(DOWN_SECONDS)
+    daemon.argv += list(extra_args)
     daemon.start(READY_TIMEOUT, append=True)
     t_back = time.monotonic() - t_stop
     sent, received, out = stream.result()
@@ -114,6 +121,94 @@ def test_sigterm_then_new_program_loses_no_packet(testbed, daemon, mobile_node, 
     assert seen["program_after"]["kind"] == seen["program_before"]["kind"]
     assert seen["program_after"]["id"] != seen["program_before"]["id"], \
         "the restarted daemon did not replace the program with the one it loaded"
+
+
+def build_program_object(out: Path, source: Path = REPO_ROOT / "bpf" / "mip6_ha.bpf.c", *flags: str) -> Path:
+    """Compiles a BPF object the way the BPFBuilder plugin does (the toolchain's clang,
+    -target bpf, the shared header), plus `flags`."""
+    clang = shutil.which("clang") or "/opt/swift/usr/bin/clang"
+    multiarch = f"/usr/include/{platform.machine().replace('arm64', 'aarch64')}-linux-gnu"
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
+                    "-I", str(REPO_ROOT / "Sources" / "CMip6" / "include"), "-I", str(REPO_ROOT / "bpf"),
+                    "-I", multiarch, *flags, "-c", str(source), "-o", str(out)], check=True)
+    return out
+
+
+def test_sigterm_then_newer_build_loses_no_packet(testbed, daemon, mobile_node, mn, tmp_path):
+    """An upgrade of the data plane: the same source built differently (`-mcpu=v4`, so other
+    instructions), started with `--program-object` after a SIGTERM. Its program replaces the
+    built-in one under the ping stream (the kernel's program tag changes), nothing is lost,
+    and a start without the option rolls back to the built-in program, bindings kept."""
+    tb = testbed
+    newer = build_program_object(tmp_path / "mip6_ha.newer.bpf.o", REPO_ROOT / "bpf" / "mip6_ha.bpf.c", "-mcpu=v4")
+    digest = hashlib.sha256(newer.read_bytes()).hexdigest()[:16]
+    mn_daemon = mobile_node(lifetime=120)
+    mark = len(daemon.log_text())
+    seen = restart_under_ping(tb, daemon, mn_daemon, lambda d: d.stop(), ["--program-object", str(newer)])
+    assert seen["exit_code"] == 0, f"`mip6 ha` exited {seen['exit_code']} on SIGTERM"
+    assert_nothing_lost(seen, tb, daemon, mn)
+    before, after = seen["program_before"], seen["program_after"]
+    assert after["kind"] == before["kind"] and after["id"] != before["id"]
+    assert after["tag"] and after["tag"] != before["tag"], \
+        f"the program on the link is still the built-in build (tag {after['tag']})"
+    log = daemon.log_text()[mark:]
+    assert f"mip6.file={newer}" in log and f"mip6.sha256={digest}" in log, \
+        "the daemon did not say which object file it loaded"
+    assert f"mip6.program_tag={after['tag']}" in log, "the attach log line does not name the program's tag"
+
+    # Rollback: SIGTERM, start without --program-object: the built-in program is back.
+    assert daemon.stop() == 0
+    daemon.argv = [a for a in daemon.argv if a not in ("--program-object", str(newer))]
+    daemon.start(READY_TIMEOUT, append=True)
+    back = daemon.attached_program()
+    print(f"built-in {before}; newer build {after}; after the rollback {back}")
+    assert back["tag"] == before["tag"], f"rollback left tag {back['tag']}, the built-in program is {before['tag']}"
+    assert daemon.binding(tb.HOA) is not None, "the rollback lost the binding"
+    received, _ = ping(tb, "cn", tb.HOA, count=3, interval=0.2)
+    assert received == 3, "CN -> home address after the rollback"
+
+
+FOREIGN_OBJECT = """\
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64); __uint(max_entries, 1); } mip6_counters SEC(".maps");
+SEC("xdp") int mip6_ha_xdp(struct xdp_md *ctx) { return XDP_PASS; }
+SEC("tc") int mip6_ha_tc(struct __sk_buff *skb) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.mark.parametrize("case", ["missing", "not-elf", "no-programs", "other-maps"])
+def test_bad_program_object_is_refused_before_touching_the_pins(testbed, daemon, mobile_node, tmp_path, case):
+    """`--program-object` with a file that is not a home-agent object of this release's map
+    layout: a clear error, exit non-zero, and the running data plane is left as it was."""
+    tb = testbed
+    mobile_node(lifetime=120).wait_registered(tb.COA1, timeout=8)
+    if case == "missing":
+        path, expect = tmp_path / "absent.o", "cannot read it"
+    elif case == "not-elf":
+        path, expect = tmp_path / "notes.o", "not a BPF object"
+        path.write_text("not an ELF file\n")
+    elif case == "no-programs":   # the mobile node's object: other programs
+        path, expect = build_program_object(tmp_path / "mn.o", REPO_ROOT / "bpf" / "mip6_mn.bpf.c"), "has no program mip6_ha_xdp"
+    else:                         # the right program names over a map of another layout
+        src = tmp_path / "foreign.bpf.c"
+        src.write_text(FOREIGN_OBJECT)
+        path, expect = build_program_object(tmp_path / "foreign.o", src), "its maps differ"
+    assert daemon.stop() == 0
+    program = daemon.attached_program()
+    daemon.argv += ["--program-object", str(path)]
+    mark = len(daemon.log_text())
+    with pytest.raises(Exception):
+        daemon.start(5, append=True)
+    log = daemon.log_text()[mark:]
+    print(log[-800:])
+    assert daemon.proc.returncode not in (None, 0), "a refused start must exit non-zero"
+    assert expect in log and str(path) in log, f"the refusal does not say what is wrong with {path}"
+    assert daemon.attached_program() == program, "the refused start changed the program on the link"
+    assert daemon.binding(tb.HOA) is not None, "the refused start changed the pinned bindings"
+    received, _ = ping(tb, "cn", tb.HOA, count=2, interval=0.2)
+    assert received == 2, "forwarding stopped after a refused start"
 
 
 def test_incompatible_pins_are_refused_untouched(testbed, daemon, mn):
