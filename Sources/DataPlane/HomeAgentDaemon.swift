@@ -190,11 +190,7 @@ public final class HomeAgentDaemon {
                 wrong.append("\(name): not attached")
                 continue
             }
-            let found: UInt32?
-            switch a.how {
-            case .xdpNative, .xdpGeneric: found = a.how.xdpMode!.attachedProgramID(ifindex: a.ifindex)
-            case .tc: found = try? TCAttachment.query(ifindex: a.ifindex, direction: .ingress, handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY)
-            }
+            let found = HomeAgentPins.attachedProgramID(ifindex: a.ifindex, attachment: a.how)
             if found != a.programID {
                 wrong.append("\(name): \(a.how.label) program \(found.map { "\($0)" } ?? "none"), expected \(a.programID)")
             }

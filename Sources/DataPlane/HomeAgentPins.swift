@@ -101,6 +101,15 @@ public enum HomeAgentPins {
         SHA256.hash(data: bytes).prefix(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
+    /// The id of the program sitting where `attachment` puts ours on `ifindex` (the XDP
+    /// hook of that mode, or our TC handle/priority on clsact ingress); nil when none.
+    public static func attachedProgramID(ifindex: UInt32, attachment: Attachment) -> UInt32? {
+        switch attachment {
+        case .xdpNative, .xdpGeneric: return attachment.xdpMode!.attachedProgramID(ifindex: ifindex)
+        case .tc: return try? TCAttachment.query(ifindex: ifindex, direction: .ingress, handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY)
+        }
+    }
+
     /// Whether anything of ours is pinned in `directory`.
     public static func hasPins(_ directory: String) -> Bool {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []

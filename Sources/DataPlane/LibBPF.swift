@@ -491,8 +491,33 @@ extension BPFProgram {
         var info = bpf_prog_info()
         var len = UInt32(MemoryLayout<bpf_prog_info>.size)
         guard bpf_obj_get_info_by_fd(fd, &info, &len) == 0 else { return "" }
-        return withUnsafeBytes(of: info.tag) { $0.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+        return hexTag(info.tag)
     }
+}
+
+/// What the kernel says about a loaded program found by id (`mip6 dataplane status`).
+public struct LoadedProgramInfo: Sendable, Encodable {
+    public let id: UInt32
+    public let name: String
+    /// The kernel's hash of the instructions: tells one build of a program from another.
+    public let tag: String
+
+    /// bpf_prog_get_fd_by_id + bpf_obj_get_info_by_fd; nil when the program is gone.
+    public init?(id: UInt32) {
+        let fd = bpf_prog_get_fd_by_id(id)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = bpf_prog_info()
+        var len = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(fd, &info, &len) == 0 else { return nil }
+        self.id = id
+        name = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        tag = hexTag(info.tag)
+    }
+}
+
+private func hexTag(_ tag: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> String {
+    withUnsafeBytes(of: tag) { $0.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
 }
 
 extension XDPMode {

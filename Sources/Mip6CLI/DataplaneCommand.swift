@@ -24,6 +24,8 @@ struct DataplaneCommand: ParsableCommand {
             var createdAt: Date
             var bindings: Int
             var interfaces: [String: String]
+            /// What sits where each interface's attachment puts our program (nil: nothing).
+            var programs: [String: LoadedProgramInfo?]
         }
 
         func run() throws {
@@ -31,8 +33,13 @@ struct DataplaneCommand: ParsableCommand {
             guard let meta else { throw ValidationError("\(pins.bpffs)/\(MIP6_MAP_META) is empty") }
             let maps = try HomeAgentMaps(pinnedAt: pins.bpffs)
             var interfaces: [String: String] = [:]
+            var programs: [String: LoadedProgramInfo?] = [:]
             for (ifindex, v) in try maps.readInterfaces() {
-                interfaces[interfaceName(ifindex)] = Attachment(rawValue: v.attach)?.label ?? "none"
+                let attachment = Attachment(rawValue: v.attach)
+                interfaces[interfaceName(ifindex)] = attachment?.label ?? "none"
+                programs[interfaceName(ifindex)] = attachment
+                    .flatMap { HomeAgentPins.attachedProgramID(ifindex: ifindex, attachment: $0) }
+                    .flatMap { LoadedProgramInfo(id: $0) }
             }
             let ours = try HomeAgentPins.fingerprint(mapSpecs: BPFObject(.homeAgent).mapSpecs)
             let report = Report(
@@ -41,12 +48,15 @@ struct DataplaneCommand: ParsableCommand {
                 stateVersion: meta.version,
                 compatible: meta.version == UInt32(MIP6_STATE_VERSION) && meta.fingerprint == ours,
                 createdAt: Date(timeIntervalSince1970: Double(meta.created_unix_ns) / 1e9),
-                bindings: try maps.readBindings().count, interfaces: interfaces)
+                bindings: try maps.readBindings().count, interfaces: interfaces, programs: programs)
             if output.json { return try printJSON(report) }
             print("pinned data plane in \(report.bpffs): made by mip6 \(report.pinnedBy) (state version \(report.stateVersion)), "
                   + "\(report.compatible ? "compatible with" : "INCOMPATIBLE with") this mip6 \(Mip6Build.version)")
             print("bindings: \(report.bindings)")
-            printTable(["INTERFACE", "ATTACHED"], report.interfaces.sorted { $0.key < $1.key }.map { [$0.key, $0.value] })
+            printTable(["INTERFACE", "ATTACHED", "PROGRAM", "ID", "TAG"], report.interfaces.sorted { $0.key < $1.key }.map { name, how in
+                let p = report.programs[name] ?? nil
+                return [name, how, p?.name ?? "(none: not forwarding)", p.map { "\($0.id)" } ?? "-", p?.tag ?? "-"]
+            })
         }
     }
 

@@ -155,6 +155,8 @@ def test_sigterm_then_newer_build_loses_no_packet(testbed, daemon, mobile_node, 
     assert f"mip6.file={newer}" in log and f"mip6.sha256={digest}" in log, \
         "the daemon did not say which object file it loaded"
     assert f"mip6.program_tag={after['tag']}" in log, "the attach log line does not name the program's tag"
+    shown = json.loads(daemon.cli("dataplane", "status", "--json", "--bpffs", daemon.bpffs).stdout)["programs"][tb.HA_IF]
+    assert shown["tag"] == after["tag"], f"`mip6 dataplane status` shows {shown}, the link has {after}"
 
     # Rollback: SIGTERM, start without --program-object: the built-in program is back.
     assert daemon.stop() == 0
@@ -246,7 +248,11 @@ def test_dataplane_detach_removes_everything(testbed, daemon, mn):
     refused = daemon.detach()
     assert refused.returncode != 0 and "still running" in refused.stderr, "detach must refuse while the daemon runs"
     assert daemon.stop() == 0
-    assert daemon.attached_program(), "SIGTERM must leave the data plane running"
+    on_link = daemon.attached_program()
+    assert on_link, "SIGTERM must leave the data plane running"
+    # With the daemon down, `dataplane status` still says which program forwards.
+    shown = json.loads(daemon.cli("dataplane", "status", "--json", "--bpffs", daemon.bpffs).stdout)["programs"][tb.HA_IF]
+    assert shown and shown["id"] == on_link["id"] and shown["tag"] == on_link["tag"], (shown, on_link)
     out = daemon.detach(check=True)
     print(out.stdout)
     assert daemon.attached_program() is None
