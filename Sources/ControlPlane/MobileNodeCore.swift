@@ -19,7 +19,7 @@ public struct MobileNodeConfiguration: Sendable {
     public var homeAddress: IPv6Address
     /// The home agent that holds the home registration.
     public var homeAgent: IPv6Address
-    /// The home subnet prefix: a care-of address inside it means the node is at home (§11.5.4).
+    /// The home subnet prefix: a care-of address inside it means the node is at home (§11.5.5).
     public var homePrefix: IPv6Prefix
     /// Lifetime asked for in each Binding Update, in seconds. Sent in 4-second units, rounded
     /// down, at least one unit (§6.1.7).
@@ -76,7 +76,7 @@ public struct MobileNodeConfiguration: Sendable {
     }
 
     /// True when `address` means "at home": the home address itself or any address on the
-    /// home subnet (§11.5.4).
+    /// home subnet (§11.5.5).
     public func isAtHome(_ address: IPv6Address) -> Bool {
         address == homeAddress || homePrefix.contains(address)
     }
@@ -201,7 +201,7 @@ public struct MobileNodeStatus: Codable, Sendable, Equatable {
     }
 }
 
-/// The mobile node's home registration (RFC 6275 §11.5.4, §11.7.1, §11.7.3, §11.8), without
+/// The mobile node's home registration (RFC 6275 §11.5.5, §11.7.1, §11.7.3, §11.8), without
 /// I/O: the daemon's event loop (one thread) reports care-of address changes, hands in the
 /// packets the data plane intercepted and calls `tick()` at `nextDeadline`; it carries out the
 /// returned actions in order.
@@ -327,7 +327,7 @@ public final class MobileNodeCore {
             return [.tunnelDown]
 
         case .home:
-            // RFC 6275 §11.5.4: back on the home link, tell the home agent to stop intercepting
+            // RFC 6275 §11.5.5: back on the home link, tell the home agent to stop intercepting
             // with a Binding Update from the home address (no Home Address option: the source is
             // the home address), A and H set, Lifetime 0. Sent whatever we believe about the
             // home agent's state, since a binding may survive from a BA we never saw or from an
@@ -480,7 +480,7 @@ public final class MobileNodeCore {
 
         switch p.kind {
         case .deregister:
-            // §11.5.4 / §10.3.2: accepted, or 133 — the home agent holds no binding for us,
+            // §11.5.5 / §10.3.2: accepted, or 133 — the home agent holds no binding for us,
             // which is what we asked for.
             guard ba.status.isAccepted || ba.status == .notHomeAgentForThisMN else {
                 pending = p
@@ -800,7 +800,7 @@ public final class MobileNodeCore {
     /// Builds and records one Binding Update (§11.7.1): A and H set, a new sequence number
     /// (§9.5.1: greater than the last one, modulo 2^16; §11.8: a new one on every
     /// retransmission), from `source` with a Home Address option unless `source` is the home
-    /// address (PacketBuilder leaves it out then, §11.5.4).
+    /// address (PacketBuilder leaves it out then, §11.5.5).
     private func transmit(_ p: inout Transaction, now: UInt64) -> MobileNodeAction {
         let sequence = nextSequence
         nextSequence &+= 1

@@ -64,6 +64,9 @@ public final class MobileNodeDaemon {
     var addedHoAToLoopback = false
     var lastState = ""
     var lastStatusWrite: UInt64 = 0
+    /// Unsolicited NAs for the home address still to send after coming home, and when.
+    var homeAnnouncementsLeft = 0
+    var nextHomeAnnouncement: UInt64 = 0
 
     public init(options: MobileNodeOptions, logger: Logger) {
         self.options = options
@@ -183,6 +186,7 @@ public final class MobileNodeDaemon {
             let now = clock.nanoseconds()
             var next = now + 1_000_000_000
             if let d = core.nextDeadline { next = min(next, d) }
+            if homeAnnouncementsLeft > 0 { next = min(next, nextHomeAnnouncement) }
             let timeout = next <= now ? 0 : Int32(min((next - now + 999_999) / 1_000_000, 1000))
             if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
             if fds[0].revents != 0 { try ring.consume() }
@@ -196,11 +200,12 @@ public final class MobileNodeDaemon {
                 }
             }
             if let d = core.nextDeadline, d <= clock.nanoseconds() { perform(core.tick()) }
+            if homeAnnouncementsLeft > 0 && nextHomeAnnouncement <= clock.nanoseconds() { sendHomeAnnouncement() }
             if clock.nanoseconds() - lastStatusWrite > 1_000_000_000 { writeStatus() }
         }
     }
 
-    /// One de-registration BU, then up to a second for its BA (§11.5.4 is for coming
+    /// One de-registration BU, then up to a second for its BA (§11.5.5 is for coming
     /// home; on shutdown a lost BA just lets the binding expire at the HA).
     func shutdown() {
         perform(core.shutdown())
@@ -282,17 +287,33 @@ public final class MobileNodeDaemon {
         }
     }
 
-    /// RFC 6275 §11.5.4: back on the home link and de-registered, tell the link that the
-    /// home address is ours again (the router still points it at the home agent).
+    /// RFC 6275 §11.5.5: back on the home link and de-registered, tell the link that the
+    /// home address is ours again (the router still points it at the home agent). Link-local
+    /// multicast is not reliable, so the NA goes out MAX_NEIGHBOR_ADVERTISEMENT times,
+    /// RetransTimer apart (RFC 4861 §7.2.6, §10), while the node stays home.
     func announceHome() {
-        guard let home = owner[options.homeAddress] else { return }
+        homeAnnouncementsLeft = Self.maxNeighborAdvertisement
+        sendHomeAnnouncement()
+    }
+
+    static let maxNeighborAdvertisement = 3
+    static let retransTimerNs: UInt64 = 1_000_000_000
+
+    func sendHomeAnnouncement() {
+        guard homeAnnouncementsLeft > 0, core.status.state == "home", let home = owner[options.homeAddress] else {
+            homeAnnouncementsLeft = 0
+            return
+        }
+        homeAnnouncementsLeft -= 1
+        nextHomeAnnouncement = clock.nanoseconds() + Self.retransTimerNs
         let allNodes = IPv6Address("ff02::1")!
         let na = PacketBuilder.neighborAdvertisement(target: options.homeAddress, source: options.homeAddress, destination: allNodes,
                                                      flags: (router: false, solicited: false, override: true),
                                                      targetLinkLayer: home.mac)
         do {
             try PacketSender(interface: home).send(ipv6: na, to: PacketSender.multicastMAC(allNodes))
-            logger.info("home: unsolicited NA sent", metadata: ["mip6.interface": "\(home.name)"])
+            logger.info("home: unsolicited NA sent", metadata: [
+                "mip6.interface": "\(home.name)", "mip6.nth": "\(Self.maxNeighborAdvertisement - homeAnnouncementsLeft)"])
         } catch {
             logger.warning("home: unsolicited NA failed", metadata: ["mip6.error": "\(error)"])
         }

@@ -496,7 +496,7 @@ struct MobileNodeHomeTests {
         let actions = h.core.careOfAddressChanged(hoa)
         #expect(actions.first == .tunnelDown)
         let dereg = try #require(h.bu(actions))
-        // §11.5.4: from the home address, no Home Address option, A and H, Lifetime 0.
+        // §11.5.5: from the home address, no Home Address option, A and H, Lifetime 0.
         #expect(dereg.source == hoa)
         #expect(dereg.destination == ha)
         #expect(dereg.homeAddressOption == nil)
