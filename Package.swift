@@ -1,11 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Targets by job (README "Layout"):
+//   ControlPlane     pure Swift protocol logic, no kernel
+//   DataPlane        the kernel library: syscall wrapper, libbpf objects, maps, links, TC, ring buffer,
+//                    netlink, sockets; the product BPF objects (bpf/) embedded by the BPFBuilder plugin
+//   Mip6Daemon       the daemons on one event loop: home agent, mobile node (ServiceLifecycle services)
+//   Mip6CLI, mip6    the one binary: a subcommand per role and the inspection commands
+//   Mip6TestSupport  fixture tables and scratch namespaces: only tests and benchmarks depend on it
+//   Mip6Bench        benchmarks (perf/run drives the `mip6-bench` binary); perf/bpf/ programs embedded there only
 let package = Package(
     name: "mip6",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "mip6", targets: ["mip6"]),
+        .executable(name: "mip6-bench", targets: ["mip6-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,18 +37,38 @@ let package = Package(
             name: "ControlPlane",
             dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]
         ),
-        // Kernel-facing: libbpf wrappers, embedded BPF objects, sockets, the daemon loop.
+        // The kernel library: every raw call behind Syscall (typed errors), BPF objects and maps, links,
+        // TC, ring buffer, netlink, sockets; typed views of each program's maps and pins.
         .target(
             name: "DataPlane",
             dependencies: ["CMip6", "ControlPlane", .product(name: "Logging", package: "swift-log"),
                            .product(name: "Crypto", package: "swift-crypto")],
             plugins: ["BPFBuilder"]
         ),
+        // The daemons: one event loop, punt records, start-up checks, state files; HomeAgent/ and MobileNode/.
+        .target(
+            name: "Mip6Daemon",
+            dependencies: [
+                "CMip6", "ControlPlane", "DataPlane",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // What `mip6` and `mip6-bench` share: --json, tables, log set-up, argument types.
+        .target(
+            name: "Mip6CommandSupport",
+            dependencies: [
+                "ControlPlane", "DataPlane",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // One file per subcommand.
         .target(
             name: "Mip6CLI",
             dependencies: [
-                "ControlPlane", "DataPlane", "Mip6HTTP",
+                "ControlPlane", "DataPlane", "Mip6Daemon", "Mip6HTTP", "Mip6CommandSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -60,7 +89,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Build-time helper: compiles bpf/*.bpf.c with clang -target bpf and embeds the object as base64 Swift.
+        // Fixture tables, fixture environments and scratch network namespaces: tests and benchmarks only.
+        .target(name: "Mip6TestSupport", dependencies: ["CMip6", "ControlPlane", "DataPlane"]),
+        // Benchmarks and their BPF programs (perf/bpf/), in a binary of their own: `mip6` links none of it.
+        .target(name: "CMip6Bench", path: "Sources/CMip6Bench"),
+        .target(
+            name: "Mip6Bench",
+            dependencies: [
+                "CMip6", "CMip6Bench", "ControlPlane", "DataPlane", "Mip6TestSupport", "Mip6CommandSupport",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            plugins: ["BPFBuilder"]
+        ),
+        .executableTarget(name: "mip6-bench", dependencies: ["Mip6Bench"]),
+        // Build-time helper: compiles BPF C with clang -target bpf and embeds the object as base64 Swift.
         .executableTarget(name: "Mip6Embed", path: "Sources/Mip6Embed"),
         .plugin(name: "BPFBuilder", capability: .buildTool(), dependencies: ["Mip6Embed"]),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
@@ -71,7 +115,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Swift 5 mode: the tests hop threads into network namespaces, which strict Sendable checking cannot express.
-        .testTarget(name: "DataPlaneTests", dependencies: ["DataPlane", "CMip6", "ControlPlane"],
+        .testTarget(name: "DataPlaneTests", dependencies: ["DataPlane", "Mip6Daemon", "Mip6TestSupport", "CMip6", "ControlPlane"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         // libFuzzer harness (fuzz/run builds it with -sanitize=fuzzer -DMIP6_FUZZ); a plain build prints usage, exit 2.
         .executableTarget(name: "Mip6Fuzz", dependencies: ["ControlPlane", .product(name: "Logging", package: "swift-log")],

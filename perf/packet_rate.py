@@ -5,12 +5,12 @@
 
 The testbed (testbed/topology.py), home link MTU raised to 1600 so a 1500-byte frame
 fits once tunneled, with `mip6 ha` (native XDP on ha0) and one binding
-registered for the home address. In the router's namespace, `mip6 bench gen` sends
+registered for the home address. In the router's namespace, `mip6-bench gen` sends
 frames for the home address into ha0 with BPF_PROG_RUN live frames (restoring the
 template's headers for every frame, since the home agent encapsulates the pages in
 place), and an XDP sink on the router's side of the link counts the frames that come
 back IPv6-in-IPv6. The same generator then runs against the bare parse + XDP_TX bounce
-(`mip6 bench hold --program mip6_bench_tx` on ha0) in the same topology: the ratio of
+(`mip6-bench hold --program mip6_bench_tx` on ha0) in the same topology: the ratio of
 the two is the figure (issue 5's target: >= 0.8).
 """
 
@@ -28,11 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testbed import Testbed  # noqa: E402
-from testbed.harness import HomeAgent, MobileNode, default_binary  # noqa: E402
+from testbed.harness import HomeAgent, MobileNode, bench_binary, default_binary  # noqa: E402
 
 
 def gen(tb: Testbed, binary: str, size: int, packets: int) -> dict:
-    out = tb.run("rtr", [binary, "bench", "gen", "--interface", tb.HA_PEER_IF, "--destination-mac", tb.mac("ha", tb.HA_IF),
+    out = tb.run("rtr", [bench_binary(binary), "gen", "--interface", tb.HA_PEER_IF, "--destination-mac", tb.mac("ha", tb.HA_IF),
                          "--source", tb.CN, "--destination", tb.HOA, "--frame-size", str(size),
                          "--packets", str(packets), "--json"], timeout=300)
     return json.loads(out.stdout)
@@ -71,7 +71,7 @@ def main() -> int:
                 results["home_agent"][size] = gen(tb, args.bin, size, args.packets)
         finally:
             ha.stop()
-        hold = tb.popen("ha", [args.bin, "bench", "hold", "--program", "mip6_bench_tx", "--interface", tb.HA_IF],
+        hold = tb.popen("ha", [bench_binary(args.bin), "hold", "--program", "mip6_bench_tx", "--interface", tb.HA_IF],
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             time.sleep(1.0)

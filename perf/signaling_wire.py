@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""Binding Updates per second over the wire: `mip6 bench bu-load` against `mip6 ha` in the testbed.
+"""Binding Updates per second over the wire: `mip6-bench bu-load` against `mip6 ha` in the testbed.
 
     sudo /usr/bin/python3 perf/signaling_wire.py [--rates 10000,20000,40000,60000,100000,150000,max] [--seconds 2]
     sudo /usr/bin/python3 perf/signaling_wire.py --quick          # a few seconds, for CI's smoke
 
 The testbed (testbed/topology.py) with `mip6 ha` on ha0 (unauthenticated, --no-dad, punt rate
 limits off, --max-bindings as large as the run), pinned to one CPU; in the mobile node's
-namespace, pinned to the other CPU, `mip6 bench bu-load` sends BUs from the care-of address of
+namespace, pinned to the other CPU, `mip6-bench bu-load` sends BUs from the care-of address of
 mn-f1 (through the router, as a mobile node away from home does) for distinct home addresses
 of 2001:db8:1::/64 at each offered rate, and matches the BAs that come back on mn-f1. One
 generator run per rate, so the home agent's CPU time (utime + stime from /proc/<pid>/stat)
@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testbed import Testbed  # noqa: E402
-from testbed.harness import HomeAgent, default_binary, ping  # noqa: E402
+from testbed.harness import HomeAgent, bench_binary, default_binary, ping  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -60,7 +60,7 @@ def cpu_delta(a: dict, b: dict) -> dict:
 
 
 def generator(tb: Testbed, binary: str, cpu: int, args: list[str], timeout: float) -> dict:
-    out = tb.run("mn", ["taskset", "-c", str(cpu), binary, "bench", "bu-load", *args, "--json"], timeout=timeout)
+    out = tb.run("mn", ["taskset", "-c", str(cpu), bench_binary(binary), "bu-load", *args, "--json"], timeout=timeout)
     return json.loads(out.stdout)
 
 

@@ -39,6 +39,11 @@ def default_binary() -> Path:
     return REPO_ROOT / ".build" / "release" / "mip6"
 
 
+def bench_binary(mip6: str | Path) -> str:
+    """`mip6-bench`, built beside `mip6` by the same `swift build` (benchmarks are not in `mip6`)."""
+    return str(Path(mip6).with_name("mip6-bench"))
+
+
 class _Daemon:
     """What both daemon drivers share: a process started in a namespace, its log file."""
     proc: subprocess.Popen | None

@@ -91,14 +91,20 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
         return try withUnsafeBytes(of: &k) { (kp) throws -> Bool in try handle.delete(key: kp.baseAddress!) }
     }
 
-    /// All keys (bpf_map_get_next_key walk). A key deleted during the walk restarts
-    /// it from the beginning in the kernel, so duplicates are dropped here.
+    /// All keys, each once (bpf_map_get_next_key walk). When the key the walk stands on is
+    /// deleted meanwhile (a binding expiring), the kernel restarts it from the first bucket,
+    /// so keys already returned come again: they are dropped here by their bytes. The walk
+    /// gives up after `limit` keys or as many steps as 4× the map's size, whichever comes first.
     public func keys(limit: Int = Int.max) throws -> [Key] {
         var result: [Key] = []
+        var seen = Set<[UInt8]>()
         var cur: Key = zeroed()
         var next = cur
         var first = true
-        while result.count < limit {
+        let maxSteps = Int(max(try handle.maxEntries(), 1)) * 4
+        var steps = 0
+        while result.count < limit && steps < maxSteps {
+            steps += 1
             let more = try withUnsafeMutableBytes(of: &next) { (np) throws -> Bool in
                 if first { return try handle.nextKey(after: nil, into: np.baseAddress!) }
                 return try withUnsafeBytes(of: &cur) { (cp) throws -> Bool in
@@ -107,8 +113,8 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             }
             if !more { break }
             first = false
-            result.append(next)
             cur = next
+            if seen.insert(withUnsafeBytes(of: &next) { Array($0) }).inserted { result.append(next) }
         }
         return result
     }

@@ -1,12 +1,13 @@
 import Foundation
 
-/// A BPF object compiled from `bpf/NAME.bpf.c` at build time and carried in the binary
+/// A BPF object compiled from `bpf/NAME.bpf.c` (or `perf/bpf/` for the benchmarks) at build time and carried in the binary
 /// (the BPFBuilder plugin generates one `static let` per object in an extension).
 public struct EmbeddedBPF: Sendable {
     public let name: String
     let base64: String
 
-    init(name: String, base64: String) {
+    /// The generated files call this, in DataPlane and in the benchmark target.
+    package init(name: String, base64: String) {
         self.name = name
         self.base64 = base64
     }
@@ -22,6 +23,4 @@ public struct EmbeddedBPF: Sendable {
     public static var homeAgent: EmbeddedBPF { mip6_ha }
     /// The mobile node's TC programs (bpf/mip6_mn.bpf.c).
     public static var mobileNode: EmbeddedBPF { mip6_mn }
-    /// Baseline programs for benchmarks (bpf/mip6_bench.bpf.c).
-    public static var bench: EmbeddedBPF { mip6_bench }
 }

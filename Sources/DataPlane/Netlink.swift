@@ -13,16 +13,18 @@ public enum Netlink {
                       rtmgrpIPv6Route: UInt32 = 0x400
 
     static func open(groups: UInt32) throws(SystemError) -> OwnedFD {
-        let s = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_ROUTE)
-        if s < 0 { throw SystemError("socket(AF_NETLINK)", errno: errno) }
+        let s = try Syscall.call("socket(AF_NETLINK)") {
+            socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_ROUTE)
+        }
         let fd = OwnedFD(s)
         var sa = sockaddr_nl()
         sa.nl_family = sa_family_t(AF_NETLINK)
         sa.nl_groups = groups
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
+        try Syscall.call("bind(AF_NETLINK)") {
+            withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
+            }
         }
-        if rc != 0 { throw SystemError("bind(AF_NETLINK)", errno: errno) }
         return fd
     }
 
@@ -48,13 +50,13 @@ public enum Netlink {
             u16(type)
             msg += value
         }
-        _ = try syscallRetrying("send(RTM_\(add ? "NEW" : "DEL")ADDR)") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
+        _ = try Syscall.call("send(RTM_\(add ? "NEW" : "DEL")ADDR)") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
 
         // The ack: nlmsghdr + struct nlmsgerr (error is the first field, 0 or -errno).
         var reply = [UInt8](repeating: 0, count: 1024)
-        var pfd = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, 2000) == 1 else { throw SystemError("netlink ack", errno: ETIMEDOUT, "\(address)") }
-        let n = try syscallRetrying("recv(netlink ack)") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
+        var pfd = [pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)]
+        guard try Syscall.poll(&pfd, timeoutMilliseconds: 2000) == 1 else { throw SystemError("netlink ack", errno: ETIMEDOUT, "\(address)") }
+        let n = try Syscall.call("recv(netlink ack)") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
         guard n >= 20 else { throw SystemError("netlink ack", errno: EPROTO, "short reply") }
         let err = reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: Int32.self) }
         if err == 0 { return true }
@@ -79,11 +81,14 @@ public enum Netlink {
             var buf = [UInt8](repeating: 0, count: 16384)
             var any = false
             while true {
-                let n = buf.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) }
-                if n > 0 { any = true; continue }
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 && errno == ENOBUFS { any = true; continue }
-                return any
+                do throws(SystemError) {
+                    let n = try Syscall.call("recv(netlink)") { buf.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
+                    if n == 0 { return any }
+                    any = true
+                } catch {
+                    if error.errno == ENOBUFS { any = true; continue }
+                    return any // EAGAIN: all read
+                }
             }
         }
     }

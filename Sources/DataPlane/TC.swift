@@ -1,6 +1,5 @@
-// TC (cls_bpf direct-action) attachments for the mobile node's programs: the raw
-// bpf_tc_* calls (through the cmip6_ shim) and the namespace bookkeeping they need.
-// Kept beside LibBPF.swift because it needs Foundation's threads and locks.
+// TC (cls_bpf direct-action) attachments: the bpf_tc_* calls (through the cmip6_ shim and
+// Syscall) and the namespace bookkeeping they need.
 import CMip6
 import Foundation
 import Glibc
@@ -19,8 +18,10 @@ public enum TCDirection: String, Sendable, CaseIterable {
 
 /// A cls_bpf direct-action filter on an interface's clsact qdisc (bpf_tc_hook_create,
 /// bpf_tc_attach). Unlike an XDP bpf_link, a TC filter outlives the process: `detach()`
-/// or deinit removes it, and a restarted daemon replaces a stale one (same handle and
-/// priority, BPF_TC_F_REPLACE). The clsact qdisc is created when absent and deleted
+/// or deinit removes it. Each daemon has a handle and priority of its own (mip6_shared.h),
+/// never the `tc ... bpf da` default slot (handle 1, priority 1) that others use, and
+/// replaces a filter in its slot only when that filter runs a program of ours (a stale one
+/// left by a killed daemon). The clsact qdisc is created when absent and deleted
 /// when the last attachment of this process on that interface goes, only if this process
 /// created it (filters others added to it meanwhile go with it).
 ///
@@ -36,9 +37,11 @@ public final class TCAttachment {
     public private(set) var isAttached = true
     private let netns: NetnsHandle
 
-    /// bpf_tc_hook_create (clsact, EEXIST tolerated) + bpf_tc_attach.
-    public init(program: BPFProgram, ifindex: UInt32, direction: TCDirection,
-                handle: UInt32 = 1, priority: UInt32 = 1, replace: Bool = true) throws(SystemError) {
+    /// bpf_tc_hook_create (clsact, EEXIST tolerated) + bpf_tc_attach at (handle, priority).
+    /// A filter already there is replaced only if `mayReplace` says yes for its program's
+    /// name (a stale one of ours); otherwise EEXIST, and the other filter stays.
+    public init(program: BPFProgram, ifindex: UInt32, direction: TCDirection, handle: UInt32, priority: UInt32,
+                mayReplace: (_ programName: String) -> Bool) throws(SystemError) {
         self.ifindex = ifindex
         self.direction = direction
         self.handle = handle
@@ -46,11 +49,24 @@ public final class TCAttachment {
         netns = try NetnsHandle.current()
         try ClsactRegistry.retain(netns: netns.inode, ifindex: ifindex)
         var id: UInt32 = 0
-        let rc = cmip6_tc_attach(Int32(ifindex), direction.attachPoint, program.fd, handle, priority,
-                                 replace ? BPF_TC_F_REPLACE.rawValue : 0, &id)
-        if rc < 0 {
+        do throws(SystemError) {
+            var replace = false
+            if let existing = try Self.query(ifindex: ifindex, direction: direction, handle: handle, priority: priority) {
+                let name = LoadedProgramInfo(id: existing)?.name ?? "?"
+                guard mayReplace(name) else {
+                    throw SystemError("bpf_tc_attach(\(direction.rawValue))", errno: EEXIST,
+                                      "ifindex \(ifindex) already has a filter at handle \(handle) priority \(priority) running "
+                                      + "program \(existing) (\(name)), which is not ours: left in place")
+                }
+                replace = true
+            }
+            try Syscall.negErrno("bpf_tc_attach(\(direction.rawValue))", "\(program.name) on ifindex \(ifindex)") {
+                cmip6_tc_attach(Int32(ifindex), direction.attachPoint, program.fd, handle, priority,
+                                replace ? BPF_TC_F_REPLACE.rawValue : 0, &id)
+            }
+        } catch {
             ClsactRegistry.release(netns: netns.inode, ifindex: ifindex)
-            throw SystemError("bpf_tc_attach(\(direction.rawValue))", errno: -rc, "\(program.name) on ifindex \(ifindex)")
+            throw error
         }
         programID = id
     }
@@ -69,7 +85,7 @@ public final class TCAttachment {
             return rc
         }
         if rc < 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL {
-            throw SystemError("bpf_tc_detach(\(direction.rawValue))", errno: -rc, "ifindex \(ifindex)")
+            try Syscall.check(rc, "bpf_tc_detach(\(direction.rawValue))", "ifindex \(ifindex)")
         }
     }
 
@@ -88,17 +104,17 @@ public final class TCAttachment {
     public static func remove(ifindex: UInt32, direction: TCDirection, handle: UInt32, priority: UInt32) throws(SystemError) -> Bool {
         let rc = cmip6_tc_detach(Int32(ifindex), direction.attachPoint, handle, priority)
         if rc == -ENOENT || rc == -ENODEV || rc == -EINVAL { return false }
-        _ = try checkNegErrno(rc, "bpf_tc_detach(\(direction.rawValue))", "ifindex \(ifindex)")
+        try Syscall.check(rc, "bpf_tc_detach(\(direction.rawValue))", "ifindex \(ifindex)")
         return true
     }
 
     /// bpf_tc_query: the program id of the filter at (handle, priority), nil when there is none.
     /// Runs in the calling thread's namespace.
-    public static func query(ifindex: UInt32, direction: TCDirection, handle: UInt32 = 1, priority: UInt32 = 1) throws(SystemError) -> UInt32? {
+    public static func query(ifindex: UInt32, direction: TCDirection, handle: UInt32, priority: UInt32) throws(SystemError) -> UInt32? {
         var id: UInt32 = 0
         let rc = cmip6_tc_query(Int32(ifindex), direction.attachPoint, handle, priority, &id)
         if rc == -ENOENT || rc == -ENODEV || rc == -EINVAL { return nil }
-        _ = try checkNegErrno(rc, "bpf_tc_query(\(direction.rawValue))", "ifindex \(ifindex)")
+        try Syscall.check(rc, "bpf_tc_query(\(direction.rawValue))", "ifindex \(ifindex)")
         return id
     }
 }
@@ -119,9 +135,7 @@ enum ClsactRegistry {
             return
         }
         let rc = cmip6_tc_hook_create(Int32(ifindex))
-        if rc < 0 && rc != -EEXIST {
-            throw SystemError("bpf_tc_hook_create(clsact)", errno: -rc, "ifindex \(ifindex)")
-        }
+        if rc != -EEXIST { try Syscall.check(rc, "bpf_tc_hook_create(clsact)", "ifindex \(ifindex)") }
         entries[key] = (rc == 0, 1)
     }
 
@@ -162,20 +176,19 @@ final class NetnsHandle: @unchecked Sendable {
 
     /// The calling thread's namespace (/proc/thread-self/ns/net).
     static func current() throws(SystemError) -> NetnsHandle {
-        let fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open", errno: errno, "/proc/thread-self/ns/net") }
+        let path = "/proc/thread-self/ns/net"
+        let fd = try Syscall.call("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
         var st = stat()
-        if fstat(fd, &st) != 0 {
-            let e = errno
+        do throws(SystemError) { try Syscall.call("fstat", path) { fstat(fd, &st) } } catch {
             close(fd)
-            throw SystemError("fstat", errno: e, "/proc/thread-self/ns/net")
+            throw error
         }
         return NetnsHandle(fd: fd, inode: UInt64(st.st_ino))
     }
 
     static func currentInode() -> UInt64? {
         var st = stat()
-        return stat("/proc/thread-self/ns/net", &st) == 0 ? UInt64(st.st_ino) : nil
+        return (try? Syscall.call("stat") { stat("/proc/thread-self/ns/net", &st) }) != nil ? UInt64(st.st_ino) : nil
     }
 
     /// Runs `body` in this namespace: here when the thread is already in it, otherwise on a

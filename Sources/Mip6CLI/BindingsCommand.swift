@@ -2,6 +2,8 @@ import ArgumentParser
 import ControlPlane
 import DataPlane
 import Foundation
+import Mip6CommandSupport
+import Mip6Daemon
 
 /// `mip6 bindings list|show`: the binding cache as the data plane holds it (pinned maps).
 struct BindingsCommand: ParsableCommand {

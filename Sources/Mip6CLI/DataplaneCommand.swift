@@ -2,6 +2,8 @@ import ArgumentParser
 import CMip6
 import DataPlane
 import Foundation
+import Mip6CommandSupport
+import Mip6Daemon
 
 /// `mip6 dataplane`: the home agent's pinned data plane, which outlives the daemon.
 struct DataplaneCommand: ParsableCommand {

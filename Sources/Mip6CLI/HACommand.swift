@@ -3,6 +3,8 @@ import ControlPlane
 import DataPlane
 import Foundation
 import Logging
+import Mip6CommandSupport
+import Mip6Daemon
 import Mip6HTTP
 import ServiceLifecycle
 
@@ -109,6 +111,7 @@ struct HACommand: AsyncParsableCommand {
         options.puntLimits = PuntLimits(rate: puntRate, burst: puntBurst, perSourceRate: puntRatePerSource,
                                         perSourceBurst: puntBurstPerSource)
         let daemon = HomeAgentDaemon(options: options, logger: logger)
+        let service = DaemonService(daemon, threadName: "mip6-ha-loop")
         let metrics = HomeAgentMetrics(topBindings: metricsTopBindings)
         daemon.onAckLatency = { metrics.observeAckLatency(seconds: $0) }
         var http: HTTPEndpoint?
@@ -116,7 +119,7 @@ struct HACommand: AsyncParsableCommand {
             if let httpListen {
                 let address = try ListenAddress(parsing: httpListen)
                 try address.checkCanListen() // before anything is attached: a taken port is a start-up error
-                let endpoints = HomeAgentEndpoints(box: .init(daemon: daemon), metrics: metrics)
+                let endpoints = HomeAgentEndpoints(box: service.box, metrics: metrics)
                 http = HTTPEndpoint(address: address, logger: logger, health: { endpoints.health() },
                                     ready: { endpoints.ready() }, metrics: { endpoints.render() })
             }
@@ -125,20 +128,13 @@ struct HACommand: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
-        let loop = HomeAgentService(daemon)
-        // The loop is last, so a graceful shutdown (SIGTERM, SIGINT) reaches it first; the HTTP
-        // endpoint answers until the loop has drained.
+        // The HTTP endpoint answers until the loop has drained (the loop is last in the group).
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http {
             services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
             logger.info("serving /healthz, /readyz, /metrics", metadata: ["mip6.http": "\(http.address)"])
         }
-        services.append(.init(service: ReloadOnHangup(box: loop.box)))
-        services.append(.init(service: loop, successTerminationBehavior: .gracefullyShutdownGroup,
-                              failureTerminationBehavior: .gracefullyShutdownGroup))
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
-                                                      cancellationSignals: [], logger: logger))
-        do { try await group.run() } catch {
+        do { try await service.runGroup(before: services, logger: logger) } catch {
             logger.critical("\(error)")
             throw ExitCode(1)
         }

@@ -3,7 +3,8 @@ import ControlPlane
 import DataPlane
 import Foundation
 import Logging
-import UnixSignals
+import Mip6CommandSupport
+import Mip6Daemon
 
 /// `mip6 mn`: the mobile-node daemon, and `mip6 mn status`.
 struct MNCommand: AsyncParsableCommand {
@@ -59,23 +60,11 @@ struct MNCommand: AsyncParsableCommand {
                 homePrefix: homePrefix ?? IPv6Prefix(address: homeAddress, length: 64)!, interfaces: interface,
                 lifetime: lifetime, bpffs: bpffs, stateDir: stateDir, initialSequence: initialSequence)
             (options.nai, options.spi, options.keyPath) = (nai, spi, keyFile)
-            let box = DaemonBox(daemon: MobileNodeDaemon(options: options, logger: logger))
-            // Signals arrive through ServiceLifecycle's sequence (the async runtime's main thread
-            // takes them); the loop blocks in poll(2) on a thread of its own.
-            let signals = Task {
-                for await s in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
-                    box.daemon.requestStop(signal: s == .sigint ? SIGINT : SIGTERM)
-                }
-            }
-            defer { signals.cancel() }
+            let daemon = MobileNodeDaemon(options: options, logger: logger)
             do {
-                try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, Error>) in
-                    let thread = Thread {
-                        do { try box.daemon.run(); done.resume() } catch { done.resume(throwing: error) }
-                    }
-                    thread.name = "mip6-mn-loop"
-                    thread.start()
-                }
+                try daemon.start()
+                // SIGTERM/SIGINT de-register and exit 0; the loop runs on a thread of its own.
+                try await DaemonService(daemon, threadName: "mip6-mn-loop").runGroup(logger: logger)
             } catch {
                 logger.critical("\(error)")
                 throw ExitCode(1)
@@ -144,9 +133,4 @@ struct MNCommand: AsyncParsableCommand {
             }
         }
     }
-}
-
-/// The mobile-node daemon is confined to its loop thread except for `requestStop`.
-struct DaemonBox: @unchecked Sendable {
-    let daemon: MobileNodeDaemon
 }

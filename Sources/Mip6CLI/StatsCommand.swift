@@ -1,6 +1,8 @@
 import ArgumentParser
 import DataPlane
 import Foundation
+import Mip6CommandSupport
+import Mip6Daemon
 
 /// `mip6 stats`: data-plane counters (pinned per-CPU array) and control-plane counters (state file).
 struct StatsCommand: ParsableCommand {

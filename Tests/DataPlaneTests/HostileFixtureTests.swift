@@ -2,6 +2,8 @@ import CMip6
 import ControlPlane
 import Testing
 @testable import DataPlane
+import Mip6Daemon
+import Mip6TestSupport
 
 /// Hostile packets against the home-agent XDP program: every truncation, bad lengths,
 /// spoofed tunnels, invalid NS, every protocol to the HA's own address. Each has an

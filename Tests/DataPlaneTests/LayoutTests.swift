@@ -1,6 +1,8 @@
 import CMip6
 import Testing
 @testable import DataPlane
+import Mip6Daemon
+import Mip6TestSupport
 
 /// The shared header is the only definition of the map layouts: libbpf's view of the
 /// compiled object must match what Swift imported from the same header.

@@ -3,6 +3,8 @@ import ControlPlane
 import Glibc
 import Testing
 @testable import DataPlane
+import Mip6Daemon
+import Mip6TestSupport
 
 /// The mobile node's TC programs run with BPF_PROG_TEST_RUN on crafted frames, as a table of
 /// {case, direction, input, expected verdict, expected output bytes, counters that must move}.
@@ -340,15 +342,15 @@ struct MNProgramTests {
         func qdiscs() throws -> String { try sh("tc -n \(ns) qdisc show dev m2") }
 
         // m2 has no clsact: the first attachment makes one, the last one removes it.
-        var a: TCAttachment? = try env.ns.run { try TCAttachment(program: ingress, ifindex: m2, direction: .ingress) }
-        var b: TCAttachment? = try env.ns.run { try TCAttachment(program: egress, ifindex: m2, direction: .egress) }
+        var a: TCAttachment? = try env.ns.run { try TCAttachment.mobileNode(ingress, ifindex: m2, direction: .ingress) }
+        var b: TCAttachment? = try env.ns.run { try TCAttachment.mobileNode(egress, ifindex: m2, direction: .egress) }
         #expect(try qdiscs().contains("clsact"))
-        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .ingress) } == a?.programID)
-        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .egress) } == b?.programID)
+        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .ingress, handle: MIP6_MN_TC_HANDLE, priority: MIP6_MN_TC_PRIORITY) } == a?.programID)
+        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .egress, handle: MIP6_MN_TC_HANDLE, priority: MIP6_MN_TC_PRIORITY) } == b?.programID)
         #expect(try sh("tc -n \(ns) filter show dev m2 egress").contains("direct-action"))
         try a?.detach() // from this thread, outside the namespace: the attachment goes back into it
         a = nil
-        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .ingress) } == nil)
+        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .ingress, handle: MIP6_MN_TC_HANDLE, priority: MIP6_MN_TC_PRIORITY) } == nil)
         #expect(try qdiscs().contains("clsact"), "still used by the egress filter")
         b = nil // deinit detaches
         #expect(try !qdiscs().contains("clsact"))
@@ -357,13 +359,48 @@ struct MNProgramTests {
         // A clsact someone else made stays, with their filters.
         try sh("tc -n \(ns) qdisc add dev m2 clsact")
         try sh("tc -n \(ns) filter add dev m2 ingress pref 9 protocol all u32 match u32 0 0 flowid 1:1")
-        var c: TCAttachment? = try env.ns.run { try TCAttachment(program: ingress, ifindex: m2, direction: .ingress) }
+        var c: TCAttachment? = try env.ns.run { try TCAttachment.mobileNode(ingress, ifindex: m2, direction: .ingress) }
         #expect(c?.isAttached == true)
         c = nil
         _ = c
         #expect(try qdiscs().contains("clsact"))
         #expect(try sh("tc -n \(ns) filter show dev m2 ingress").contains("u32"))
         try sh("tc -n \(ns) qdisc del dev m2 clsact")
+    }
+
+    @Test("TC slot: the mobile node keeps off `tc ... bpf da`'s default slot and never replaces a filter it did not install")
+    func tcSlotIsOurs() throws {
+        let env = try Self.env.get()
+        let ingress = try env.object.program(MIP6_PROG_MN_INGRESS)
+        let (m2, ns) = (env.m2, env.ns.name)
+        try sh("tc -n \(ns) qdisc add dev m2 clsact")
+        defer { _ = try? sh("tc -n \(ns) qdisc del dev m2 clsact") }
+        // Someone's filter at the common default priority 1: ours goes beside it.
+        try sh("tc -n \(ns) filter add dev m2 ingress pref 1 protocol all u32 match u32 0 0 flowid 1:1")
+        var a: TCAttachment? = try env.ns.run { try TCAttachment.mobileNode(ingress, ifindex: m2, direction: .ingress) }
+        #expect(try sh("tc -n \(ns) filter show dev m2 ingress").contains("u32"), "the other filter is still there")
+        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .ingress, handle: MIP6_MN_TC_HANDLE, priority: MIP6_MN_TC_PRIORITY) } == a?.programID)
+        // A stale filter of ours in our slot (a killed daemon) is replaced.
+        a?.keep()
+        a = nil
+        let b: TCAttachment = try env.ns.run { try TCAttachment.mobileNode(ingress, ifindex: m2, direction: .ingress) }
+        #expect(b.isAttached)
+        try b.detach()
+        // Someone else's BPF program in our very slot (here the home agent's, standing in for
+        // any program that is not the mobile node's): refused with EEXIST, and it stays.
+        let other = try BPFObject(.homeAgent)
+        try other.setMaxEntries(map: MIP6_MAP_BINDINGS, 16)
+        try other.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 16)
+        try other.load()
+        let foreign: TCAttachment = try env.ns.run {
+            try TCAttachment(program: other.program(MIP6_PROG_HA_TC), ifindex: m2, direction: .ingress,
+                             handle: MIP6_MN_TC_HANDLE, priority: MIP6_MN_TC_PRIORITY, mayReplace: { _ in false })
+        }
+        defer { try? foreign.detach() }
+        let refused = #expect(throws: SystemError.self) { try env.ns.run { try TCAttachment.mobileNode(ingress, ifindex: m2, direction: .ingress) } }
+        #expect(refused?.errno.rawValue == EEXIST)
+        #expect(try env.ns.run { try TCAttachment.query(ifindex: m2, direction: .ingress, handle: MIP6_MN_TC_HANDLE, priority: MIP6_MN_TC_PRIORITY) }
+                == foreign.programID, "the other program still sits in the slot")
     }
 
     @Test("live on m0: a tunneled ping to the HoA is answered through the reverse tunnel; a short frame is dropped")
@@ -374,8 +411,8 @@ struct MNProgramTests {
         try ns.ip("-6 addr add 2001:db8:1::100/128 dev lo nodad")
         defer { try? ns.ip("-6 addr del 2001:db8:1::100/128 dev lo") }
         let attachments = try ns.run {
-            [try TCAttachment(program: ingress, ifindex: m0, direction: .ingress),
-             try TCAttachment(program: egress, ifindex: m0, direction: .egress)]
+            [try TCAttachment.mobileNode(ingress, ifindex: m0, direction: .ingress),
+             try TCAttachment.mobileNode(egress, ifindex: m0, direction: .egress)]
         }
         defer { for a in attachments { try? a.detach() } }
         let names = ["decap", "encap", "encap_tx", "drop_malformed"]

@@ -3,6 +3,8 @@ import ControlPlane
 import Glibc
 import Testing
 @testable import DataPlane
+import Mip6Daemon
+import Mip6TestSupport
 
 /// The home agent's TC program (`mip6_ha_tc`, sched_cls for clsact ingress) run with
 /// BPF_PROG_TEST_RUN on skbs. It is the XDP program's body on another context, so the XDP

@@ -3,6 +3,8 @@ import ControlPlane
 import Glibc
 import Testing
 @testable import DataPlane
+import Mip6Daemon
+import Mip6TestSupport
 
 /// The home-agent XDP program run with BPF_PROG_TEST_RUN on crafted frames, as a table of
 /// {case, input, expected verdict, expected output bytes, counters that must move}.

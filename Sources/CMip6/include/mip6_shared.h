@@ -43,17 +43,6 @@
 #define MIP6_MAX_EXT_HEADERS   8         /* fixed limit on the extension-header walk */
 #define MIP6_TUNNEL_HOP_LIMIT  64        /* outer hop limit, RFC 2473 §6.3 (default) */
 
-/* ---- perf/: the live-frames generator (bpf/mip6_bench.bpf.c) ---- */
-#define MIP6_MAP_GEN_CFG       "mip6_gen_cfg"
-#define MIP6_MAP_GEN_COUNT     "mip6_gen_count"  /* per-CPU: [0] frames at the sink, [1] IPv6-in-IPv6, [2] bytes */
-#define MIP6_GEN_HEAD          128
-struct mip6_gen_cfg {
-	__u32 ifindex;           /* where frames go (the home agent's peer interface) */
-	__u32 _pad;
-	__u8  head[MIP6_GEN_HEAD]; /* the template's first bytes, restored before every send */
-};
-_Static_assert(sizeof(struct mip6_gen_cfg) == 136, "mip6_gen_cfg size");
-
 /* ---- program names in the embedded objects ---- */
 #define MIP6_PROG_HA_XDP       "mip6_ha_xdp"
 #define MIP6_PROG_HA_TC        "mip6_ha_tc"
@@ -244,6 +233,11 @@ _Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt
 /* ---- program names in the embedded object ---- */
 #define MIP6_PROG_MN_INGRESS   "mip6_mn_ingress"
 #define MIP6_PROG_MN_EGRESS    "mip6_mn_egress"
+
+/* ---- the TC slot of the mobile node's filters (ingress and egress), apart from the
+ * home agent's and from the `tc filter add ... bpf da` default (handle 1, priority 1) ---- */
+#define MIP6_MN_TC_HANDLE      0x6d6eu /* "mn" */
+#define MIP6_MN_TC_PRIORITY    0x11u
 
 /* ---- mip6_mn_config.flags ---- */
 #define MIP6_MN_TUNNEL_UP      0x1  /* a home registration is accepted: decapsulate and reverse-tunnel */

@@ -5,12 +5,16 @@ import DataPlane
 import Foundation
 import UnixSignals
 import Glibc
+import Mip6CommandSupport
+import Mip6TestSupport
 
-/// `mip6 bench`: benchmarks for perf/ (not tests: they print figures).
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench",
-        abstract: "Benchmarks of the data plane (see perf/README.md).",
+/// `mip6-bench`: benchmarks for perf/ (not tests: they print figures). A binary of its own,
+/// so the shipped `mip6` carries no benchmark code or benchmark BPF programs.
+public struct BenchCommand: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
+        commandName: "mip6-bench",
+        abstract: "Benchmarks of the mip6 data plane and signaling (see perf/README.md).",
         subcommands: [XDP.self, Signaling.self, Gen.self, Hold.self, BULoad.self]
     )
 
@@ -285,5 +289,12 @@ extension BenchCommand {
             })
             print("\n\(result.frameBytes)-byte frames, bursts of \(result.burst), \(result.homeAddresses) home addresses; latency: BU handed to the kernel -> BA received on \(result.interface).")
         }
+    }
+}
+
+extension BenchCommand {
+    /// The entry point: the async `main` (`hold` waits for a signal).
+    public static func runAsync() async {
+        await main()
     }
 }

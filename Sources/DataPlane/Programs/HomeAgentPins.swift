@@ -196,7 +196,8 @@ public enum HomeAgentPins {
             return want
         case .tc:
             let filter = try TCAttachment(program: tc, ifindex: ifindex, direction: .ingress,
-                                          handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY, replace: true)
+                                          handle: MIP6_HA_TC_HANDLE, priority: MIP6_HA_TC_PRIORITY,
+                                          mayReplace: { $0 == MIP6_PROG_HA_TC })
             filter.keep()
             if previous == .xdpNative || previous == .xdpGeneric || access(linkPath, F_OK) == 0 {
                 try removeXDP(directory: directory, ifindex: ifindex)

@@ -9,6 +9,7 @@
  * the frame back; mip6_bench_restore_only measures that wrapper alone.
  */
 #include "mip6_ha.bpf.c"
+#include "mip6_bench.h"
 
 #define SNAP 160 /* covers Ethernet + outer + inner IPv6 + ICMPv6 header of every fixture */
 

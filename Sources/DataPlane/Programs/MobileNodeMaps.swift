@@ -100,3 +100,14 @@ public final class MobileNodeMaps {
         throw SystemError("mip6_mn_counts", errno: EINVAL, "no counter named \(name)")
     }
 }
+
+extension TCAttachment {
+    /// One of the mobile node's programs on an interface, in the mobile node's own TC slot
+    /// (MIP6_MN_TC_HANDLE / _PRIORITY). A filter found there is replaced only when it runs
+    /// one of our programs (left by a killed daemon); anyone else's makes this throw EEXIST.
+    public static func mobileNode(_ program: BPFProgram, ifindex: UInt32, direction: TCDirection) throws(SystemError) -> TCAttachment {
+        try TCAttachment(program: program, ifindex: ifindex, direction: direction,
+                         handle: MIP6_MN_TC_HANDLE, priority: MIP6_MN_TC_PRIORITY,
+                         mayReplace: { [MIP6_PROG_MN_INGRESS, MIP6_PROG_MN_EGRESS].contains($0) })
+    }
+}

@@ -1,3 +1,5 @@
+import DataPlane
+import Mip6TestSupport
 import CMip6
 import ControlPlane
 import Foundation

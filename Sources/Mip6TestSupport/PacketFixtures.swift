@@ -1,3 +1,4 @@
+import DataPlane
 import ControlPlane
 
 /// Packets built byte by byte, shared by the BPF tests and the perf/ benchmarks

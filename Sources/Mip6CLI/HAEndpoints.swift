@@ -2,60 +2,14 @@ import ControlPlane
 import DataPlane
 import Foundation
 import Logging
+import Mip6Daemon
 import Mip6HTTP
 import ServiceLifecycle
 import UnixSignals
 
-/// The daemon's poll loop as a ServiceLifecycle service. The loop blocks in poll(2), so it
-/// runs on a thread of its own, not on the cooperative pool; graceful shutdown (SIGTERM)
-/// and cancellation ask it to answer the BUs already received and return.
-struct HomeAgentService: Service {
-    /// The daemon is confined to the loop thread except for its thread-safe methods.
-    struct Box: @unchecked Sendable { let daemon: HomeAgentDaemon }
-    let box: Box
-
-    init(_ daemon: HomeAgentDaemon) { box = Box(daemon: daemon) }
-
-    func run() async throws {
-        let box = self.box
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, Error>) in
-                    let thread = Thread {
-                        do {
-                            try box.daemon.serve()
-                            box.daemon.shutdown()
-                            done.resume()
-                        } catch {
-                            done.resume(throwing: error)
-                        }
-                    }
-                    thread.name = "mip6-ha-loop"
-                    thread.start()
-                }
-            } onGracefulShutdown: {
-                box.daemon.requestStop()
-            }
-        } onCancel: {
-            box.daemon.requestStop()
-        }
-    }
-}
-
-/// SIGHUP re-reads --auth-keys (on the loop's thread).
-struct ReloadOnHangup: Service {
-    let box: HomeAgentService.Box
-
-    func run() async throws {
-        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
-            box.daemon.requestReload()
-        }
-    }
-}
-
 /// What --http-listen serves, read from the running daemon.
 struct HomeAgentEndpoints: Sendable {
-    let box: HomeAgentService.Box
+    let box: DaemonService<HomeAgentDaemon>.Box
     let metrics: HomeAgentMetrics
 
     func health() -> HealthReport {

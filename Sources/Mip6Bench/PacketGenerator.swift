@@ -1,4 +1,7 @@
+import DataPlane
+import Mip6TestSupport
 import CMip6
+import CMip6Bench
 import ControlPlane
 import Foundation
 import Glibc

@@ -1,3 +1,4 @@
+import DataPlane
 import CMip6
 import ControlPlane
 

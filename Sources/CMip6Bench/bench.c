@@ -1,0 +1,1 @@
+/* Empty: the module exists for include/mip6_bench.h. */

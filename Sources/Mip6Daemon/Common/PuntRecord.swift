@@ -1,0 +1,25 @@
+import CMip6
+
+/// One record of a daemon's signaling ring buffer (struct mip6_punt_hdr + the packet from
+/// its IPv6 header on), as every data-plane program punts it (bpf/lib punt helper).
+public struct PuntRecord {
+    public let kind: UInt32
+    public let ifindex: UInt32
+    /// bpf_ktime_get_ns() when the data plane punted it (CLOCK_MONOTONIC).
+    public let timestampNanoseconds: UInt64
+    public let packet: [UInt8]
+
+    /// nil for a record shorter than its header or a packet the data plane truncated
+    /// (longer than MIP6_PUNT_MAX): never half-parsed.
+    public init?(_ record: UnsafeRawBufferPointer) {
+        let hdrSize = MemoryLayout<mip6_punt_hdr>.size
+        guard record.count >= hdrSize else { return nil }
+        let hdr = record.loadUnaligned(as: mip6_punt_hdr.self)
+        let len = Int(hdr.len)
+        guard len <= record.count - hdrSize, hdr.len == hdr.orig_len else { return nil }
+        kind = hdr.kind
+        ifindex = hdr.ifindex
+        timestampNanoseconds = hdr.tstamp_ns
+        packet = Array(record[hdrSize..<hdrSize + len])
+    }
+}

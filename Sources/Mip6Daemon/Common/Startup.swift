@@ -1,0 +1,46 @@
+import DataPlane
+import Foundation
+import Logging
+
+/// The checks and set-up every daemon does before it loads its programs.
+enum DaemonStartup {
+    /// CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_NET_RAW (or root).
+    static func checkCapabilities() throws(StartupError) {
+        let missing = Capabilities.current().missingForDaemon()
+        if !missing.isEmpty {
+            throw StartupError("missing \(missing.joined(separator: ", ")): run as root, or grant these capabilities to the container")
+        }
+    }
+
+    /// Each --interface, or an error naming the one that is not in this namespace.
+    static func interfaces(_ names: [String]) throws(StartupError) -> [NetworkInterface] {
+        var out: [NetworkInterface] = []
+        for name in names {
+            guard let i = try? NetworkInterface(named: name) else {
+                throw StartupError("--interface \(name): no such interface in this network namespace")
+            }
+            out.append(i)
+        }
+        return out
+    }
+
+    /// --bpffs on a BPF filesystem and --state-dir, both created when absent.
+    static func prepareDirectories(bpffs: String, stateDir: String) throws {
+        do { try BPFFS.prepare(bpffs) } catch { throw StartupError("--bpffs \(bpffs): \(error)") }
+        do { try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true) } catch {
+            throw StartupError("--state-dir \(stateDir): \(error.localizedDescription)")
+        }
+    }
+
+    /// libbpf's own messages into the daemon's logger, the same way for every daemon:
+    /// warnings as warnings, info as debug, debug as trace.
+    static func routeLibBPFLog(to logger: Logger) {
+        LibBPFLog.route { level, msg in
+            switch level {
+            case 0: logger.warning("libbpf: \(msg)")
+            case 1: logger.debug("libbpf: \(msg)")
+            default: logger.trace("libbpf: \(msg)")
+            }
+        }
+    }
+}

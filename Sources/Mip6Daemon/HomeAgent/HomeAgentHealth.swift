@@ -1,0 +1,55 @@
+import CMip6
+import ControlPlane
+import DataPlane
+import Foundation
+import Glibc
+import Logging
+
+extension HomeAgentDaemon {
+    // Health, called from other threads after start() (the HTTP endpoint).
+
+    public struct Check: Sendable {
+        public let name: String
+        public let ok: Bool
+        public let detail: String
+    }
+
+    /// Liveness: the loop turned within `maxAge` seconds (it wakes at least once a second).
+    public func livenessCheck(maxAge: Double = 5) -> Check {
+        let last = lastLoopTurnNanoseconds
+        let age = last == 0 ? Double.infinity : Double(clock.nanoseconds() &- last) / 1e9
+        return Check(name: "loop", ok: age <= maxAge, detail: last == 0 ? "not started" : String(format: "last turn %.1f s ago", age))
+    }
+
+    /// Readiness: our programs are the ones attached, the maps answer, the signaling loop turns.
+    public func readinessChecks() -> [Check] {
+        var checks: [Check] = []
+        var wrong: [String] = []
+        for name in options.interfaces {
+            guard let a = attachments[name] else {
+                wrong.append("\(name): not attached")
+                continue
+            }
+            let found = HomeAgentPins.attachedProgramID(ifindex: a.ifindex, attachment: a.how)
+            if found != a.programID {
+                wrong.append("\(name): \(a.how.label) program \(found.map { "\($0)" } ?? "none"), expected \(a.programID)")
+            }
+        }
+        checks.append(Check(name: "programs", ok: wrong.isEmpty,
+                            detail: wrong.isEmpty ? attachments.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.how.label)" }.joined(separator: ",")
+                                                  : wrong.joined(separator: "; ")))
+        let config = try? maps.readConfig()
+        checks.append(Check(name: "maps", ok: config.map { $0.flags & UInt32(MIP6_CFG_ENABLED) != 0 } ?? false,
+                            detail: config == nil ? "mip6_config unreadable" : "mip6_config enabled"))
+        let live = livenessCheck(maxAge: 2)
+        let stopping = loop.stopRequested
+        checks.append(Check(name: "signaling", ok: live.ok && !stopping, detail: stopping ? "stopping" : live.detail))
+        return checks
+    }
+
+    /// Per-binding traffic counters (one map scan; for /metrics).
+    public func bindingTraffic() -> [(IPv6Address, mip6_binding_stats)] { (try? maps.readBindingStats()) ?? [] }
+
+    /// Data-plane counters by name.
+    public func dataPlaneCounters() -> [(name: String, value: UInt64)] { (try? maps.readCounters()) ?? [] }
+}

@@ -1,0 +1,121 @@
+import CMip6
+import ControlPlane
+import DataPlane
+import Foundation
+import Glibc
+import Logging
+
+extension HomeAgentDaemon {
+    /// Everything waiting in the signaling ring, with the map writes of each 64 BUs batched
+    /// (one bpf_map_update_batch) and their BAs sent after them (one sendmmsg): a BA never
+    /// confirms a binding the data plane does not have yet.
+    func drainSignaling() throws {
+        table.deferring = true
+        defer {
+            flushSignaling()
+            table.deferring = false
+        }
+        try ring.consume()
+    }
+
+    func flushSignaling() {
+        let failed = table.flush()
+        var dropped: Set<IPv6Address> = []
+        for (hoa, error) in failed {
+            // The BA that would confirm it is not sent; the MN retransmits its BU (RFC 6275 §11.8).
+            mapUpdateFailures += 1
+            dropped.insert(hoa)
+            logger.error("cannot write the binding to the data plane; its BA is withheld",
+                         metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])
+            _ = try? core.cache.remove(hoa)
+        }
+        guard !pendingSends.isEmpty else { return }
+        let sends = dropped.isEmpty ? pendingSends : pendingSends.filter { $0.hoa.map { !dropped.contains($0) } ?? true }
+        pendingSends.removeAll(keepingCapacity: true)
+        for (i, error) in rawSender.send(batch: sends.map(\.packet)) {
+            sendFailed(sends[i].description, error)
+        }
+        if let observe = onAckLatency {
+            let now = clock.nanoseconds()
+            for s in sends where s.receivedNs > 0 && s.receivedNs <= now { observe(Double(now - s.receivedNs) / 1e9) }
+        }
+        stateDirty = true
+    }
+
+    /// SIGHUP: re-read --auth-keys; bindings stay. A broken file keeps the old keys.
+    func reloadKeys() {
+        guard let path = options.authKeysPath else {
+            logger.info("SIGHUP: no --auth-keys file to reload")
+            return
+        }
+        do {
+            let keys = try KeyFiles.keyStore(path, logger: logger)
+            core.replaceKeys(keys)
+            logger.notice("SIGHUP: keys reloaded, bindings kept", metadata: ["mip6.keys": "\(keys.count)"])
+        } catch {
+            logger.error("SIGHUP: keeping the previous keys", metadata: ["mip6.error": "\(error)"])
+        }
+    }
+
+    func handlePunt(_ record: UnsafeRawBufferPointer) {
+        stateDirty = true
+        guard let punt = PuntRecord(record) else {
+            puntsMalformed += 1 // short, or truncated by the data plane: never half-parsed
+            return
+        }
+        let packet = punt.packet
+        switch Int32(punt.kind) {
+        case Int32(MIP6_PUNT_MH.rawValue):
+            let actions = core.handlePacket(packet, localAddresses: localAddresses)
+            let installed = actions.lazy.compactMap { if case let .bindingInstalled(b) = $0 { b.homeAddress } else { nil } }.first
+            currentPunt = (installed, punt.timestampNanoseconds)
+            perform(actions)
+            currentPunt = nil
+            if table.stagedCount >= Self.flushEvery || pendingSends.count >= Self.flushEvery { flushSignaling() }
+        case Int32(MIP6_PUNT_NA.rawValue):
+            // RFC 4862 §5.4.4: an NA for a tentative home address means it is in use.
+            if let na = IPv6PacketParser.parseNeighborAdvertisement(packet), dadPending[na.target] != nil {
+                dadPending[na.target] = nil
+                logger.warning("duplicate address detected for home address", metadata: ["mip6.hoa": "\(na.target)", "mip6.from": "\(na.source)"])
+                perform(core.dadFinished(homeAddress: na.target, duplicate: true))
+                updateNACopy()
+            }
+        default:
+            puntsMalformed += 1
+        }
+        stateDirty = true
+    }
+
+    func perform(_ actions: [HomeAgentAction]) {
+        for action in actions {
+            switch action {
+            case let .send(packet, description):
+                if let punt = currentPunt, table.deferring {
+                    pendingSends.append((packet, description, punt.hoa, punt.receivedNs))
+                } else {
+                    do { try rawSender.send(packet) } catch {
+                        sendFailed(description, error)
+                    }
+                }
+            case let .startDAD(hoa):
+                startDAD(hoa)
+            case let .sendUnsolicitedNA(hoa):
+                sendUnsolicitedNA(hoa)
+            case .bindingInstalled, .bindingRemoved:
+                break
+            }
+            stateDirty = true
+        }
+    }
+
+    /// Counts a failed send; logs the first failure of each kind only (a BU flood with
+    /// unroutable care-of addresses must not become a log flood).
+    func sendFailed(_ what: String, _ error: Error) {
+        sendFailures += 1
+        let kind = (error as? SystemError).map { "\($0.operation):\($0.errno.rawValue)" } ?? "\(error)"
+        if loggedSendFailures.insert(kind).inserted {
+            logger.warning("sending failed (further failures of this kind are only counted: mip6 stats)",
+                           metadata: ["mip6.what": "\(what)", "mip6.error": "\(error)"])
+        }
+    }
+}

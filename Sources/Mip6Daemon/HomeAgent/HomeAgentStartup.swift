@@ -1,0 +1,168 @@
+import CMip6
+import ControlPlane
+import DataPlane
+import Foundation
+import Glibc
+import Logging
+
+extension HomeAgentDaemon {
+    public func start() throws {
+        try DaemonStartup.checkCapabilities()
+        let ifaces = try DaemonStartup.interfaces(options.interfaces)
+        guard let home = ifaces.first(where: { $0.ipv6Addresses().contains(options.address) }) else {
+            throw StartupError("--address \(options.address) is not configured on \(options.interfaces.joined(separator: ", ")) "
+                               + "(add it first: ip -6 addr add \(options.address)/\(options.homePrefix.length) dev \(options.interfaces[0]))")
+        }
+        homeLink = home
+        if !options.homePrefix.contains(options.address) {
+            logger.warning("home agent address is outside the home prefix", metadata: ["mip6.address": "\(options.address)", "mip6.prefix": "\(options.homePrefix)"])
+        }
+        for i in ifaces where !i.isUp {
+            logger.warning("interface is down", metadata: ["mip6.interface": "\(i.name)"])
+        }
+
+        // bpf_fib_lookup answers FWD_DISABLED without forwarding, and we are a router for the HoAs.
+        if Sysctl.read("net.ipv6.conf.all.forwarding") != "1" {
+            do { try Sysctl.write("net.ipv6.conf.all.forwarding", "1") } catch {
+                throw StartupError("cannot enable IPv6 forwarding (net.ipv6.conf.all.forwarding): \(error)")
+            }
+            logger.info("enabled IPv6 forwarding in this network namespace (net.ipv6.conf.all.forwarding=1)")
+        }
+        let retrans = options.dadTimeoutMilliseconds ?? UInt32(Sysctl.read("net.ipv6.neigh.\(home.name).retrans_time_ms") ?? "") ?? 1000
+        dadTimeoutNs = UInt64(retrans) * 1_000_000
+
+        try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir)
+        DaemonStartup.routeLibBPFLog(to: logger)
+        let obj = try HomeAgentPins.openProgramObject(path: options.programObject, logger: logger)
+        // Pins left by an earlier daemon are adopted only if this version can read them.
+        let fingerprint = HomeAgentPins.fingerprint(mapSpecs: obj.mapSpecs)
+        let adopting: Bool
+        do { adopting = try HomeAgentPins.checkCompatible(directory: options.bpffs, fingerprint: fingerprint) != nil } catch {
+            throw StartupError("\(error)")
+        }
+        var capacity = UInt32(options.maxBindings)
+        if adopting, let pinned = try? BPFMapHandle(pinned: "\(options.bpffs)/\(MIP6_MAP_BINDINGS)").maxEntries(), pinned != capacity {
+            logger.warning("--max-bindings differs from the pinned binding table's size; keeping the pinned size (detach to resize)",
+                           metadata: ["mip6.pinned": "\(pinned)", "mip6.requested": "\(capacity)"])
+            capacity = pinned
+        }
+        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, capacity)
+        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, capacity)
+        try obj.pinMaps(under: options.bpffs)
+        do { try obj.load() } catch {
+            throw StartupError("loading the BPF programs failed: \(error)")
+        }
+        try HomeAgentPins.writeMetaIfAbsent(directory: options.bpffs, fingerprint: fingerprint)
+        object = obj
+        maps = try HomeAgentMaps(object: obj)
+        if adopting { logger.notice("adopting the pinned data plane", metadata: ["mip6.bpffs": "\(options.bpffs)"]) }
+
+        // Bindings already pinned (a restart): adopt the live ones, drop the expired.
+        table = BPFBindingTable(maps: maps, homeLinkIfindex: home.index)
+        let cache = BindingCache(capacity: Int(capacity), dataPlane: table)
+        let now = clock.nanoseconds()
+        var adopted: [Binding] = []
+        for (hoa, v) in try maps.readBindings() {
+            if v.expires_ns <= now || !options.homePrefix.contains(hoa) {
+                try maps.remove(hoa)
+                continue
+            }
+            adopted.append(Binding(homeAddress: hoa, careOfAddress: IPv6Address(cAddress: v.coa), sequence: v.seq,
+                                   flags: BUFlags(rawValue: v.flags), lifetime: v.lifetime_s,
+                                   registeredAt: v.registered_ns, expiresAt: v.expires_ns))
+        }
+        cache.restore(adopted)
+        if !adopted.isEmpty { logger.info("adopted pinned bindings", metadata: ["mip6.count": "\(adopted.count)"]) }
+
+        var configuration = HomeAgentConfiguration(homeAgentAddress: options.address, homePrefix: options.homePrefix,
+                                                   maxLifetime: options.maxLifetime, capacity: options.maxBindings,
+                                                   duplicateAddressDetection: options.duplicateAddressDetection)
+        if let path = options.authKeysPath {
+            let keys: KeyStore
+            do { keys = try KeyFiles.keyStore(path, logger: logger) } catch { throw StartupError("--auth-keys \(error)") }
+            configuration.authentication = HomeAgentAuthenticationPolicy(keys: keys, allowedSkew: options.allowedSkew)
+            logger.info("bindings are authenticated (RFC 4285 MN-HA)", metadata: ["mip6.keys": "\(keys.count)", "mip6.file": "\(path)"])
+        } else {
+            logger.warning("BINDINGS ARE NOT AUTHENTICATED: anyone who can reach the home agent can redirect any home address's traffic; use --auth-keys FILE")
+        }
+        core = HomeAgentCore(configuration: configuration, cache: cache, clock: clock, logger: logger)
+
+        try maps.writeConfig(homeAgent: options.address, homePrefix: options.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
+                             limits: options.puntLimits)
+        for i in ifaces {
+            for a in i.ipv6Addresses() {
+                try maps.addLocalAddress(a)
+                localAddresses.insert(a)
+            }
+        }
+        localAddresses.insert(options.address)
+
+        rawSender = try RawIPv6Sender()
+        packetSender = try PacketSender(interface: home)
+        ring = try RingBuffer(map: obj.map(MIP6_MAP_PUNT)) { [unowned self] record in self.handlePunt(record) }
+        // Route, neighbour and link changes invalidate the data plane's next-hop cache.
+        routing = try Netlink.Watcher(groups: Netlink.rtmgrpLink | Netlink.rtmgrpNeigh | Netlink.rtmgrpIPv6Route | Netlink.rtmgrpIPv6IfAddr)
+
+        try attachPrograms(ifaces)
+        setUpLoop()
+        writeState()
+        if options.duplicateAddressDetection == false {
+            logger.notice("duplicate address detection for home addresses is off")
+        }
+        logger.notice("home agent ready", metadata: [
+            "mip6.address": "\(options.address)", "mip6.prefix": "\(options.homePrefix)",
+            "mip6.interfaces": "\(options.interfaces.joined(separator: ","))", "mip6.bpffs": "\(options.bpffs)",
+            "mip6.max_lifetime": "\(options.maxLifetime)", "mip6.max_bindings": "\(options.maxBindings)",
+        ])
+    }
+
+    /// Puts the program on every --interface (replacing, without a gap, what an earlier
+    /// daemon left) and takes it off interfaces an earlier daemon had that are not ours now.
+    func attachPrograms(_ ifaces: [NetworkInterface]) throws {
+        let xdp = try object.program(MIP6_PROG_HA_XDP)
+        let tc = try object.program(MIP6_PROG_HA_TC)
+        var previous: [UInt32: Attachment] = [:]
+        for (ifindex, v) in try maps.readInterfaces() { previous[ifindex] = Attachment(rawValue: v.attach) }
+        for i in ifaces {
+            var want: Attachment
+            var why: String
+            switch options.attachMode {
+            case .xdp: (want, why) = (.xdpNative, "--attach-mode xdp")
+            case .xdpGeneric: (want, why) = (.xdpGeneric, "--attach-mode xdp-generic")
+            case .tc: (want, why) = (.tc, "--attach-mode tc")
+            case .auto: (want, why) = HomeAgentPins.autoAttachment(interface: i.name)
+            }
+            var got: Attachment
+            do {
+                got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
+                                               directory: options.bpffs, logger: logger)
+            } catch let error as SystemError where options.attachMode == .auto && want == .xdpNative
+                && error.errno.is(EOPNOTSUPP, EINVAL, ENOTSUP) {
+                // The driver has no native XDP after all: TC keeps GSO, generic XDP would not.
+                logger.notice("native XDP refused; using TC", metadata: ["mip6.interface": "\(i.name)", "mip6.error": "\(error)"])
+                (want, why) = (.tc, "native XDP refused by the driver")
+                got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
+                                               directory: options.bpffs, logger: logger)
+            } catch let error as SystemError {
+                switch error.errno {
+                case EBUSY, EEXIST:
+                    throw StartupError("\(i.name) already has an XDP program that is not ours; detach it first (ip link set dev \(i.name) xdp off)")
+                case EOPNOTSUPP, EINVAL:
+                    throw StartupError("cannot attach in \(want.label) mode to \(i.name): \(error) (try --attach-mode tc)")
+                default:
+                    throw error
+                }
+            }
+            previous[i.index] = nil
+            attachments[i.name] = (got, i.index, got == .tc ? tc.id : xdp.id)
+            try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu, attachment: got)
+            logger.info("program attached", metadata: ["mip6.interface": "\(i.name)", "mip6.attach": "\(got.label)", "mip6.why": "\(why)",
+                                                       "mip6.program_tag": "\(got == .tc ? tc.tag : xdp.tag)"])
+        }
+        for (ifindex, old) in previous { // an earlier daemon's interface we no longer serve
+            try HomeAgentPins.detach(directory: options.bpffs, ifindex: ifindex, attachment: old)
+            try maps.removeInterface(ifindex: ifindex)
+            logger.notice("detached from an interface no longer configured", metadata: ["mip6.ifindex": "\(ifindex)"])
+        }
+    }
+}
