@@ -125,6 +125,19 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
     }
 }
 
+extension BPFMap where Key == UInt32, Value == UInt64 {
+    /// A per-CPU array of counters (an X-macro table in mip6_shared.h) by name, summed over
+    /// CPUs, in index order. `name` is the table's generated name function.
+    public func namedCounters(count: UInt32, name: (UInt32) -> UnsafePointer<CChar>?) throws -> [(name: String, value: UInt64)] {
+        var out: [(String, UInt64)] = []
+        for i in 0..<count {
+            let total = try (lookupPerCPU(i) ?? []).reduce(0, &+)
+            out.append((name(i).map { String(cString: $0) } ?? "counter_\(i)", total))
+        }
+        return out
+    }
+}
+
 /// An all-zero value of an imported C struct (keys must have zeroed padding: hash maps compare it).
 public func zeroed<T>() -> T {
     withUnsafeTemporaryAllocation(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment) { buf in

@@ -182,9 +182,7 @@ public final class BULoadGenerator: @unchecked Sendable { // shared state under 
 
     static func setInt(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ what: String) throws(SystemError) {
         var v = value
-        if setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
-            throw SystemError("setsockopt(\(what))", errno: errno)
-        }
+        try Syscall.call("setsockopt(\(what))") { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
     }
 
     // MARK: run
@@ -194,8 +192,7 @@ public final class BULoadGenerator: @unchecked Sendable { // shared state under 
         let sendmmsg = try Self.symbol("sendmmsg", as: MMsgFn.self)
 
         // Send socket: protocol 0 (nothing queued to it), qdisc bypassed, addressed per message.
-        let s = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if s < 0 { throw SystemError("socket(AF_PACKET)", errno: errno) }
+        let s = try Syscall.call("socket(AF_PACKET)") { socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let sendFD = OwnedFD(s)
         try? Self.setInt(s, 263 /* SOL_PACKET */, 20 /* PACKET_QDISC_BYPASS */, 1, "PACKET_QDISC_BYPASS")
         try? Self.setInt(s, SOL_SOCKET, 32 /* SO_SNDBUFFORCE */, 16 << 20, "SO_SNDBUFFORCE")
@@ -298,13 +295,17 @@ public final class BULoadGenerator: @unchecked Sendable { // shared state under 
                 var off = 0
                 while off < n {
                     let t0 = Self.realtimeNs()
-                    let rc = sendmmsg(sendFD.raw, msgs + off * Self.mmsgSize, UInt32(n - off), 0)
+                    var rc: Int32 = 0
+                    do throws(SystemError) {
+                        rc = try Syscall.call("sendmmsg(AF_PACKET)", config.interface) {
+                            sendmmsg(sendFD.raw, msgs + off * Self.mmsgSize, UInt32(n - off), 0)
+                        }
+                    } catch {
+                        if !error.errno.is(ENOBUFS, EAGAIN) { throw error }
+                    }
                     let t1 = Self.realtimeNs()
                     if firstSend == 0 { firstSend = t0 }
                     if rc <= 0 {
-                        if rc < 0 && errno != EINTR && errno != ENOBUFS && errno != EAGAIN {
-                            throw SystemError("sendmmsg(AF_PACKET)", errno: errno, config.interface)
-                        }
                         sendErrors += 1
                         sched_yield()
                         continue
@@ -379,8 +380,9 @@ public final class BULoadGenerator: @unchecked Sendable { // shared state under 
     // MARK: receiving BAs
 
     func openReceiveSocket(_ iface: NetworkInterface) throws(SystemError) -> OwnedFD {
-        let s = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(UInt16(ETH_P_IPV6).bigEndian))
-        if s < 0 { throw SystemError("socket(AF_PACKET)", errno: errno) }
+        let s = try Syscall.call("socket(AF_PACKET)") {
+            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(UInt16(ETH_P_IPV6).bigEndian))
+        }
         let fd = OwnedFD(s)
         // Classic BPF: IPv6 with a routing header (BA to a care-of address) or a bare Mobility
         // Header (Binding Error) right after the IPv6 header; 256 bytes of each.
@@ -400,31 +402,29 @@ public final class BULoadGenerator: @unchecked Sendable { // shared state under 
             insns[i * 8 + 3] = f.2
             withUnsafeBytes(of: f.3) { for b in 0..<4 { insns[i * 8 + 4 + b] = $0[b] } }
         }
-        let rc: Int32 = insns.withUnsafeMutableBytes { ip in
+        try Syscall.call("setsockopt(SO_ATTACH_FILTER)") { () -> Int32 in insns.withUnsafeMutableBytes { ip in
             // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
             var prog = [UInt8](repeating: 0, count: 16)
             let count = UInt16(ip.count / 8)
             withUnsafeBytes(of: count) { prog[0] = $0[0]; prog[1] = $0[1] }
             withUnsafeBytes(of: UInt(bitPattern: ip.baseAddress)) { for b in 0..<8 { prog[8 + b] = $0[b] } }
             return prog.withUnsafeBytes { setsockopt(s, SOL_SOCKET, SO_ATTACH_FILTER, $0.baseAddress, 16) }
-        }
-        if rc != 0 { throw SystemError("setsockopt(SO_ATTACH_FILTER)", errno: errno) }
+        } }
         try Self.setInt(s, SOL_SOCKET, SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS")
         if (try? Self.setInt(s, SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20, "SO_RCVBUFFORCE")) == nil {
             try? Self.setInt(s, SOL_SOCKET, SO_RCVBUF, 64 << 20, "SO_RCVBUF")
         }
         var tv = timeval(tv_sec: 0, tv_usec: 50_000)
-        if setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) != 0 {
-            throw SystemError("setsockopt(SO_RCVTIMEO)", errno: errno)
-        }
+        try Syscall.call("setsockopt(SO_RCVTIMEO)") { setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) }
         var sll = sockaddr_ll()
         sll.sll_family = UInt16(AF_PACKET)
         sll.sll_protocol = UInt16(ETH_P_IPV6).bigEndian
         sll.sll_ifindex = Int32(iface.index)
-        let brc = withUnsafePointer(to: &sll) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_ll>.size)) }
+        try Syscall.call("bind(AF_PACKET)", iface.name) {
+            withUnsafePointer(to: &sll) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_ll>.size)) }
+            }
         }
-        if brc != 0 { throw SystemError("bind(AF_PACKET)", errno: errno, iface.name) }
         return fd
     }
 
@@ -453,10 +453,12 @@ public final class BULoadGenerator: @unchecked Sendable { // shared state under 
                 msgs.storeBytes(of: h, toByteOffset: i * Self.mmsgSize, as: msghdr.self)
             }
             // MSG_WAITFORONE: block for the first, then take what is queued.
-            let n = recvmmsg(fd, msgs, UInt32(batch), 0x10000 /* MSG_WAITFORONE */, nil)
-            if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
-                throw SystemError("recvmmsg(AF_PACKET)", errno: errno, config.interface)
+            let n: Int32
+            do throws(SystemError) {
+                n = try Syscall.call("recvmmsg(AF_PACKET)", config.interface) { recvmmsg(fd, msgs, UInt32(batch), 0x10000 /* MSG_WAITFORONE */, nil) }
+            } catch {
+                if error.errno.is(EAGAIN, EWOULDBLOCK) { continue } // SO_RCVTIMEO: look at the stop flag
+                throw error
             }
             let userNow = Self.realtimeNs()
             lock.lock()

@@ -84,12 +84,7 @@ public final class MobileNodeMaps {
 
     /// Data-plane counters by name (mip6_shared.h order), summed over CPUs.
     public func readCounters() throws -> [(name: String, value: UInt64)] {
-        var out: [(String, UInt64)] = []
-        for i in 0..<UInt32(MIP6_MN_CNT_MAX.rawValue) {
-            let total = try (counters.lookupPerCPU(i) ?? []).reduce(0, &+)
-            out.append((String(cString: cmip6_mn_counter_name(i)), total))
-        }
-        return out
+        try counters.namedCounters(count: UInt32(MIP6_MN_CNT_MAX.rawValue), name: cmip6_mn_counter_name)
     }
 
     /// One counter by its name ("decap", "encap", ...), summed over CPUs.

@@ -1,4 +1,5 @@
 import ControlPlane
+import DataPlane
 import Foundation
 import Glibc
 import Logging
@@ -13,7 +14,7 @@ public enum KeyFiles {
 
     static func read(_ path: String, logger: Logger) throws(Failure) -> String {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw Failure(description: "\(path): \(String(cString: strerror(errno)))") }
+        do { try Syscall.call("stat", path) { stat(path, &st) } } catch { throw Failure(description: "\(path): \(error.errno)") }
         if st.st_mode & 0o077 != 0 {
             logger.warning("key file is readable or writable by other users; chmod 600 it",
                            metadata: ["mip6.file": "\(path)", "mip6.mode": "\(String(st.st_mode & 0o777, radix: 8))"])
