@@ -8,7 +8,9 @@
  * on. mip6_bench_ha saves the frame's first bytes, runs the real program, and puts
  * the frame back; mip6_bench_restore_only measures that wrapper alone.
  */
-#include "mip6_ha.bpf.c"
+#include "ha.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define SNAP 160 /* covers Ethernet + outer + inner IPv6 + ICMPv6 header of every fixture */
 
@@ -48,7 +50,7 @@ int mip6_bench_ha(struct xdp_md *ctx)
 	struct snapshot s;
 	if (save(ctx, &s))
 		return XDP_ABORTED;
-	int r = ha_process(ctx);
+	int r = ha_process(ctx, M6_XDP);
 	return restore(ctx, &s) ? XDP_ABORTED : r;
 }
 
@@ -123,7 +125,7 @@ int mip6_bench_ha_tc(struct __sk_buff *skb)
 	struct snapshot s;
 	if (save_tc(skb, &s))
 		return TC_ACT_SHOT;
-	int r = ha_process_tc(skb);
+	int r = ha_process(skb, M6_TC);
 	return restore_tc(skb, &s) ? TC_ACT_SHOT : r;
 }
 

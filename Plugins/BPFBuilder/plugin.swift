@@ -13,9 +13,10 @@ struct BPFBuilder: BuildToolPlugin {
         let fm = FileManager.default
         let names = try fm.contentsOfDirectory(atPath: bpfDir.path()).sorted()
         let sources = names.filter { $0.hasSuffix(".bpf.c") }
-        // Every file under bpf/ (an object may #include another's .c, as mip6_bench does
-        // mip6_ha) and every shared header: an edit to any of them rebuilds the objects.
-        let headers = names.filter { $0.hasSuffix(".h") || $0.hasSuffix(".c") }.map { bpfDir.appending(path: $0) }
+        // Every .h/.c under bpf/, in subdirectories too (bpf/lib/), and every shared header:
+        // an edit to any of them rebuilds the objects.
+        let tree = (fm.enumerator(atPath: bpfDir.path())?.allObjects ?? []).compactMap { $0 as? String }.sorted()
+        let headers = tree.filter { $0.hasSuffix(".h") || $0.hasSuffix(".c") }.map { bpfDir.appending(path: $0) }
             + (try fm.contentsOfDirectory(atPath: sharedInclude.path()))
                 .filter { $0.hasSuffix(".h") }.map { sharedInclude.appending(path: $0) }
 
