@@ -23,6 +23,7 @@
 #include "lib/ptb.h"
 #include "lib/nexthop.h"
 #include "lib/ratelimit.h"
+#include "lib/tunnel.h"
 #include "ha_maps.h"
 
 /* Bytes made directly readable (TC: a driver may leave headers in page fragments): on every
@@ -118,6 +119,18 @@ static __always_inline void ha_hop_limit_dec(void *ctx, const enum m6_hook hook,
 	m6_csum_replaced(ctx, hook, &old_word, 4, &new_word, 4);
 }
 
+/* To the next hop the FIB found: out of the arrival interface (counted as `tx`), or
+ * redirected to another one (`redirect`). */
+static __always_inline int ha_forward(void *ctx, const enum m6_hook hook, struct ethhdr *eth,
+				      const struct bpf_fib_lookup *fib, __u32 tx, __u32 redirect)
+{
+	mac_copy(eth->h_dest, fib->dmac);
+	mac_copy(eth->h_source, fib->smac);
+	if (fib->ifindex == m6_ifindex(ctx, hook))
+		return M6_OUT(tx, m6_tx(ctx, hook));
+	return M6_OUT(redirect, m6_redirect(ctx, hook, fib->ifindex, 0));
+}
+
 /* The sender's packet does not fit the tunnel: Packet Too Big back out of the arrival interface. */
 static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook, const __u8 *ha_addr, __u32 mtu)
 {
@@ -199,27 +212,17 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
 	if (err)
 		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
-	void *data = m6_data(ctx, hook);
-	void *data_end = m6_data_end(ctx, hook);
-	struct ethhdr *eth = data;
-	struct ipv6hdr *outer = data + sizeof(*eth);
-	if ((void *)(outer + 1) > data_end)
+	struct ethhdr *eth;
+	__u8 hop_limit = cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT;
+	if (!m6_tunnel_header(ctx, hook, &eth, first_word, inner_len, hop_limit, ha_addr, coa))
 		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
-
-	ipv6_write(outer, first_word, inner_len, IPPROTO_IPV6_,
-		   cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT, ha_addr, coa);
-	m6_csum_replaced(ctx, hook, 0, 0, (void *)outer, IPV6_HLEN);
 
 	ha_count(MIP6_CNT_ENCAP);
 	ha_stats_add(hoa, inner_len, m6_segs(ctx, hook), 1);
 
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) /* the kernel resolves the next hop and forwards */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_PASS_NO_NEIGH);
-	mac_copy(eth->h_dest, fib.dmac);
-	mac_copy(eth->h_source, fib.smac);
-	if (fib.ifindex == m6_ifindex(ctx, hook))
-		return M6_OUT(MIP6_CNT_ENCAP_TX, m6_tx(ctx, hook));
-	return M6_OUT(MIP6_CNT_ENCAP_REDIRECT, m6_redirect(ctx, hook, fib.ifindex, 0));
+	return ha_forward(ctx, hook, eth, &fib, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
 }
 
 /* RFC 6275 §10.4.5: reverse tunnel from a registered care-of address. `inner` follows
@@ -263,11 +266,7 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) /* no neighbour yet, too big, hop limit: the kernel knows best */
 		return M6_PASS(hook, MIP6_CNT_DECAP_PASS_KERNEL);
 	ha_hop_limit_dec(ctx, hook, ip6);
-	mac_copy(eth->h_dest, fib.dmac);
-	mac_copy(eth->h_source, fib.smac);
-	if (fib.ifindex == m6_ifindex(ctx, hook))
-		return M6_OUT(MIP6_CNT_DECAP_TX, m6_tx(ctx, hook));
-	return M6_OUT(MIP6_CNT_DECAP_REDIRECT, m6_redirect(ctx, hook, fib.ifindex, 0));
+	return ha_forward(ctx, hook, eth, &fib, MIP6_CNT_DECAP_TX, MIP6_CNT_DECAP_REDIRECT);
 }
 
 /* Packets to one of our addresses: MH to the control plane, IPv6-in-IPv6 to decapsulation. */

@@ -29,6 +29,7 @@
 #include "lib/punt.h"
 #include "lib/ptb.h"
 #include "lib/nexthop.h"
+#include "lib/tunnel.h"
 #include "mn_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -230,13 +231,9 @@ static __always_inline int mn_encapsulate(struct __sk_buff *skb, const struct mi
 	if (rc < 0)
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
 
-	void *data = m6_data(skb, MN_HOOK);
-	void *data_end = m6_data_end(skb, MN_HOOK);
-	struct ethhdr *eth = data;
-	struct ipv6hdr *outer = data + sizeof(*eth);
-	if ((void *)(outer + 1) > data_end)
+	struct ethhdr *eth;
+	if (!m6_tunnel_header(skb, MN_HOOK, &eth, first_word, inner_len, MIP6_TUNNEL_HOP_LIMIT, cfg->coa, cfg->ha))
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
-	ipv6_write(outer, first_word, inner_len, IPPROTO_IPV6_, MIP6_TUNNEL_HOP_LIMIT, cfg->coa, cfg->ha);
 	mn_count(MIP6_MN_CNT_ENCAP);
 	return mn_route_to_ha(skb, cfg, eth);
 }
