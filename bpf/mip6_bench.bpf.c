@@ -13,7 +13,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /*
- * The TC programs run on skbs the same way: BPF_PROG_TEST_RUN of a sched_cls program runs
+ * The _tc programs do the same on skbs: BPF_PROG_TEST_RUN of a sched_cls program runs
  * the same skb `repeat` times, so the wrapper undoes the program's work as the XDP one
  * does: the first bytes come back with bpf_skb_store_bytes, a length change at the head is
  * reverted with the inverse bpf_skb_adjust_room (-40 after an encapsulation, +40 after a

@@ -114,15 +114,14 @@ static __always_inline int mn_ingress(struct __sk_buff *skb)
 	/* Drivers may leave headers in page fragments. The IPv6 header is pulled (ip6_rcv
 	 * would pull it anyway); the rest only for the packets whose chain we walk. */
 	m6_pull(skb, MN_HOOK, ETH_HLEN_ + IPV6_HLEN);
-	void *data = (void *)(long)skb->data;
-	struct ipv6hdr *first = data + ETH_HLEN_;
-	if ((void *)(first + 1) <= (void *)(long)skb->data_end && first->version == 6 &&
+	struct ipv6hdr *first = m6_data(skb, MN_HOOK) + ETH_HLEN_;
+	if ((void *)(first + 1) <= m6_data_end(skb, MN_HOOK) && first->version == 6 &&
 	    !is_skippable_ext(first->nexthdr) && first->nexthdr != IPPROTO_IPV6_ &&
 	    first->nexthdr != IPPROTO_MH_ && first->nexthdr != IPPROTO_FRAGMENT_)
 		return M6_PASS(MN_HOOK, MIP6_MN_CNT_IN_PASS); /* TCP, UDP, ICMPv6...: not ours */
 	m6_pull(skb, MN_HOOK, MN_PULL_LEN);
 
-	struct cursor c = { .pos = (void *)(long)skb->data, .end = (void *)(long)skb->data_end };
+	struct cursor c = { .pos = m6_data(skb, MN_HOOK), .end = m6_data_end(skb, MN_HOOK) };
 	struct ethhdr *eth = parse_ethhdr(&c);
 	if (!eth || eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return M6_PASS(MN_HOOK, MIP6_MN_CNT_IN_PASS);
@@ -221,7 +220,7 @@ static __always_inline int mn_encapsulate(struct __sk_buff *skb, const struct mi
 	__u32 gso_size = m6_gso_size(skb, MN_HOOK);
 	if (gso_size && inner->nexthdr == IPPROTO_TCP_) {
 		__u8 *tcp = (void *)(inner + 1);
-		if ((void *)(tcp + 13) <= (void *)(long)skb->data_end &&
+		if ((void *)(tcp + 13) <= m6_data_end(skb, MN_HOOK) &&
 		    IPV6_HLEN + (__u32)(tcp[12] >> 4) * 4 + gso_size + IPV6_HLEN <= mtu_len)
 			flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
 	}
