@@ -51,6 +51,7 @@ public struct SystemError: Error, CustomStringConvertible, Equatable {
 public enum Syscall {
     /// A POSIX call that returns -1 and sets errno: retried on EINTR, thrown otherwise.
     @inline(__always)
+    @discardableResult
     public static func call<T: BinaryInteger>(_ operation: String, _ detail: @autoclosure () -> String = "",
                                               _ body: () -> T) throws(SystemError) -> T {
         while true {

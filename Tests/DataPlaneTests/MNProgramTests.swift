@@ -70,6 +70,11 @@ struct MNProgramTests {
         baDstOpts += [43, 0, 1, 4, 0, 0, 0, 0] + baRH2[40...]
         let tunnelFragment = F.ipv6Header(src: F.homeAgent, dst: F.careOf, nextHeader: 44, payloadLength: 8 + 48)
             + [41, 0, 0, 1, 0, 0, 0, 1] + toMN.prefix(48)
+        // The BA at home behind an Authentication Header (RFC 4302; length in 4-octet units, minus 2).
+        let baHome = bindingAck(to: F.homeAddress, homeAddress: nil)
+        let ah: [UInt8] = [baHome[6], 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+        let baAH = F.ipv6Header(src: F.homeAgent, dst: F.homeAddress, nextHeader: 51, payloadLength: ah.count + baHome.count - 40)
+            + ah + baHome[40...]
         let truncatedExt = F.ipv6Header(src: F.homeAgent, dst: F.careOf, nextHeader: 60, payloadLength: 8)
             + [135, 1, 1, 4, 0, 0, 0, 0] // claims 16 bytes, has 8
         var chain: [UInt8] = []
@@ -118,6 +123,8 @@ struct MNProgramTests {
                  input: received(baDstOpts), verdict: tcShot, output: nil, counters: ["mh_punt"]),
             Case(name: "BA to the home address at home (no routing header): punted", direction: .ingress,
                  input: received(bindingAck(to: F.homeAddress, homeAddress: nil)), verdict: tcShot, output: nil, counters: ["mh_punt"]),
+            Case(name: "BA behind an Authentication Header from the HA: punted", direction: .ingress,
+                 input: received(baAH), verdict: tcShot, output: nil, counters: ["mh_punt"]),
             Case(name: "Binding Refresh Request inside the tunnel: punted", direction: .ingress,
                  input: received(F.tunnel(outerSrc: F.homeAgent, outerDst: F.careOf, brr)), verdict: tcShot, output: nil,
                  counters: ["mh_punt", "mh_punt_tunneled"]),

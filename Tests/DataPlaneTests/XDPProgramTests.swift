@@ -56,6 +56,12 @@ struct XDPProgramTests {
             + [135, 0, 0, 1, 0, 0, 0, 1] + [59, 1, 5, 0, 0, 0, 0, 0]
         let truncatedExt = F.ipv6Header(src: F.careOf, dst: F.homeAgent, nextHeader: 60, payloadLength: 8)
             + [135, 1, 1, 4, 0, 0, 0, 0] // claims 16 bytes, has 8
+        // An Authentication Header (RFC 4302: its length counts 4-octet units, minus 2) in front of an MH.
+        let ah: [UInt8] = [135, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0] // 16 bytes: SPI, sequence, 4-byte ICV
+        let mhAfterAH = F.ipv6Header(src: F.careOf, dst: F.homeAgent, nextHeader: 51, payloadLength: ah.count + 8)
+            + ah + [59, 0, 5, 0, 0, 0, 0, 0]
+        let truncatedAH = F.ipv6Header(src: F.careOf, dst: F.homeAgent, nextHeader: 51, payloadLength: 12)
+            + [135, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1] // claims 24 bytes, has 12
         var truncatedInner = F.tunnel(outerSrc: F.careOf, outerDst: F.homeAgent, fromMN)
         truncatedInner.removeLast(20)
         truncatedInner[5] -= 20
@@ -112,6 +118,10 @@ struct XDPProgramTests {
             Case(name: "MH behind nine extension headers: dropped", input: F.ethernet(mhAfterChain), verdict: xdpDrop, output: nil,
                  counters: ["drop_ext_chain"]),
             Case(name: "fragmented MH: dropped", input: F.ethernet(fragMH), verdict: xdpDrop, output: nil, counters: ["drop_mh_fragment"]),
+            Case(name: "MH behind an Authentication Header: punted, dropped", input: F.ethernet(mhAfterAH), verdict: xdpDrop,
+                 output: nil, counters: ["mh_punt"]),
+            Case(name: "Authentication Header longer than the packet: dropped", input: F.ethernet(truncatedAH), verdict: xdpDrop,
+                 output: nil, counters: ["drop_malformed"]),
             Case(name: "extension header longer than the packet: dropped", input: F.ethernet(truncatedExt), verdict: xdpDrop, output: nil,
                  counters: ["drop_malformed"]),
             Case(name: "packet for an unknown address: passed untouched", input: F.passThroughFrame(), verdict: xdpPass,

@@ -8,9 +8,20 @@
  * on. mip6_bench_ha saves the frame's first bytes, runs the real program, and puts
  * the frame back; mip6_bench_restore_only measures that wrapper alone.
  */
-#include "mip6_ha.bpf.c"
+#include "ha.h"
 #include "mip6_bench.h"
 
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * The _tc programs do the same on skbs: BPF_PROG_TEST_RUN of a sched_cls program runs
+ * the same skb `repeat` times, so the wrapper undoes the program's work as the XDP one
+ * does: the first bytes come back with bpf_skb_store_bytes, a length change at the head is
+ * reverted with the inverse bpf_skb_adjust_room (-40 after an encapsulation, +40 after a
+ * decapsulation), the counterpart of the XDP wrapper's bpf_xdp_adjust_head. Its cost is
+ * measured alone as mip6_bench_restore_only_tc and included in the TC rows, as in the XDP
+ * ones. Each wrapper is written once over the context layer (lib/ctx.h).
+ */
 #define SNAP 160 /* covers Ethernet + outer + inner IPv6 + ICMPv6 header of every fixture */
 
 struct snapshot {
@@ -19,48 +30,92 @@ struct snapshot {
 	__u32 len0; /* frame length before the program ran */
 };
 
-static __always_inline int save(struct xdp_md *ctx, struct snapshot *s)
+/* The whole frame's length, a scalar (no pointer arithmetic in 32 bits). */
+static __always_inline __u32 frame_len(void *ctx, const enum m6_hook hook)
 {
-	s->len0 = bpf_xdp_get_buff_len(ctx); /* a scalar: no pointer arithmetic in 32 bits */
+	return hook == M6_XDP ? (__u32)bpf_xdp_get_buff_len(ctx) : M6_SKB(ctx)->len;
+}
+
+/* The wrapper's own failure: XDP_ABORTED / TC_ACT_SHOT. */
+static __always_inline int bench_abort(const enum m6_hook hook)
+{
+	return hook == M6_XDP ? XDP_ABORTED : TC_ACT_SHOT;
+}
+
+static __always_inline int save(void *ctx, const enum m6_hook hook, struct snapshot *s)
+{
+	s->len0 = frame_len(ctx, hook);
 	__u32 n = s->len0 < SNAP ? s->len0 : SNAP;
 	barrier_var(n);
-	if (n < 14 || n > SNAP || bpf_xdp_load_bytes(ctx, 0, s->bytes, n))
+	if (n < 14 || n > SNAP || m6_load_bytes(ctx, hook, 0, s->bytes, n))
 		return -1;
 	s->n = n;
 	return 0;
 }
 
 /* Undo a length change at the head (encapsulation, decapsulation) and the rewritten bytes. */
-static __always_inline int restore(struct xdp_md *ctx, struct snapshot *s)
+static __always_inline int restore(void *ctx, const enum m6_hook hook, struct snapshot *s)
 {
-	int delta = (int)bpf_xdp_get_buff_len(ctx) - (int)s->len0;
-	if (delta && bpf_xdp_adjust_head(ctx, delta))
+	int delta = (int)frame_len(ctx, hook) - (int)s->len0;
+	if (delta && (hook == M6_XDP ? bpf_xdp_adjust_head(ctx, delta)
+				     : bpf_skb_adjust_room(ctx, -delta, BPF_ADJ_ROOM_MAC, 0)))
 		return -1;
 	__u32 n = s->n;
 	barrier_var(n);
-	if (n < 14 || n > SNAP || bpf_xdp_store_bytes(ctx, 0, s->bytes, n))
+	if (n < 14 || n > SNAP)
 		return -1;
-	return 0;
+	if (hook == M6_XDP)
+		return bpf_xdp_store_bytes(ctx, 0, s->bytes, n) ? -1 : 0;
+	return bpf_skb_store_bytes(ctx, 0, s->bytes, n, 0) ? -1 : 0;
+}
+
+/* The home-agent program between a save and a restore. */
+static __always_inline int bench_ha(void *ctx, const enum m6_hook hook)
+{
+	struct snapshot s;
+	if (save(ctx, hook, &s))
+		return bench_abort(hook);
+	int r = ha_process(ctx, hook);
+	return restore(ctx, hook, &s) ? bench_abort(hook) : r;
+}
+
+/* The save/restore wrapper around nothing: its cost is inside mip6_bench_ha's figures. */
+static __always_inline int bench_restore_only(void *ctx, const enum m6_hook hook)
+{
+	struct snapshot s;
+	if (save(ctx, hook, &s) || restore(ctx, hook, &s))
+		return bench_abort(hook);
+	return m6_act_pass(hook);
+}
+
+/* Parse Ethernet + IPv6, swap the MACs and send the frame back out of the arrival
+ * interface: the least a forwarder does. */
+static __always_inline int bench_tx(void *ctx, const enum m6_hook hook)
+{
+	struct cursor c = { .pos = m6_data(ctx, hook), .end = m6_data_end(ctx, hook) };
+	struct ethhdr *eth = parse_ethhdr(&c);
+	if (!eth || eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return m6_act_pass(hook);
+	struct ipv6hdr *ip6 = parse_ipv6hdr(&c);
+	if (!ip6)
+		return m6_act_drop(hook);
+	__u8 tmp[ETH_ALEN];
+	mac_copy(tmp, eth->h_dest);
+	mac_copy(eth->h_dest, eth->h_source);
+	mac_copy(eth->h_source, tmp);
+	return m6_tx(ctx, hook);
 }
 
 SEC("xdp")
 int mip6_bench_ha(struct xdp_md *ctx)
 {
-	struct snapshot s;
-	if (save(ctx, &s))
-		return XDP_ABORTED;
-	int r = ha_process(ctx);
-	return restore(ctx, &s) ? XDP_ABORTED : r;
+	return bench_ha(ctx, M6_XDP);
 }
 
-/* The save/restore wrapper around nothing: its cost is inside mip6_bench_ha's figures. */
 SEC("xdp")
 int mip6_bench_restore_only(struct xdp_md *ctx)
 {
-	struct snapshot s;
-	if (save(ctx, &s) || restore(ctx, &s))
-		return XDP_ABORTED;
-	return XDP_PASS;
+	return bench_restore_only(ctx, M6_XDP);
 }
 
 /* The floor: hand every frame to the kernel. */
@@ -70,71 +125,22 @@ int mip6_bench_pass(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-/* Parse Ethernet + IPv6, swap the MACs and send the frame back: the least a forwarder does. */
 SEC("xdp")
 int mip6_bench_tx(struct xdp_md *ctx)
 {
-	struct cursor c = { .pos = (void *)(long)ctx->data, .end = (void *)(long)ctx->data_end };
-	struct ethhdr *eth = parse_ethhdr(&c);
-	if (!eth || eth->h_proto != bpf_htons(ETH_P_IPV6))
-		return XDP_PASS;
-	struct ipv6hdr *ip6 = parse_ipv6hdr(&c);
-	if (!ip6)
-		return XDP_DROP;
-	__u8 tmp[ETH_ALEN];
-	mac_copy(tmp, eth->h_dest);
-	mac_copy(eth->h_dest, eth->h_source);
-	mac_copy(eth->h_source, tmp);
-	return XDP_TX;
-}
-
-/* ---- the same for the TC program (mip6_ha_tc) on skbs ----
- * BPF_PROG_TEST_RUN of a sched_cls program runs the same skb `repeat` times, so the
- * wrapper undoes the program's work as the XDP one does: the first bytes come back with
- * bpf_skb_store_bytes, a length change at the head is reverted with the inverse
- * bpf_skb_adjust_room (-40 after an encapsulation, +40 after a decapsulation), the
- * counterpart of the XDP wrapper's bpf_xdp_adjust_head. Its cost is measured alone as
- * mip6_bench_restore_only_tc and included in the TC rows, as in the XDP ones. */
-static __always_inline int save_tc(struct __sk_buff *skb, struct snapshot *s)
-{
-	s->len0 = skb->len;
-	__u32 n = s->len0 < SNAP ? s->len0 : SNAP;
-	barrier_var(n);
-	if (n < 14 || n > SNAP || bpf_skb_load_bytes(skb, 0, s->bytes, n))
-		return -1;
-	s->n = n;
-	return 0;
-}
-
-static __always_inline int restore_tc(struct __sk_buff *skb, struct snapshot *s)
-{
-	int delta = (int)skb->len - (int)s->len0;
-	if (delta && bpf_skb_adjust_room(skb, -delta, BPF_ADJ_ROOM_MAC, 0))
-		return -1;
-	__u32 n = s->n;
-	barrier_var(n);
-	if (n < 14 || n > SNAP || bpf_skb_store_bytes(skb, 0, s->bytes, n, 0))
-		return -1;
-	return 0;
+	return bench_tx(ctx, M6_XDP);
 }
 
 SEC("tc")
 int mip6_bench_ha_tc(struct __sk_buff *skb)
 {
-	struct snapshot s;
-	if (save_tc(skb, &s))
-		return TC_ACT_SHOT;
-	int r = ha_process_tc(skb);
-	return restore_tc(skb, &s) ? TC_ACT_SHOT : r;
+	return bench_ha(skb, M6_TC);
 }
 
 SEC("tc")
 int mip6_bench_restore_only_tc(struct __sk_buff *skb)
 {
-	struct snapshot s;
-	if (save_tc(skb, &s) || restore_tc(skb, &s))
-		return TC_ACT_SHOT;
-	return TC_ACT_OK;
+	return bench_restore_only(skb, M6_TC);
 }
 
 /* The TC floor: hand every skb to the kernel. */
@@ -144,22 +150,11 @@ int mip6_bench_pass_tc(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-/* Parse Ethernet + IPv6, swap the MACs, redirect to the arrival device's egress. */
+/* The bounce redirects to the arrival device's egress. */
 SEC("tc")
 int mip6_bench_tx_tc(struct __sk_buff *skb)
 {
-	struct cursor c = { .pos = (void *)(long)skb->data, .end = (void *)(long)skb->data_end };
-	struct ethhdr *eth = parse_ethhdr(&c);
-	if (!eth || eth->h_proto != bpf_htons(ETH_P_IPV6))
-		return TC_ACT_OK;
-	struct ipv6hdr *ip6 = parse_ipv6hdr(&c);
-	if (!ip6)
-		return TC_ACT_SHOT;
-	__u8 tmp[ETH_ALEN];
-	mac_copy(tmp, eth->h_dest);
-	mac_copy(eth->h_dest, eth->h_source);
-	mac_copy(eth->h_source, tmp);
-	return bpf_redirect(skb->ifindex, 0);
+	return bench_tx(skb, M6_TC);
 }
 
 /* ---- packet generator (mip6 bench gen) ----

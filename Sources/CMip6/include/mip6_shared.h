@@ -27,20 +27,35 @@
 #define MIP6_MAP_SRC_LIMIT     "mip6_src_tb"     /* signaling token buckets per source /64 */
 #define MIP6_MAP_NEXTHOP       "mip6_nexthop"    /* next-hop cache (skips bpf_fib_lookup) */
 
-/* ---- capacities ---- */
+/* ---- capacities ----
+ * Map sizes and BPF-side limits. Each may be overridden for a BPF build (-DNAME=...): the
+ * control plane reads a map's size from the map, never from these. */
 #ifndef MIP6_MAX_BINDINGS
 #define MIP6_MAX_BINDINGS      1048576   /* binding cache entries (one per home address) */
 #endif
+#ifndef MIP6_MAX_IFACES
 #define MIP6_MAX_IFACES        64
+#endif
+#ifndef MIP6_MAX_LOCAL_ADDRS
 #define MIP6_MAX_LOCAL_ADDRS   256
+#endif
+#ifndef MIP6_MAX_SRC_BUCKETS
 #define MIP6_MAX_SRC_BUCKETS   8192      /* per-source-/64 limiters; past it only the global one applies */
+#endif
+#ifndef MIP6_MAX_NEXTHOPS
 #define MIP6_MAX_NEXTHOPS      65536     /* next-hop cache entries (LRU) */
+#endif
+#ifndef MIP6_PUNT_RING_BYTES
 #define MIP6_PUNT_RING_BYTES   (1 << 22) /* signaling ring buffer, bytes (power of two): > the default
                                           * punt burst of small records, so what the limiter lets
                                           * through fits */
+#endif
+#ifndef MIP6_MAX_EXT_HEADERS
+#define MIP6_MAX_EXT_HEADERS   8         /* extension headers (AH included) the parser walks past (bpf/lib/parse.h) */
+#endif
+/* Punt record layout, not a capacity: fixed. */
 #define MIP6_PUNT_SMALL        256       /* records for packets up to this size reserve only this much */
 #define MIP6_PUNT_MAX          1280      /* bytes of a punted packet kept (IPv6 minimum MTU) */
-#define MIP6_MAX_EXT_HEADERS   8         /* fixed limit on the extension-header walk */
 #define MIP6_TUNNEL_HOP_LIMIT  64        /* outer hop limit, RFC 2473 §6.3 (default) */
 
 /* ---- program names in the embedded objects ---- */

@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The home agent's packet logic (RFC 6275 §10.4), one body for both hooks:
+ * ha_process(ctx, hook) is inlined into mip6_ha.bpf.c's SEC("xdp") and SEC("tc") entries
+ * with a constant hook, and into perf/'s wrappers (mip6_bench.bpf.c).
+ *
+ *  - to a registered home address: IPv6-in-IPv6 to the care-of address (RFC 2473)
+ *  - to our address, next header 41 from a registered CoA: reverse tunnel, decapsulate (§10.4.5)
+ *  - NS for a registered home address: answer with our link-layer address (proxy ND, §10.4.1)
+ *  - Mobility Header to one of our addresses: copy to the control plane's ring, drop
+ *    (this kernel would discard a BU for its Home Address option and answer Parameter Problem)
+ *  - everything else: XDP_PASS / TC_ACT_OK
+ *
+ * Each function returns an outcome (lib/verdict.h): a drop reason or a counter and a
+ * verdict, both named by the counters of mip6_shared.h; ha_process counts it once.
+ */
+#ifndef M6_HA_H
+#define M6_HA_H
+
+#include "lib/ctx.h"
+#include "lib/verdict.h"
+#include "lib/punt.h"
+#include "lib/ptb.h"
+#include "lib/nexthop.h"
+#include "lib/ratelimit.h"
+#include "lib/tunnel.h"
+#include "ha_maps.h"
+
+/* Bytes made directly readable (TC: a driver may leave headers in page fragments): on every
+ * packet Ethernet + IPv6 + the first 8 bytes of the next header; to our own addresses
+ * (tunnels, signaling) enough for an outer header, a few extension headers and the inner
+ * header; for an NS, the whole message with its options. */
+#ifndef HA_PULL_FAST
+#define HA_PULL_FAST  (ETH_HLEN_ + IPV6_HLEN + 8)
+#endif
+#ifndef HA_PULL_LOCAL
+#define HA_PULL_LOCAL 256
+#endif
+#ifndef HA_PULL_ND
+#define HA_PULL_ND    MIP6_PUNT_MAX
+#endif
+
+static __always_inline void ha_count(__u32 idx)
+{
+	m6_count(&mip6_counters, idx);
+}
+
+/*
+ * Signaling flood protection: every punt to the control plane passes a per-source-/64
+ * bucket and a global one, so a flood cannot starve the control plane and one source
+ * cannot take the whole budget. Forwarding never goes through here.
+ * 0 when allowed, else the counter of the limiter that refused.
+ */
+static __always_inline __u32 ha_punt_limited(const struct mip6_config *cfg, const struct ipv6hdr *ip6)
+{
+	__u64 now = bpf_ktime_get_ns();
+	if (cfg->src_cost_ns) {
+		__u64 prefix = *(const __u64 *)ip6->saddr.s6_addr;
+		struct mip6_rate_state *b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
+		if (!b) { /* a new prefix evicts the least recently seen one */
+			struct mip6_rate_state fresh = { .credit_ns = cfg->src_burst_ns, .last_ns = now };
+			bpf_map_update_elem(&mip6_src_tb, &prefix, &fresh, BPF_NOEXIST);
+			b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
+		}
+		if (b && !m6_rate_take(&b->credit_ns, &b->last_ns, now, cfg->src_cost_ns, cfg->src_burst_ns))
+			return MIP6_CNT_PUNT_SRC_RATE_LIMITED;
+	}
+	if (cfg->punt_cost_ns) {
+		__u32 zero = 0;
+		struct mip6_token_bucket *g = bpf_map_lookup_elem(&mip6_punt_tb, &zero);
+		if (g && !m6_bucket_take(g, now, cfg->punt_cost_ns, cfg->punt_burst_ns))
+			return MIP6_CNT_PUNT_RATE_LIMITED;
+	}
+	return 0;
+}
+
+/* Copy the packet from the IPv6 header on into mip6_punt; 0, or <0 when it could not. */
+static __always_inline int ha_punt(void *ctx, const enum m6_hook hook, __u32 kind, struct ethhdr *eth)
+{
+	__u32 pkt_len = m6_len(ctx, hook);
+	if (pkt_len <= ETH_HLEN_)
+		return M6_PUNT_FAILED;
+	int rc = m6_punt(ctx, hook, &mip6_punt, kind, ETH_HLEN_, pkt_len - ETH_HLEN_, eth->h_source);
+	if (rc == M6_PUNT_TRUNCATED)
+		ha_count(MIP6_CNT_MH_PUNT_TRUNCATED);
+	return rc < 0 ? rc : 0;
+}
+
+/* `packets`: 1, or the segments of a GSO skb (TC), so XDP and TC count the same traffic alike. */
+static __always_inline void ha_stats_add(const __u8 *hoa, __u32 bytes, __u32 packets, int to_mn)
+{
+	struct mip6_binding_stats *s = bpf_map_lookup_elem(&mip6_bind_stats, hoa);
+	if (!s) /* created by the control plane with the binding */
+		return;
+	if (to_mn) {
+		__sync_fetch_and_add(&s->to_mn_packets, packets);
+		__sync_fetch_and_add(&s->to_mn_bytes, bytes);
+	} else {
+		__sync_fetch_and_add(&s->from_mn_packets, packets);
+		__sync_fetch_and_add(&s->from_mn_bytes, bytes);
+	}
+}
+
+/* The route for `fib`, through the next-hop cache of mip6_config.nh_gen's generation. */
+static __always_inline int ha_fib(void *ctx, const struct mip6_config *cfg, struct bpf_fib_lookup *fib)
+{
+	int hit;
+	int rc = m6_fib_cached(ctx, &mip6_nexthop, cfg->nh_gen, fib, &hit);
+	ha_count(hit ? MIP6_CNT_NH_CACHE_HIT : MIP6_CNT_NH_CACHE_MISS);
+	return rc;
+}
+
+/* RFC 8200 §3: we forward the packet once; the skb checksum follows (TC). */
+static __always_inline void ha_hop_limit_dec(void *ctx, const enum m6_hook hook, struct ipv6hdr *ip6)
+{
+	__u32 old_word = ((__u32 *)ip6)[1];
+	ip6->hop_limit--;
+	__u32 new_word = ((__u32 *)ip6)[1];
+	m6_csum_replaced(ctx, hook, &old_word, 4, &new_word, 4);
+}
+
+/* To the next hop the FIB found: out of the arrival interface (counted as `tx`), or
+ * redirected to another one (`redirect`). */
+static __always_inline int ha_forward(void *ctx, const enum m6_hook hook, struct ethhdr *eth,
+				      const struct bpf_fib_lookup *fib, __u32 tx, __u32 redirect)
+{
+	mac_copy(eth->h_dest, fib->dmac);
+	mac_copy(eth->h_source, fib->smac);
+	if (fib->ifindex == m6_ifindex(ctx, hook))
+		return M6_OUT(tx, m6_tx(ctx, hook));
+	return M6_OUT(redirect, m6_redirect(ctx, hook, fib->ifindex, 0));
+}
+
+/* The sender's packet does not fit the tunnel: Packet Too Big back out of the arrival interface. */
+static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook, const __u8 *ha_addr, __u32 mtu)
+{
+	int rc = m6_packet_too_big(ctx, hook, ha_addr, mtu);
+	if (rc == M6_PTB_NOT_TOO_BIG) /* cannot happen for a genuine too-big packet; let the kernel judge */
+		return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
+	if (rc)
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+	return M6_OUT(MIP6_CNT_ENCAP_TOO_BIG, m6_tx(ctx, hook));
+}
+
+/*
+ * What goes on the wire after encapsulation must fit the route: the packet + 40, or one
+ * segment of a GSO skb (TC); 0 when the tunnel cannot carry it. *flags: open_room's.
+ * Encapsulating a GSO skb (bpf_skb_adjust_room with ENCAP_L3_IPV6 marks it SKB_GSO_IPXIP6,
+ * so TSO/GSO segment it with an outer header on every segment):
+ *  - TCP: without FIXED_GSO the kernel lowers gso_size by 40, so every segment on the wire
+ *    is exactly as long as the segment that arrived: one segment must fit the route.
+ *  - UDP (UDP_L4 GSO): gso_size is each datagram's payload and cannot change (the kernel
+ *    answers -ENOTSUPP); with FIXED_GSO every datagram grows by 40, and must still fit
+ *    (if not, the sender gets Packet Too Big, as for a single datagram).
+ *  - anything else (extension headers first, another GSO type): 0, counted and dropped
+ *    as drop_encap_gso; the kernel's -ENOTSUPP for a type it cannot handle goes there too.
+ */
+static __always_inline __u32 ha_encap_wire_len(void *ctx, const enum m6_hook hook, struct ipv6hdr *ip6,
+					       __u32 inner_len, __u64 *flags)
+{
+	if (hook == M6_XDP)
+		return inner_len + IPV6_HLEN;
+	*flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV6;
+	__u32 gso = m6_gso_size(ctx, hook);
+	if (!gso)
+		return inner_len + IPV6_HLEN;
+	__u32 seg = m6_seg_len(ctx, hook, ETH_HLEN_, ip6->nexthdr, inner_len);
+	if (seg == 0)
+		return 0;
+	if (ip6->nexthdr == IPPROTO_UDP_) {
+		*flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
+		return seg + IPV6_HLEN;
+	}
+	if (gso <= 2 * IPV6_HLEN) /* nothing left of a segment once it shrinks by 40 */
+		return 0;
+	return seg;
+}
+
+/* RFC 6275 §10.4.1-2: tunnel a packet for a registered home address to its care-of address. */
+static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
+					  struct ipv6hdr *ip6, const struct mip6_binding *b)
+{
+	if (ip6->hop_limit <= 1) /* the kernel sends Time Exceeded */
+		return M6_PASS(hook, MIP6_CNT_ENCAP_HOPLIMIT);
+
+	__u8 hoa[16], coa[16], ha_addr[16];
+	addr_copy(hoa, ip6->daddr.s6_addr);
+	addr_copy(coa, b->coa);
+	addr_copy(ha_addr, cfg->ha_addr);
+	__u32 inner_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
+	__u32 first_word = *(__u32 *)ip6; /* version, traffic class, flow label: copied out (RFC 2473 §6.4) */
+
+	__u64 room_flags = 0;
+	__u32 wire_len = ha_encap_wire_len(ctx, hook, ip6, inner_len, &room_flags);
+	if (wire_len == 0 || wire_len > 0xffff || inner_len > 0xffff)
+		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
+
+	struct bpf_fib_lookup fib;
+	m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
+	int rc = ha_fib(ctx, cfg, &fib);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		__u32 mtu = fib.mtu_result > 1280 + IPV6_HLEN ? fib.mtu_result - IPV6_HLEN : 1280;
+		return ha_packet_too_big(ctx, hook, ha_addr, mtu);
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return M6_DROP(MIP6_CNT_ENCAP_FIB_FAIL);
+
+	ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
+
+	int err = m6_open_room(ctx, hook, IPV6_HLEN, room_flags);
+	if (err == -ENOTSUPP_) /* a GSO type the kernel cannot re-segment behind an outer header */
+		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
+	if (err)
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+	struct ethhdr *eth;
+	__u8 hop_limit = cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT;
+	if (!m6_tunnel_header(ctx, hook, &eth, first_word, inner_len, hop_limit, ha_addr, coa))
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+
+	ha_count(MIP6_CNT_ENCAP);
+	ha_stats_add(hoa, inner_len, m6_segs(ctx, hook), 1);
+
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) /* the kernel resolves the next hop and forwards */
+		return M6_PASS(hook, MIP6_CNT_ENCAP_PASS_NO_NEIGH);
+	return ha_forward(ctx, hook, eth, &fib, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
+}
+
+/* RFC 6275 §10.4.5: reverse tunnel from a registered care-of address. `inner` follows
+ * `outer_len` bytes of outer IPv6 header (and extension headers). */
+static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
+					  struct ipv6hdr *outer, struct ipv6hdr *inner, __u32 outer_len, void *data_end)
+{
+	if ((void *)(inner + 1) > data_end || inner->version != 6)
+		return M6_DROP(MIP6_CNT_DROP_TUNNEL_MALFORMED);
+	__u32 inner_len = bpf_ntohs(inner->payload_len) + IPV6_HLEN;
+	if (ETH_HLEN_ + outer_len + inner_len > m6_len(ctx, hook))
+		return M6_DROP(MIP6_CNT_DROP_TUNNEL_MALFORMED);
+
+	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, inner->saddr.s6_addr);
+	if (!b)
+		return M6_DROP(MIP6_CNT_DROP_TUNNEL_NO_BINDING);
+	if (!addr_eq(b->coa, outer->saddr.s6_addr))
+		return M6_DROP(MIP6_CNT_DROP_TUNNEL_SPOOFED);
+
+	__u8 hoa[16];
+	addr_copy(hoa, inner->saddr.s6_addr);
+	/* A GSO skb is checked as one of its segments; 0 (unknown) is left to the kernel. */
+	__u32 seg = m6_seg_len(ctx, hook, ETH_HLEN_ + outer_len, inner->nexthdr, inner_len);
+	struct bpf_fib_lookup fib;
+	m6_fib_init(&fib, m6_ifindex(ctx, hook), inner->nexthdr, seg, inner->saddr.s6_addr, inner->daddr.s6_addr);
+	int forward = inner->hop_limit > 1 && fib.tot_len != 0;
+	int rc = forward ? ha_fib(ctx, cfg, &fib) : -1;
+
+	if (m6_close_room(ctx, hook, outer_len))
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+	void *data = m6_data(ctx, hook);
+	data_end = m6_data_end(ctx, hook);
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + sizeof(*eth);
+	if ((void *)(ip6 + 1) > data_end)
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+
+	ha_count(MIP6_CNT_DECAP);
+	ha_stats_add(hoa, inner_len, m6_segs(ctx, hook), 0);
+
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) /* no neighbour yet, too big, hop limit: the kernel knows best */
+		return M6_PASS(hook, MIP6_CNT_DECAP_PASS_KERNEL);
+	ha_hop_limit_dec(ctx, hook, ip6);
+	return ha_forward(ctx, hook, eth, &fib, MIP6_CNT_DECAP_TX, MIP6_CNT_DECAP_REDIRECT);
+}
+
+/* Packets to one of our addresses: MH to the control plane, IPv6-in-IPv6 to decapsulation. */
+static __always_inline int ha_to_local(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
+				       struct ethhdr *eth, struct ipv6hdr *ip6, struct cursor *c)
+{
+	int frag_next;
+	int nh = m6_walk_ext(c, ip6->nexthdr, &frag_next);
+	if (nh == M6_WALK_TRUNCATED)
+		return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+	if (nh == M6_WALK_TOO_LONG)
+		return M6_DROP(MIP6_CNT_DROP_EXT_CHAIN);
+	if (nh == IPPROTO_MH_) {
+		__u32 limited = ha_punt_limited(cfg, ip6);
+		if (limited)
+			return M6_DROP(limited);
+		if (ha_punt(ctx, hook, MIP6_PUNT_MH, eth) < 0)
+			return M6_DROP(MIP6_CNT_MH_PUNT_RING_FULL);
+		return M6_DROP(MIP6_CNT_MH_PUNT);
+	}
+	if (nh == IPPROTO_IPV6_)
+		return ha_decapsulate(ctx, hook, cfg, ip6, c->pos, c->pos - (void *)ip6, c->end);
+	/* Signaling is never reassembled: a first fragment of an MH is dropped here,
+	 * later fragments die in the kernel's reassembly queue. */
+	if (nh == IPPROTO_FRAGMENT_ && frag_next == IPPROTO_MH_)
+		return M6_DROP(MIP6_CNT_DROP_MH_FRAGMENT);
+	return M6_PASS(hook, MIP6_CNT_PASS_LOCAL);
+}
+
+/*
+ * RFC 6275 §10.4.1 proxy Neighbor Discovery for a registered home address, with the
+ * validity checks of RFC 4861 §7.1.1. An NS we do not answer goes to the kernel.
+ */
+#define HA_NA_LEN (ETH_HLEN_ + IPV6_HLEN + 32)
+static __always_inline int ha_proxy_na(void *ctx, const enum m6_hook hook, struct ipv6hdr *ip6, __u8 *icmp,
+				       void *data_end)
+{
+	const int not_ours = M6_PASS(hook, MIP6_CNT_PASS_OTHER);
+	if ((void *)(icmp + 24) > data_end)
+		return not_ours;
+	__u8 *target = icmp + 8;
+	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, target);
+	if (!b)
+		return not_ours;
+	if (b->ifindex && b->ifindex != m6_ifindex(ctx, hook))
+		return not_ours;
+	__u32 icmp_len = bpf_ntohs(ip6->payload_len);
+	int unspec = addr_is_unspecified(ip6->saddr.s6_addr);
+	if (ip6->hop_limit != 255 || icmp[1] != 0 || icmp_len < 24 || (void *)icmp + icmp_len > data_end ||
+	    addr_is_multicast(target) || addr_is_multicast(ip6->saddr.s6_addr))
+		return M6_DROP(MIP6_CNT_NS_BAD);
+	if (unspec && !addr_is_solicited_node_of(ip6->daddr.s6_addr, target))
+		return M6_DROP(MIP6_CNT_NS_BAD);
+	/* Options: each must have a non-zero length; a DAD probe carries no SLLA. */
+	__u8 *opt = icmp + 24;
+	int i;
+	for (i = 0; i < 4; i++) {
+		if (opt >= icmp + icmp_len)
+			break;
+		if ((void *)(opt + 2) > data_end || opt[1] == 0)
+			return M6_DROP(MIP6_CNT_NS_BAD);
+		if (opt[0] == ND_OPT_SLLA_ && unspec)
+			return M6_DROP(MIP6_CNT_NS_BAD);
+		opt += (__u32)opt[1] * 8;
+	}
+
+	__u32 ifindex = m6_ifindex(ctx, hook);
+	struct mip6_iface *ifc = bpf_map_lookup_elem(&mip6_ifaces, &ifindex);
+	if (!ifc)
+		return not_ours;
+
+	__u8 tgt[16], dst[16], peer_mac[ETH_ALEN], our_mac[ETH_ALEN];
+	addr_copy(tgt, target);
+	if (unspec) { /* defend against a DAD probe: reply to all-nodes (RFC 4861 §7.2.4) */
+		__builtin_memset(dst, 0, 16);
+		dst[0] = 0xff; dst[1] = 0x02; dst[15] = 1;
+		peer_mac[0] = 0x33; peer_mac[1] = 0x33; peer_mac[2] = 0; peer_mac[3] = 0; peer_mac[4] = 0; peer_mac[5] = 1;
+	} else {
+		addr_copy(dst, ip6->saddr.s6_addr);
+		struct ethhdr *e = m6_data(ctx, hook);
+		if ((void *)(e + 1) > data_end)
+			return not_ours;
+		mac_copy(peer_mac, e->h_source);
+	}
+	mac_copy(our_mac, ifc->mac);
+
+	/* Resize the frame to exactly an NA with a Target Link-Layer Address option. */
+	if (m6_set_len(ctx, hook, HA_NA_LEN))
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+	m6_pull(ctx, hook, HA_NA_LEN);
+	void *data = m6_data(ctx, hook);
+	data_end = m6_data_end(ctx, hook);
+	if (data + HA_NA_LEN > data_end)
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+	struct ethhdr *eth = data;
+	struct ipv6hdr *na_ip = data + sizeof(*eth);
+	__u8 *na = (void *)(na_ip + 1);
+
+	mac_copy(eth->h_dest, peer_mac);
+	mac_copy(eth->h_source, our_mac);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	ipv6_write(na_ip, bpf_htonl(0x60000000), 32, IPPROTO_ICMPV6_, 255, tgt, dst);
+	na[0] = ND_NA_;
+	na[1] = 0;
+	*(__u16 *)(na + 2) = 0;
+	/* R = 0, S unless answering a DAD probe, O set: we override the node's own entry. */
+	*(__u32 *)(na + 4) = bpf_htonl(unspec ? 0x20000000 : 0x60000000);
+	addr_copy(na + 8, tgt);
+	na[24] = ND_OPT_TLLA_;
+	na[25] = 1;
+	mac_copy(na + 26, our_mac);
+
+	__s64 s1 = icmp6_pseudo_sum(na_ip, 32);
+	__s64 s2 = bpf_csum_diff(0, 0, (void *)na, 32, 0);
+	if (s1 < 0 || s2 < 0)
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+	*(__u16 *)(na + 2) = csum_fold((__u64)s1 + (__u64)s2);
+	return M6_OUT(MIP6_CNT_NA_PROXY, m6_tx(ctx, hook));
+}
+
+/* Ethernet + IPv6 from the start of the frame; 0, or the outcome for a frame that is not. */
+static __always_inline int ha_parse(void *ctx, const enum m6_hook hook, struct cursor *c, struct ethhdr **eth,
+				    struct ipv6hdr **ip6)
+{
+	c->pos = m6_data(ctx, hook);
+	c->end = m6_data_end(ctx, hook);
+	*eth = parse_ethhdr(c);
+	if (!*eth || (*eth)->h_proto != bpf_htons(ETH_P_IPV6))
+		return M6_PASS(hook, MIP6_CNT_PASS_NOT_IPV6);
+	*ip6 = parse_ipv6hdr(c);
+	return *ip6 ? 0 : M6_DROP(MIP6_CNT_DROP_MALFORMED);
+}
+
+static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
+{
+	__u32 zero = 0;
+	struct cursor c;
+	struct ethhdr *eth;
+	struct ipv6hdr *ip6;
+
+	/* TC: headers a driver left in page fragments become readable (XDP frames are linear). */
+	m6_pull(ctx, hook, HA_PULL_FAST);
+	int ret = ha_parse(ctx, hook, &c, &eth, &ip6);
+	if (ret)
+		return ret;
+
+	struct mip6_config *cfg = bpf_map_lookup_elem(&mip6_config, &zero);
+	if (!cfg || !(cfg->flags & MIP6_CFG_ENABLED))
+		return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
+
+	/* Signaling, tunnels and ND are parsed deeper than HA_PULL_FAST. Each pull is a no-op
+	 * when the bytes are linear already (always in XDP); after a real one, parse again. */
+	if (addr_eq(ip6->daddr.s6_addr, cfg->ha_addr) || bpf_map_lookup_elem(&mip6_locals, ip6->daddr.s6_addr)) {
+		if (m6_pull(ctx, hook, HA_PULL_LOCAL) > 0 && ha_parse(ctx, hook, &c, &eth, &ip6))
+			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+		return ha_to_local(ctx, hook, cfg, eth, ip6, &c);
+	}
+
+	if (ip6->nexthdr == IPPROTO_ICMPV6_) {
+		__u8 *icmp = c.pos;
+		if ((void *)(icmp + 1) > c.end)
+			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+		if (icmp[0] == ND_NS_) {
+			if (m6_pull(ctx, hook, HA_PULL_ND) > 0) {
+				if (ha_parse(ctx, hook, &c, &eth, &ip6))
+					return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+				icmp = c.pos;
+			}
+			return ha_proxy_na(ctx, hook, ip6, icmp, c.end);
+		}
+		if (icmp[0] == ND_NA_ && (cfg->flags & MIP6_CFG_PUNT_NA)) {
+			__u32 limited = ha_punt_limited(cfg, ip6);
+			if (limited)
+				ha_count(limited);
+			else if (ha_punt(ctx, hook, MIP6_PUNT_NA, eth) == 0)
+				ha_count(MIP6_CNT_NA_COPY);
+			return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
+		}
+	}
+
+	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, ip6->daddr.s6_addr);
+	if (b) {
+		/* We copy payload_len into the outer header: it must not claim more than is there
+		 * (0 would be a jumbogram, which no tunnel carries). */
+		__u32 plen = bpf_ntohs(ip6->payload_len);
+		if (plen == 0 || ETH_HLEN_ + IPV6_HLEN + plen > m6_len(ctx, hook))
+			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+		return ha_encapsulate(ctx, hook, cfg, ip6, b);
+	}
+	return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
+}
+
+/* The whole program: count every packet, handle it, count its outcome, return the verdict. */
+static __always_inline int ha_process(void *ctx, const enum m6_hook hook)
+{
+	ha_count(MIP6_CNT_RX_TOTAL);
+	return m6_exit(hook, ha_handle(ctx, hook), &mip6_counters);
+}
+
+#endif /* M6_HA_H */

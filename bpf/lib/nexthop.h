@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Route lookups: bpf_fib_lookup set up for one IPv6 packet, and a next-hop cache in
+ * front of it (struct mip6_nexthop in an LRU hash keyed by destination, passed in).
+ */
+#ifndef M6_LIB_NEXTHOP_H
+#define M6_LIB_NEXTHOP_H
+
+#include "ctx.h"
+#include "mip6_shared.h"
+
+/* A lookup of `src` -> `dst` for a packet of `tot_len` bytes (0: not checked against the MTU). */
+static __always_inline void m6_fib_init(struct bpf_fib_lookup *fib, __u32 ifindex, __u8 l4_protocol, __u16 tot_len,
+					const __u8 *src, const __u8 *dst)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET6_;
+	fib->ifindex = ifindex;
+	fib->l4_protocol = l4_protocol;
+	fib->tot_len = tot_len;
+	addr_copy((__u8 *)fib->ipv6_src, src);
+	addr_copy((__u8 *)fib->ipv6_dst, dst);
+}
+
+/*
+ * bpf_fib_lookup behind a cache: about three quarters of the per-packet cost of a
+ * straightforward encapsulation is the IPv6 FIB lookup. An entry is used only while its
+ * generation is `gen` (the control plane bumps it on every route, neighbour or link
+ * event) and the packet is no longer than one the FIB already accepted on that route.
+ * Anything else goes to the FIB, whose answer refreshes the entry.
+ * Returns what bpf_fib_lookup would; *hit tells whether the cache answered.
+ */
+static __always_inline int m6_fib_cached(void *ctx, void *cache, __u32 gen, struct bpf_fib_lookup *fib, int *hit)
+{
+	struct mip6_nexthop *nh = bpf_map_lookup_elem(cache, fib->ipv6_dst);
+	__u32 len = fib->tot_len;
+	if (nh && nh->gen == gen && len <= nh->max_len) {
+		fib->ifindex = nh->ifindex;
+		mac_copy(fib->smac, nh->smac);
+		mac_copy(fib->dmac, nh->dmac);
+		*hit = 1;
+		return BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	*hit = 0;
+	__u8 dst[16]; /* bpf_fib_lookup overwrites ipv6_dst with the gateway */
+	addr_copy(dst, (__u8 *)fib->ipv6_dst);
+	int rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		struct mip6_nexthop fresh = { .ifindex = fib->ifindex, .gen = gen, .max_len = len };
+		if (nh && nh->gen == gen && nh->ifindex == fib->ifindex && nh->max_len > len)
+			fresh.max_len = nh->max_len;
+		mac_copy(fresh.smac, fib->smac);
+		mac_copy(fresh.dmac, fib->dmac);
+		bpf_map_update_elem(cache, dst, &fresh, BPF_ANY);
+	}
+	return rc;
+}
+
+#endif /* M6_LIB_NEXTHOP_H */
