@@ -3,6 +3,7 @@ enum IPProto {
     static let hopByHop: UInt8 = 0
     static let routing: UInt8 = 43
     static let fragment: UInt8 = 44
+    static let authentication: UInt8 = 51
     static let icmpv6: UInt8 = 58
     static let destinationOptions: UInt8 = 60
     static let mobility: UInt8 = 135
@@ -92,7 +93,8 @@ public enum IPv6PacketParser {
         var end: Int
     }
 
-    /// Walks the IPv6 header and its Hop-by-Hop, Routing and Destination Options headers.
+    /// Walks the IPv6 header and its Hop-by-Hop, Routing, Destination Options and
+    /// Authentication headers.
     static func walk(_ p: UnsafeRawBufferPointer) throws(PacketParseError) -> Chain {
         guard p.count >= 1 else { throw .truncated }
         guard p[0] >> 4 == 6 else { throw .notIPv6 }
@@ -120,6 +122,18 @@ public enum IPv6PacketParser {
                     try options(p, from: start + 2, to: start + length,
                                 destinationOptions: chain.nextHeader == IPProto.destinationOptions, into: &chain)
                 }
+                chain.nextHeader = p[start]
+                chain.offset = start + length
+            case IPProto.authentication:
+                // RFC 4302 §2.2: Payload Len in 4-octet units, minus 2. Skipped, as the data
+                // plane skips it (bpf/lib/parse.h); the ICV is not verified here (no IPsec SA
+                // database): RFC 4285 is what authenticates a BU.
+                extensionHeaders += 1
+                guard extensionHeaders <= maxExtensionHeaders else { throw .tooManyExtensionHeaders }
+                let start = chain.offset
+                guard start + 8 <= end else { throw .truncated }
+                let length = (Int(p[start + 1]) + 2) * 4
+                guard start + length <= end else { throw .truncated }
                 chain.nextHeader = p[start]
                 chain.offset = start + length
             case IPProto.fragment:

@@ -160,6 +160,23 @@ struct IPv6PacketParserTests {
         }
     }
 
+    /// An AH (RFC 4302 §2.2) with a 12-octet ICV: Payload Len 4 = (12 + 12) / 4 - 2.
+    func authHeader(_ next: UInt8) -> [UInt8] { [next, 4, 0, 0, 0, 0, 0x01, 0x00, 0, 0, 0, 1] + [UInt8](repeating: 0xAB, count: 12) }
+
+    @Test func authenticationHeaderIsSkippedAsTheDataPlaneDoes() throws {
+        // The data plane punts an MH behind an AH (bpf/lib/parse.h); the parser finds it too.
+        let p = try IPv6PacketParser.parseMobility(packet(nextHeader: 51, extensions: authHeader(135)))
+        #expect(p.mhOffset == 40 + 24)
+        let q = try IPv6PacketParser.parseMobility(packet(nextHeader: 60, extensions: padHeader(51) + authHeader(135)))
+        #expect(q.mhOffset == 40 + 8 + 24)
+        // An AH longer than the payload is truncated, not read past.
+        var long = authHeader(135)
+        long[1] = 40
+        #expect(throws: PacketParseError.truncated) {
+            try IPv6PacketParser.parseMobility(packet(nextHeader: 51, extensions: long))
+        }
+    }
+
     @Test func extensionHeaderOverrunsPayload() {
         // Hdr Ext Len 5 (48 octets) but only the MH follows.
         #expect(throws: PacketParseError.truncated) {
