@@ -96,6 +96,11 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
     /// so keys already returned come again: they are dropped here by their bytes. The walk
     /// gives up after `limit` keys or as many steps as 4× the map's size, whichever comes first.
     public func keys(limit: Int = Int.max) throws -> [Key] {
+        try keys(limit: limit, afterEach: nil)
+    }
+
+    /// The walk, with a hook after each step (tests delete keys mid-walk with it).
+    func keys(limit: Int, afterEach: ((Key) throws -> Void)?) throws -> [Key] {
         var result: [Key] = []
         var seen = Set<[UInt8]>()
         var cur: Key = zeroed()
@@ -115,6 +120,7 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable> {
             first = false
             cur = next
             if seen.insert(withUnsafeBytes(of: &next) { Array($0) }).inserted { result.append(next) }
+            try afterEach?(next)
         }
         return result
     }
