@@ -195,8 +195,9 @@ def authenticated_mh(mh_type: int, data: bytes, *, coa: str, hoa: str, spi: int,
                      nai: bytes | None, timestamp: int | None, checksum_src: str, checksum_dst: str,
                      alt_coa: str | None = None) -> bytearray:
     """A Mobility Header laid out as the home agent's encoder lays it out (MobilityOption.encode):
-    [Alternate CoA 8n+6] | MN-ID (NAI) | [Replay Protection 8n+2] | MN-HA auth 4n+1 (last),
-    Pad1/PadN before each option as its alignment needs, then padding to 8n. Header Len set,
+    [Alternate CoA 8n+6] | MN-ID (NAI) | [Replay Protection 8n+2] | MN-HA auth at 8n+5 (4n+1,
+    and its 19 octets then end the header on 8n: RFC 4285 §5.1 wants nothing after it, padding
+    included), Pad1/PadN before each option as its alignment needs. Header Len set,
     the authenticator computed over `coa | hoa | MH[0 .. end of SPI]` (checksum zero), the
     checksum (`checksum_src` -> `checksum_dst`) last. `nai` None leaves the MN-ID option out."""
     mh = bytearray([IPPROTO_NONE, 0, mh_type, 0, 0, 0]) + data
@@ -206,10 +207,10 @@ def authenticated_mh(mh_type: int, data: bytes, *, coa: str, hoa: str, spi: int,
         mh += mn_id_option(nai)
     if timestamp is not None:
         mh += align(len(mh), 8, 2) + replay_option(timestamp)
-    mh += align(len(mh), 4, 1)
+    mh += align(len(mh), 8, 5)
     auth_at = len(mh)
     mh += auth_option(spi)
-    mh += pad_option(-len(mh) % 8)
+    assert len(mh) % 8 == 0, "the MN-HA option ends the header"
     mh[1] = len(mh) // 8 - 1
     spi_end = auth_at + 7
     mh[4:6] = b"\0\0"

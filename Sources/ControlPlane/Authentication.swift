@@ -39,9 +39,10 @@ import Crypto
 //
 // Alignment: MN-ID none (RFC 4283 §3), authentication 4n+1 (RFC 4285 §5), replay protection
 // 8n+2 (RFC 4285 §6) - scapy's MIP6OptMNID/MIP6OptMsgAuth/MIP6OptReplayProtection agree. The
-// authentication option is the last option; Pad1/PadN may follow it to fill the header to a
-// multiple of 8 octets (RFC 6275 §6.1.1) - padding is not an option that carries anything, and
-// it lies outside MH Data anyway.
+// authentication option is the last thing in the header (RFC 4285 §5.1): it is laid out at
+// 8n+5 (which is 4n+1), so its 19 octets end the header on the multiple of 8 that RFC 6275
+// §6.1.1 asks for with the padding before it; a received header with anything after it,
+// Pad1/PadN included, is refused (authenticatorNotLast).
 
 // MARK: Keys
 
@@ -544,14 +545,19 @@ public enum MobilityAuthentication {
             return AuthenticationVerdict(result: .malformedAuthenticator, spi: spi)
         }
         // RFC 4285 §5.1: "MUST be the last option in a message with a mobility header if it is
-        // the only mobility message authentication option in the message". Decoded options hold
-        // no padding, so trailing Pad1/PadN do not count. (An MN-AAA option after it, which
-        // §5 allows, is not supported here and makes it "not last".)
+        // the only mobility message authentication option in the message". Last means last in
+        // the header: no option after it, and no Pad1/PadN either (alignment padding goes before
+        // it, which is why we lay it out at 8n+5). Octets after the authenticated data would be
+        // covered by neither the authenticator nor anything else. (An MN-AAA option after it,
+        // which §5 allows, is not supported here and makes it "not last".)
         guard index == options.count - 1 else { return AuthenticationVerdict(result: .authenticatorNotLast, spi: spi) }
-        guard let association = lookup(spi) else { return AuthenticationVerdict(result: .unknownSPI, spi: spi) }
         guard let start = message.optionsOffset, let tlvs = MobilityOption.offsets(in: mh, from: start),
               let tlv = tlvs.last(where: { $0.type == MobilityOption.Kind.authentication })
         else { return AuthenticationVerdict(result: .malformedAuthenticator, spi: spi) }
+        guard tlv.offset == tlvs.last?.offset, tlv.offset + 2 + Int(mh[tlv.offset + 1]) == mh.count else {
+            return AuthenticationVerdict(result: .authenticatorNotLast, spi: spi)
+        }
+        guard let association = lookup(spi) else { return AuthenticationVerdict(result: .unknownSPI, spi: spi) }
         let spiEnd = tlv.offset + 7
         var data = Array(mh[0..<spiEnd])
         data[4] = 0

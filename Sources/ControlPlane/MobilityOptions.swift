@@ -82,7 +82,9 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
         case .nonceIndices: return (2, 0)                  // §6.2.6: 2n
         case .bindingAuthorizationData: return (8, 2)      // §6.2.7: 8n+2
         case .mobileNodeIdentifier: return (1, 0)          // RFC 4283 §3: no alignment requirement
-        case .mobilityMessageAuthentication: return (4, 1) // RFC 4285 §5: 4n+1 (the SPI lands 4-aligned)
+        // RFC 4285 §5: 4n+1 (the SPI lands 4-aligned); 8n+5 so that the 19-octet MN-HA option,
+        // which must be last (§5.1), ends the header on a multiple of 8 with no padding after it.
+        case .mobilityMessageAuthentication: return (8, 5)
         case .replayProtection: return (8, 2)              // RFC 4285 §6: 8n+2
         case .unknown: return (1, 0)
         }

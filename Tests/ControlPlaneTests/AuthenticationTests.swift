@@ -308,6 +308,29 @@ struct MNHAAuthenticatorTests {
         let mh = sealByHand(bu)
         #expect(try verify(mh).result == .authenticatorNotLast)
 
+        // Correctly signed, then 8 octets of PadN after the MN-HA option: still not last
+        // (RFC 4285 §5.1; alignment padding goes before it).
+        var padded = bu
+        padded.options[3] = .padN(8)
+        let paddedMH = sealByHand(padded)
+        #expect(paddedMH.count % 8 == 0 && paddedMH.suffix(8) == [1, 6, 0, 0, 0, 0, 0, 0], "PadN(8) ends the header")
+        #expect(try verify(paddedMH).result == .authenticatorNotLast)
+        // The same without the PadN verifies: the refusal is about the padding alone.
+        var plain = bu
+        plain.options.removeLast()
+        #expect(try verify(sealByHand(plain)).result == .ok)
+
+        // Sealed by us: nothing after the MN-HA option, whatever the NAI's length.
+        for nai in ["a@b", "mn1@example.com", "a-much-longer-identifier@example.net"] {
+            let sa = MNHASecurityAssociation(nai: nai, spi: AuthVectors.spi, key: AuthVectors.key)
+            let sealed = MobilityAuthentication.seal(.bindingUpdate(BindingUpdate(sequence: 1, flags: [.ack, .home], lifetime: 10)),
+                                                     with: MNHASeal(association: sa, timestamp: AuthVectors.timestamp, careOf: coa, homeAddress: hoa),
+                                                     checksumSource: hoa, checksumDestination: ha)
+            let tlvs = try #require(MobilityOption.offsets(in: sealed, from: 12))
+            #expect(tlvs.last?.type == MobilityOption.Kind.authentication, "\(nai): the MN-HA option is the last TLV")
+            #expect(sealed.count % 8 == 0)
+        }
+
         // Two MN-HA options.
         var two = bu
         two.options.removeLast()
