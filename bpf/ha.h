@@ -102,10 +102,10 @@ static __always_inline void ha_stats_add(const __u8 *hoa, __u32 bytes, __u32 pac
 }
 
 /* The route for `fib`, through the next-hop cache of mip6_config.nh_gen's generation. */
-static __always_inline int ha_fib(void *ctx, const struct mip6_config *cfg, struct bpf_fib_lookup *fib)
+static __always_inline int ha_fib(void *ctx, const struct mip6_config *cfg, __u64 now, struct bpf_fib_lookup *fib)
 {
 	int hit;
-	int rc = m6_fib_cached(ctx, &mip6_nexthop, cfg->nh_gen, fib, &hit);
+	int rc = m6_fib_cached(ctx, &mip6_nexthop, cfg->nh_gen, now, fib, &hit);
 	ha_count(hit ? MIP6_CNT_NH_CACHE_HIT : MIP6_CNT_NH_CACHE_MISS);
 	return rc;
 }
@@ -176,9 +176,16 @@ static __always_inline __u32 ha_encap_wire_len(void *ctx, const enum m6_hook hoo
 	return seg;
 }
 
+/* RFC 6275 §10.3.1: a binding is used for its lifetime only. The control plane removes
+ * it on time when it runs; this keeps that true while it does not (restarts, upgrades). */
+static __always_inline int ha_binding_live(const struct mip6_binding *b, __u64 now)
+{
+	return now < b->expires_ns;
+}
+
 /* RFC 6275 §10.4.1-2: tunnel a packet for a registered home address to its care-of address. */
 static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
-					  struct ipv6hdr *ip6, const struct mip6_binding *b)
+					  struct ipv6hdr *ip6, const struct mip6_binding *b, __u64 now)
 {
 	if (ip6->hop_limit <= 1) /* the kernel sends Time Exceeded */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_HOPLIMIT);
@@ -197,7 +204,7 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 
 	struct bpf_fib_lookup fib;
 	m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
-	int rc = ha_fib(ctx, cfg, &fib);
+	int rc = ha_fib(ctx, cfg, now, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		__u32 mtu = fib.mtu_result > 1280 + IPV6_HLEN ? fib.mtu_result - IPV6_HLEN : 1280;
 		return ha_packet_too_big(ctx, hook, ha_addr, mtu);
@@ -241,6 +248,9 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_NO_BINDING);
 	if (!addr_eq(b->coa, outer->saddr.s6_addr))
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_SPOOFED);
+	__u64 now = bpf_ktime_get_ns();
+	if (!ha_binding_live(b, now))
+		return M6_DROP(MIP6_CNT_DROP_TUNNEL_EXPIRED);
 
 	__u8 hoa[16];
 	addr_copy(hoa, inner->saddr.s6_addr);
@@ -249,7 +259,7 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 	struct bpf_fib_lookup fib;
 	m6_fib_init(&fib, m6_ifindex(ctx, hook), inner->nexthdr, seg, inner->saddr.s6_addr, inner->daddr.s6_addr);
 	int forward = inner->hop_limit > 1 && fib.tot_len != 0;
-	int rc = forward ? ha_fib(ctx, cfg, &fib) : -1;
+	int rc = forward ? ha_fib(ctx, cfg, now, &fib) : -1;
 
 	if (m6_close_room(ctx, hook, outer_len))
 		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
@@ -313,6 +323,8 @@ static __always_inline int ha_proxy_na(void *ctx, const enum m6_hook hook, struc
 		return not_ours;
 	if (b->ifindex && b->ifindex != m6_ifindex(ctx, hook))
 		return not_ours;
+	if (!ha_binding_live(b, bpf_ktime_get_ns()))
+		return M6_PASS(hook, MIP6_CNT_PASS_EXPIRED);
 	__u32 icmp_len = bpf_ntohs(ip6->payload_len);
 	int unspec = addr_is_unspecified(ip6->saddr.s6_addr);
 	if (ip6->hop_limit != 255 || icmp[1] != 0 || icmp_len < 24 || (void *)icmp + icmp_len > data_end ||
@@ -454,7 +466,10 @@ static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 		__u32 plen = bpf_ntohs(ip6->payload_len);
 		if (plen == 0 || ETH_HLEN_ + IPV6_HLEN + plen > m6_len(ctx, hook))
 			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
-		return ha_encapsulate(ctx, hook, cfg, ip6, b);
+		__u64 now = bpf_ktime_get_ns();
+		if (!ha_binding_live(b, now))
+			return M6_PASS(hook, MIP6_CNT_PASS_EXPIRED);
+		return ha_encapsulate(ctx, hook, cfg, ip6, b, now);
 	}
 	return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
 }

@@ -16,6 +16,9 @@ public final class XDPFixtureEnvironment {
     public static let hoaNoNeigh = IPv6Address("2001:db8:1::102")!
     public static let hoaRedirect = IPv6Address("2001:db8:1::103")!
     public static let hoaNoRoute = IPv6Address("2001:db8:1::104")!
+    /// A binding whose lifetime is over (expires_ns in the past) that no daemon removed.
+    public static let hoaExpired = IPv6Address("2001:db8:1::105")!
+    public static let coaExpired = IPv6Address("2001:db8:f1::105")!
 
     public let ns: ScratchNamespace
     public let object: BPFObject
@@ -59,6 +62,8 @@ public final class XDPFixtureEnvironment {
             try maps.install(Binding(homeAddress: hoa, careOfAddress: coa, sequence: 7, flags: [.ack, .home], lifetime: 600,
                                      registeredAt: 1, expiresAt: UInt64.max), ifindex: t0)
         }
+        try maps.install(Binding(homeAddress: Self.hoaExpired, careOfAddress: Self.coaExpired, sequence: 7, flags: [.ack, .home],
+                                 lifetime: 4, registeredAt: 1, expiresAt: 2), ifindex: t0)
         ring = try RingBuffer(map: object.map(MIP6_MAP_PUNT)) { [unowned self] rec in
             let hdr = rec.loadUnaligned(as: mip6_punt_hdr.self)
             let start = MemoryLayout<mip6_punt_hdr>.size

@@ -44,7 +44,7 @@ struct LayoutTests {
         #expect(MemoryLayout<mip6_binding>.size == 48)
         #expect(MemoryLayout<mip6_binding_stats>.size == 32)
         #expect(MemoryLayout<mip6_config>.size == 80)
-        #expect(MemoryLayout<mip6_nexthop>.size == 24)
+        #expect(MemoryLayout<mip6_nexthop>.size == 32)
         #expect(MemoryLayout<mip6_token_bucket>.size == 24)
         #expect(MemoryLayout<mip6_punt_hdr>.size == 32)
     }

@@ -428,7 +428,7 @@ struct MNProgramTests {
         let ping = F.echoRequest(src: F.correspondent, dst: F.homeAddress, identifier: 0x4D4E, sequence: 9)
         let short = Array(Self.received(ping).prefix(14 + 20))
         let reply: [UInt8]? = try ns.run {
-            let tap = try MNFrameTap(ifindex: m1)
+            let tap = try FrameTap(ifindex: m1)
             try tap.send(short)
             try tap.send(Self.received(F.tunnel(outerSrc: F.homeAgent, outerDst: F.careOf, ping)))
             // The reply leaves m0 reverse-tunneled: outer CoA -> HA, next header 41.
@@ -447,71 +447,6 @@ struct MNProgramTests {
         let after = try names.map { try env.counter($0) }
         for (i, n) in names.enumerated() {
             #expect(after[i] >= before[i] + 1, "counter \(n)")
-        }
-    }
-}
-
-/// An AF_PACKET socket on one interface that sends whole frames and reads what arrives
-/// (tests only; create it on a thread inside the namespace).
-final class MNFrameTap {
-    let fd: OwnedFD
-    let ifindex: UInt32
-
-    init(ifindex: UInt32) throws {
-        let s = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(UInt16(ETH_P_ALL).bigEndian))
-        if s < 0 { throw SystemError("socket(AF_PACKET)", errno: errno) }
-        fd = OwnedFD(s)
-        self.ifindex = ifindex
-        var sll = sockaddr_ll()
-        sll.sll_family = UInt16(AF_PACKET)
-        sll.sll_protocol = UInt16(ETH_P_ALL).bigEndian
-        sll.sll_ifindex = Int32(ifindex)
-        let rc = withUnsafePointer(to: &sll) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_ll>.size)) }
-        }
-        if rc < 0 { throw SystemError("bind(AF_PACKET)", errno: errno) }
-        var tv = timeval(tv_sec: 0, tv_usec: 100_000)
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    func send(_ frame: [UInt8]) throws {
-        var sll = sockaddr_ll()
-        sll.sll_family = UInt16(AF_PACKET)
-        sll.sll_ifindex = Int32(ifindex)
-        sll.sll_halen = 6
-        let n = frame.withUnsafeBytes { p in
-            withUnsafePointer(to: &sll) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd.raw, p.baseAddress, p.count, 0, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
-                }
-            }
-        }
-        if n < 0 { throw SystemError("sendto(AF_PACKET)", errno: errno) }
-    }
-
-    /// The first incoming frame (not one we sent) matching `match` within `seconds`, or nil.
-    func receive(within seconds: Double, where match: ([UInt8]) -> Bool) throws -> [UInt8]? {
-        var deadline = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &deadline)
-        let end = Double(deadline.tv_sec) + Double(deadline.tv_nsec) / 1e9 + seconds
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            var now = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &now)
-            if Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 > end { return nil }
-            var from = sockaddr_ll()
-            var len = socklen_t(MemoryLayout<sockaddr_ll>.size)
-            let n = buf.withUnsafeMutableBytes { b in
-                withUnsafeMutablePointer(to: &from) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd.raw, b.baseAddress, b.count, 0, $0, &len) }
-                }
-            }
-            if n < 0 {
-                if errno == EAGAIN || errno == EINTR { continue }
-                throw SystemError("recvfrom(AF_PACKET)", errno: errno)
-            }
-            let frame = Array(buf.prefix(n))
-            if from.sll_pkttype != UInt8(PACKET_OUTGOING), match(frame) { return frame }
         }
     }
 }

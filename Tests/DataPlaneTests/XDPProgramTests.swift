@@ -80,6 +80,12 @@ struct XDPProgramTests {
             target: IPv6Address("2001:db8:1::77")!, source: IPv6Address("2001:db8:1::1")!,
             destination: IPv6Address("2001:db8:1::77")!.solicitedNodeMulticast, sourceLinkLayer: F.routerMAC))
         let arp = F.ethernet(dst: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], type: 0x0806, [UInt8](repeating: 0, count: 28))
+        let toExpired = F.ethernet(F.echoRequest(dst: Env.hoaExpired))
+        let fromExpired = F.ethernet(F.tunnel(outerSrc: Env.coaExpired, outerDst: F.homeAgent,
+                                              F.echoRequest(src: Env.hoaExpired, dst: F.correspondent, hopLimit: 64)))
+        let nsExpired = F.ethernet(dst: [0x33, 0x33, 0xff, 0, 1, 5], PacketBuilder.neighborSolicitation(
+            target: Env.hoaExpired, source: IPv6Address("2001:db8:1::1")!,
+            destination: Env.hoaExpired.solicitedNodeMulticast, sourceLinkLayer: F.routerMAC))
 
         return [
             Case(name: "encapsulation, next hop on the same link: XDP_TX", input: F.ethernet(echo), verdict: xdpTX,
@@ -131,6 +137,13 @@ struct XDPProgramTests {
             Case(name: "truncated IPv6 header: dropped", input: Array(F.ethernet(echo).prefix(14 + 20)), verdict: xdpDrop,
                  output: nil, counters: ["drop_malformed"]),
             Case(name: "ARP: passed", input: arp, verdict: xdpPass, output: arp, counters: ["pass_not_ipv6"]),
+            // RFC 6275 §10.3.1: past its lifetime a binding is not used, daemon or not.
+            Case(name: "to a home address whose binding expired (no daemon removed it): not tunneled, to the kernel",
+                 input: toExpired, verdict: xdpPass, output: toExpired, counters: ["pass_expired"]),
+            Case(name: "reverse tunnel from an expired binding's care-of address: dropped", input: fromExpired,
+                 verdict: xdpDrop, output: nil, counters: ["drop_tunnel_expired"]),
+            Case(name: "NS for an expired binding's home address: not defended, to the kernel", input: nsExpired,
+                 verdict: xdpPass, output: nsExpired, counters: ["pass_expired"]),
         ]
     }
 
@@ -274,6 +287,68 @@ struct XDPProgramTests {
         let missBefore = try env.counter("nexthop_cache_miss")
         _ = try env.run(F.ethernet(F.echoRequest(dataSize: 1000)))
         #expect(try env.counter("nexthop_cache_miss") == missBefore + 1)
+    }
+
+    @Test("a restarted daemon never makes an earlier daemon's next-hop entries valid again")
+    func nextHopGenerationSurvivesRestart() throws {
+        let env = try Self.env.get()
+        let echo = F.ethernet(F.echoRequest())
+        let before = try #require(try env.maps.readConfig()).nh_gen
+        // An entry an earlier daemon stamped with a generation it had reached, pointing at a
+        // neighbour that has changed since (which that daemon, now gone, never learned).
+        let bogus: [UInt8] = [0x02, 0, 0, 0, 0, 0xBD]
+        let cache = try BPFMap<mip6_addr_key, mip6_nexthop>(env.object.map(MIP6_MAP_NEXTHOP))
+        var key: mip6_addr_key = zeroed()
+        key.addr = F.careOf.cAddress
+        var stale: mip6_nexthop = zeroed()
+        (stale.ifindex, stale.gen, stale.max_len) = (env.t0, before &+ 3, 1500)
+        stale.filled_ns = monotonicNanoseconds()
+        stale.smac = cMAC(F.haMAC)
+        stale.dmac = cMAC(bogus)
+        try cache.update(key, stale)
+        // The new daemon writes its config, then sees three routing events.
+        try env.maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED), limits: .unlimited)
+        for _ in 0..<3 { try env.maps.bumpNextHopGeneration() }
+        let after = try #require(try env.maps.readConfig()).nh_gen
+        #expect(after == before &+ 4, "the generation goes on from the pinned one")
+        let out = try env.run(echo)
+        #expect(Array(out.output.prefix(6)) == F.routerMAC, "the earlier daemon's entry for generation \(before &+ 3) is not used")
+    }
+
+    @Test("a cached next hop is used for MIP6_NH_MAX_AGE_NS at most: a PMTU the kernel learned from a Packet Too Big is obeyed")
+    func nextHopAgeBoundsWhatTheCacheMisses() throws {
+        let env = try Self.env.get()
+        try env.maps.bumpNextHopGeneration()
+        // 1300-byte packets fit the 1500-byte link with 40 more, and the cache learns it.
+        let big = F.ethernet(F.echoRequest(dataSize: 1300 - 48))
+        #expect(try env.run(big).verdict == Self.xdpTX)
+        #expect(try env.run(big).verdict == Self.xdpTX)
+        let hits = try env.counter("nexthop_cache_hit")
+        // A router on the way to the care-of address says 1280 (a Packet Too Big quoting a
+        // packet of ours to it). The kernel keeps that as a PMTU exception and tells nobody:
+        // no netlink event, no generation bump.
+        let quoted = F.echoRequest(src: F.homeAgent, dst: F.careOf, hopLimit: 64, dataSize: 64)
+        var icmp: [UInt8] = [2, 0, 0, 0, 0, 0, 0x05, 0x00] + quoted
+        let router = IPv6Address("2001:db8:1::1")!
+        let c = InternetChecksum.upperLayer(source: router, destination: F.homeAgent, nextHeader: 58, payload: icmp)
+        (icmp[2], icmp[3]) = (UInt8(c >> 8), UInt8(c & 0xff))
+        let ptb = F.ethernet(dst: F.haMAC, src: F.routerMAC,
+                             F.ipv6Header(src: router, dst: F.homeAgent, nextHeader: 58, payloadLength: icmp.count, hopLimit: 255) + icmp)
+        let t1 = try env.ns.ifindex("t1")
+        try env.ns.run { try FrameTap(ifindex: t1).send(ptb) }
+        defer { _ = try? env.ns.ip("-6 route flush cache") }
+        var learned = ""
+        for _ in 0..<50 where !learned.contains("mtu 1280") {
+            usleep(20_000)
+            learned = (try? sh("ip -n \(env.ns.name) -6 route get \(F.careOf) from \(F.homeAgent)")) ?? ""
+        }
+        #expect(learned.contains("mtu 1280"), "the kernel took the PMTU: \(learned)")
+        // Once the entry's age is over the FIB answers again, and the sender gets Packet Too Big.
+        usleep(useconds_t(MIP6_NH_MAX_AGE_NS / 1000 + 100_000))
+        let r = try env.run(big)
+        #expect(try env.counter("nexthop_cache_hit") == hits, "the aged entry was not used")
+        #expect(r.verdict == Self.xdpTX && r.output.count > 14 + 40 && r.output[14 + 6] == 58 && r.output[14 + 40] == 2,
+                "Packet Too Big (ICMPv6 type 2) back to the sender: verdict \(r.verdict), next header \(r.output.count > 20 ? r.output[20] : 0)")
     }
 
     @Test("route, neighbour and link changes wake the control plane's netlink watcher")

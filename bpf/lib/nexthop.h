@@ -26,15 +26,18 @@ static __always_inline void m6_fib_init(struct bpf_fib_lookup *fib, __u32 ifinde
  * bpf_fib_lookup behind a cache: about three quarters of the per-packet cost of a
  * straightforward encapsulation is the IPv6 FIB lookup. An entry is used only while its
  * generation is `gen` (the control plane bumps it on every route, neighbour or link
- * event) and the packet is no longer than one the FIB already accepted on that route.
+ * event), it is younger than MIP6_NH_MAX_AGE_NS at `now`, and the packet is no longer
+ * than one the FIB already accepted on that route.
  * Anything else goes to the FIB, whose answer refreshes the entry.
  * Returns what bpf_fib_lookup would; *hit tells whether the cache answered.
  */
-static __always_inline int m6_fib_cached(void *ctx, void *cache, __u32 gen, struct bpf_fib_lookup *fib, int *hit)
+static __always_inline int m6_fib_cached(void *ctx, void *cache, __u32 gen, __u64 now, struct bpf_fib_lookup *fib,
+					 int *hit)
 {
 	struct mip6_nexthop *nh = bpf_map_lookup_elem(cache, fib->ipv6_dst);
 	__u32 len = fib->tot_len;
-	if (nh && nh->gen == gen && len <= nh->max_len) {
+	int fresh_enough = nh && nh->gen == gen && now - nh->filled_ns < MIP6_NH_MAX_AGE_NS;
+	if (fresh_enough && len <= nh->max_len) {
 		fib->ifindex = nh->ifindex;
 		mac_copy(fib->smac, nh->smac);
 		mac_copy(fib->dmac, nh->dmac);
@@ -46,8 +49,9 @@ static __always_inline int m6_fib_cached(void *ctx, void *cache, __u32 gen, stru
 	addr_copy(dst, (__u8 *)fib->ipv6_dst);
 	int rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		struct mip6_nexthop fresh = { .ifindex = fib->ifindex, .gen = gen, .max_len = len };
-		if (nh && nh->gen == gen && nh->ifindex == fib->ifindex && nh->max_len > len)
+		struct mip6_nexthop fresh = { .filled_ns = now, .ifindex = fib->ifindex, .gen = gen, .max_len = len };
+		/* A longer packet the FIB accepted on this route within the age still fits. */
+		if (fresh_enough && nh->ifindex == fib->ifindex && nh->max_len > len)
 			fresh.max_len = nh->max_len;
 		mac_copy(fresh.smac, fib->smac);
 		mac_copy(fresh.dmac, fib->dmac);

@@ -97,7 +97,11 @@
 	X(DROP_MALFORMED,      "drop_malformed")      /* IPv6 header truncated or not version 6 */ \
 	X(DROP_EXT_CHAIN,      "drop_ext_chain")      /* extension-header chain to a local address too long */ \
 	X(DROP_ENCAP_GSO,      "drop_encap_gso")      /* TC: a GSO skb the tunnel cannot re-segment (not TCP/UDP, or > 64 KiB) */ \
-	X(DROP_ADJUST_FAIL,    "drop_adjust_fail")    /* the kernel refused to grow, shrink or pull the packet */
+	X(DROP_ADJUST_FAIL,    "drop_adjust_fail")    /* the kernel refused to grow, shrink or pull the packet */ \
+	X(PASS_EXPIRED,        "pass_expired")        /* to or NS for a home address whose binding's lifetime is over (RFC 6275 \
+	                                               * §10.3.1): not tunneled, not defended, to the kernel; the daemon, when it \
+	                                               * runs, removes such bindings itself */ \
+	X(DROP_TUNNEL_EXPIRED, "drop_tunnel_expired") /* reverse tunnel from a binding whose lifetime is over */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
@@ -166,21 +170,31 @@ struct mip6_config {
 	__u8  tunnel_hop_limit;  /* outer hop limit */
 	__u8  _pad[2];
 	__u32 nh_gen;            /* next-hop cache generation: bumped by the control plane on every
-	                          * route, neighbour or link change; older cache entries are ignored */
+	                          * route, neighbour or link change; older cache entries are ignored.
+	                          * Only ever increases, across daemon restarts too (a restart
+	                          * continues from the pinned value), so no old entry comes back */
 	__u32 _pad2;
 };
 _Static_assert(sizeof(struct mip6_config) == 80, "mip6_config size");
 
 /* mip6_nexthop: key = destination address (a care-of address, or a correspondent for the
- * reverse tunnel). What bpf_fib_lookup said last time, so the fast path skips it. */
+ * reverse tunnel). What bpf_fib_lookup said last time, so the fast path skips it. An entry
+ * is used only while its generation is mip6_config.nh_gen and it is younger than
+ * MIP6_NH_MAX_AGE_NS: the age bounds what the cache can miss while no daemon bumps the
+ * generation (it is down) and what the kernel learns without a netlink event (a PMTU
+ * exception from a Packet Too Big), both of which bpf_fib_lookup does see. */
 struct mip6_nexthop {
+	__u64 filled_ns;         /* bpf_ktime_get_ns() when the FIB answered */
 	__u32 ifindex;           /* egress interface */
 	__u32 gen;               /* mip6_config.nh_gen when it was filled */
 	__u32 max_len;           /* largest IPv6 packet the FIB accepted for this route (MTU check) */
 	__u8  smac[6];
 	__u8  dmac[6];
 };
-_Static_assert(sizeof(struct mip6_nexthop) == 24, "mip6_nexthop size");
+_Static_assert(sizeof(struct mip6_nexthop) == 32, "mip6_nexthop size");
+#ifndef MIP6_NH_MAX_AGE_NS
+#define MIP6_NH_MAX_AGE_NS     1000000000ULL /* 1 s: one FIB lookup per destination per second at most */
+#endif
 
 /* mip6_punt_tb (array of one): the global signaling bucket, shared by all CPUs. */
 struct mip6_token_bucket {
@@ -322,7 +336,7 @@ _Static_assert(sizeof(struct mip6_mn_config) == 72, "mip6_mn_config size");
 #define MIP6_META_MAGIC        0x4d495036u /* "MIP6" */
 /* Bump when a pinned map's layout or meaning changes without its sizes changing
  * (the fingerprint catches size, type and flag changes by itself). */
-#define MIP6_STATE_VERSION     1
+#define MIP6_STATE_VERSION     2  /* 2: bindings expire in the data plane, next hops carry their age */
 
 /* mip6_meta: array of one. */
 struct mip6_meta {

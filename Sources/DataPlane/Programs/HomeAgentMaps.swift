@@ -48,6 +48,9 @@ public final class HomeAgentMaps {
         c.home_prefix_len = UInt8(homePrefix.length)
         c.tunnel_hop_limit = UInt8(MIP6_TUNNEL_HOP_LIMIT)
         c.flags = flags
+        // The next-hop generation goes on from what an earlier daemon left pinned: starting
+        // again at 0 would make the cache entries it stamped valid again as it climbs.
+        if let pinned = try config.lookup(0) { c.nh_gen = pinned.nh_gen &+ 1 }
         try config.update(0, c)
     }
 
