@@ -115,7 +115,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Swift 5 mode: the tests hop threads into network namespaces, which strict Sendable checking cannot express.
-        .testTarget(name: "DataPlaneTests", dependencies: ["DataPlane", "Mip6Daemon", "Mip6TestSupport", "CMip6", "ControlPlane"],
+        .testTarget(name: "DataPlaneTests", dependencies: ["DataPlane", "Mip6Daemon", "Mip6TestSupport", "CMip6", "ControlPlane",
+                                                   .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         // libFuzzer harness (fuzz/run builds it with -sanitize=fuzzer -DMIP6_FUZZ); a plain build prints usage, exit 2.
         .executableTarget(name: "Mip6Fuzz", dependencies: ["ControlPlane", .product(name: "Logging", package: "swift-log")],

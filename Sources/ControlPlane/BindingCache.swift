@@ -148,6 +148,17 @@ public final class BindingCache {
         return old
     }
 
+    /// Puts the entry for `hoa` back to `previous` (nil: no entry) without writing to the data
+    /// plane: for a write the data plane took as staged and then refused, so that it still
+    /// holds `previous`. The cache and the maps agree again.
+    public func revert(_ hoa: IPv6Address, to previous: Binding?) {
+        bindings[hoa] = previous
+        if let previous {
+            heap.push(ExpiryHeap.Entry(expiresAt: previous.expiresAt, homeAddress: hoa))
+        }
+        compactIfNeeded()
+    }
+
     /// Removes and returns every binding with `expiresAt <= now`, earliest first.
     /// On a data plane failure throws `BindingCacheError.expiryInterrupted`.
     public func expire(now: UInt64) throws -> [Binding] {

@@ -635,6 +635,26 @@ public final class HomeAgentCore {
         return acknowledge(r, status: status, sequence: sequence, lifetime: 0)
     }
 
+    /// The data plane refused a binding it had staged (a batched map write failed after the BU
+    /// was answered in memory). The daemon withholds the BA, so the mobile node retransmits
+    /// (RFC 6275 §11.8); here the cache goes back to what the maps still hold, `previous`
+    /// (the binding before this BU, which keeps forwarding; nil for a new home address), and
+    /// the acceptance is taken off the counters.
+    public func dataPlaneWriteFailed(homeAddress hoa: IPv6Address, previous: Binding?, error: any Error) {
+        cache.revert(hoa, to: previous)
+        counters.dataPlaneErrors += 1
+        if let n = counters.acksByStatus[BAStatus.accepted.rawValue], n > 0 { counters.acksByStatus[BAStatus.accepted.rawValue] = n - 1 }
+        if previous == nil {
+            if counters.registrations > 0 { counters.registrations -= 1 }
+        } else if counters.refreshes > 0 {
+            counters.refreshes -= 1
+        }
+        logger.error("the data plane refused the binding: its BA is withheld, the previous binding stays", metadata: [
+            "mip6.hoa": "\(hoa)", "mip6.previous_coa": "\(previous.map { "\($0.careOfAddress)" } ?? "none")",
+            "mip6.error": "\(error)",
+        ])
+    }
+
     private func dataPlaneFailure(_ r: Request, _ error: any Error) -> HomeAgentAction {
         counters.dataPlaneErrors += 1
         var meta = metadata(r, lifetime: 0)

@@ -101,7 +101,7 @@ public struct SignalingBenchmark {
                         throw SystemError("benchmark", errno: EINVAL, "BU for \(Self.hoa(cache.count)) was not accepted (\(cache.count) bindings so far)")
                     }
                 }
-                if let failed = table.flush().first { throw SystemError("benchmark", errno: EIO, "map write for \(failed.0): \(failed.1)") }
+                if let failed = table.flush().first { throw SystemError("benchmark", errno: EIO, "map write for \(failed.homeAddress): \(failed.error)") }
                 let t1 = monotonicNanoseconds()
                 busy += t1 - t0
                 for t in started { latencies.append(UInt32(min(t1 - t, UInt64(UInt32.max)))) }

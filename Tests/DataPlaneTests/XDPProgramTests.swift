@@ -1,6 +1,7 @@
 import CMip6
 import ControlPlane
 import Glibc
+import Logging
 import Testing
 @testable import DataPlane
 import Mip6Daemon
@@ -287,6 +288,48 @@ struct XDPProgramTests {
         let missBefore = try env.counter("nexthop_cache_miss")
         _ = try env.run(F.ethernet(F.echoRequest(dataSize: 1000)))
         #expect(try env.counter("nexthop_cache_miss") == missBefore + 1)
+    }
+
+    @Test("a move the maps refuse keeps the previous binding forwarding, in the maps and in the cache, and takes back the acceptance")
+    func refusedWriteKeepsThePreviousBinding() throws {
+        let env = try Self.env.get()
+        let hoa = IPv6Address("2001:db8:1::106")!, newCoA = IPv6Address("2001:db8:f1::206")!
+        let table = BPFBindingTable(maps: env.maps, homeLinkIfindex: env.t0)
+        let cache = BindingCache(capacity: 16, dataPlane: table)
+        table.current = { cache[$0] }
+        let core = HomeAgentCore(configuration: HomeAgentConfiguration(homeAgentAddress: F.homeAgent, homePrefix: F.homePrefix,
+                                                                       duplicateAddressDetection: false),
+                                 cache: cache, clock: SystemMonotonicClock(), logger: Logger(label: "test"))
+        func bu(_ seq: UInt16, from coa: IPv6Address) -> [UInt8] {
+            PacketBuilder.bindingUpdate(BindingUpdate(sequence: seq, flags: [.ack, .home], lifetime: 100),
+                                        careOf: coa, homeAgent: F.homeAgent, homeAddress: hoa)
+        }
+        defer { _ = try? env.maps.remove(hoa) }
+        // Registered from the fixtures' care-of address, written through at once.
+        _ = core.handlePacket(bu(7, from: F.careOf), localAddresses: [F.homeAgent])
+        #expect(cache[hoa]?.careOfAddress == F.careOf)
+        let accepted = core.counters.acksByStatus[0] ?? 0
+
+        // A move in a ring drain: staged, answered in memory, then refused by the maps.
+        table.deferring = true
+        table.refuse = { $0 == hoa ? SystemError("bpf_map_update_batch", errno: ENOMEM) : nil }
+        let actions = core.handlePacket(bu(8, from: newCoA), localAddresses: [F.homeAgent])
+        #expect(actions.contains { if case .send = $0 { true } else { false } }, "a BA was built (the daemon withholds it)")
+        let refused = table.flush()
+        table.deferring = false
+        #expect(refused.map(\.homeAddress) == [hoa])
+        #expect(refused.first?.previous?.careOfAddress == F.careOf)
+        for r in refused { core.dataPlaneWriteFailed(homeAddress: r.homeAddress, previous: r.previous, error: r.error) }
+
+        #expect(cache[hoa]?.careOfAddress == F.careOf && cache[hoa]?.sequence == 7, "the cache holds what the maps hold")
+        #expect(try env.maps.readBindings().first { $0.0 == hoa }.map { IPv6Address(cAddress: $0.1.coa) } == F.careOf)
+        let out = try env.run(F.ethernet(F.echoRequest(dst: hoa)))
+        #expect(out.verdict == Self.xdpTX && Array(out.output[14 + 24..<14 + 40]) == F.careOf.bytes, "still tunneled to the old CoA")
+        #expect((core.counters.acksByStatus[0] ?? 0) == accepted, "the withheld BA is not counted as accepted")
+        // The retransmitted BU, with the maps working again, moves it.
+        table.refuse = nil
+        _ = core.handlePacket(bu(8, from: newCoA), localAddresses: [F.homeAgent])
+        #expect(cache[hoa]?.careOfAddress == newCoA)
     }
 
     @Test("a restarted daemon never makes an earlier daemon's next-hop entries valid again")

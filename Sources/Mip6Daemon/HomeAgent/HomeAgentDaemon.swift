@@ -39,6 +39,8 @@ public final class HomeAgentDaemon: LoopDaemon {
     /// BAs (and other answers) of the current ring drain, sent after the map writes they confirm.
     var pendingSends: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)] = []
     var currentPunt: (hoa: IPv6Address?, receivedNs: UInt64)?
+    /// Unsolicited NAs of the current ring drain (new home addresses), sent after the map write.
+    var pendingAnnouncements: [IPv6Address] = []
     /// Called with BU-received-by-the-data-plane -> BA-sent, seconds (metrics).
     public var onAckLatency: ((Double) -> Void)?
     static let flushEvery = 64

@@ -18,19 +18,22 @@ extension HomeAgentDaemon {
         try ring.consume()
     }
 
+    /// Writes the drain's staged bindings, then sends what confirms them: the unsolicited NAs
+    /// of new home addresses (the router must not be pointed at us before we tunnel) and the
+    /// BAs. A binding the maps refused gets neither; the cache goes back to the binding the
+    /// maps still hold, which keeps forwarding, and the mobile node retransmits (§11.8).
     func flushSignaling() {
-        let failed = table.flush()
-        var dropped: Set<IPv6Address> = []
-        for (hoa, error) in failed {
-            // The BA that would confirm it is not sent; the MN retransmits its BU (RFC 6275 §11.8).
+        var refused: Set<IPv6Address> = []
+        for r in table.flush() {
             mapUpdateFailures += 1
-            dropped.insert(hoa)
-            logger.error("cannot write the binding to the data plane; its BA is withheld",
-                         metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])
-            _ = try? core.cache.remove(hoa)
+            refused.insert(r.homeAddress)
+            core.dataPlaneWriteFailed(homeAddress: r.homeAddress, previous: r.previous, error: r.error)
         }
+        let announcements = pendingAnnouncements.filter { !refused.contains($0) }
+        pendingAnnouncements.removeAll(keepingCapacity: true)
+        for hoa in announcements { sendUnsolicitedNA(hoa) }
         guard !pendingSends.isEmpty else { return }
-        let sends = dropped.isEmpty ? pendingSends : pendingSends.filter { $0.hoa.map { !dropped.contains($0) } ?? true }
+        let sends = refused.isEmpty ? pendingSends : pendingSends.filter { $0.hoa.map { !refused.contains($0) } ?? true }
         pendingSends.removeAll(keepingCapacity: true)
         for (i, error) in rawSender.send(batch: sends.map(\.packet)) {
             sendFailed(sends[i].description, error)
@@ -100,7 +103,11 @@ extension HomeAgentDaemon {
             case let .startDAD(hoa):
                 startDAD(hoa)
             case let .sendUnsolicitedNA(hoa):
-                sendUnsolicitedNA(hoa)
+                if table.deferring {
+                    pendingAnnouncements.append(hoa) // after the map write (flushSignaling)
+                } else {
+                    sendUnsolicitedNA(hoa)
+                }
             case .bindingInstalled, .bindingRemoved:
                 break
             }

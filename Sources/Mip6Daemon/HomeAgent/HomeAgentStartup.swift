@@ -60,6 +60,7 @@ extension HomeAgentDaemon {
         // Bindings already pinned (a restart): adopt the live ones, drop the expired.
         table = BPFBindingTable(maps: maps, homeLinkIfindex: home.index)
         let cache = BindingCache(capacity: Int(capacity), dataPlane: table)
+        table.current = { [unowned cache] in cache[$0] }
         let now = clock.nanoseconds()
         var adopted: [Binding] = []
         for (hoa, v) in try maps.readBindings() {
