@@ -207,3 +207,29 @@ func connectBurst(port: UInt16, count: Int) async throws -> [Int32] {
         }.start()
     }
 }
+
+/// Whether this process still has a listening TCP socket on `port`: what "the endpoint
+/// released its port" means. Binding the port again is no test of that: once released, an
+/// ephemeral port may be taken at once by any other socket on the machine (another test,
+/// another test run).
+func thisProcessListens(on port: UInt16) -> Bool {
+    var ours = Set<String>()
+    if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+        for fd in fds {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)"),
+               target.hasPrefix("socket:[") {
+                ours.insert(String(target.dropFirst("socket:[".count).dropLast()))
+            }
+        }
+    }
+    let hexPort = String(format: "%04X", port)
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+        for line in text.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count > 9, f[1].hasSuffix(":" + hexPort), f[3] == "0A" /* LISTEN */ else { continue }
+            if ours.contains(String(f[9])) { return true }
+        }
+    }
+    return false
+}
