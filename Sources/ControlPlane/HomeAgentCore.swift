@@ -163,6 +163,11 @@ public final class HomeAgentCore {
     public private(set) var configuration: HomeAgentConfiguration
     public let cache: BindingCache
     public private(set) var counters = HomeAgentCounters()
+    /// The node's addresses while one BU is handled (handlePacket's `localAddresses`).
+    private var currentLocalAddresses: Set<IPv6Address> = []
+    /// Per-BU events logged once at info (the first of each kind), then at debug only: a flood
+    /// of BUs must not become a flood of log lines; the counters keep the numbers.
+    private var loggedEvents: Set<String> = []
 
     private let clock: MonotonicClock
     private let logger: Logger
@@ -283,6 +288,8 @@ public final class HomeAgentCore {
         switch message {
         case .bindingUpdate(let bu):
             counters.bindingUpdates += 1
+            currentLocalAddresses = localAddresses
+            defer { currentLocalAddresses = [] }
             return handleBindingUpdate(bu, packet: packet)
         case .unrecognized(let type, _):
             // RFC 6275 §9.2: unknown MH Type → Binding Error status 2 to the packet's source.
@@ -433,7 +440,7 @@ public final class HomeAgentCore {
                 return [dataPlaneFailure(r, error)]
             }
             counters.deregistrations += 1
-            logger.info("binding deregistered", metadata: metadata(r, lifetime: 0))
+            logOnce("binding deregistered", metadata(r, lifetime: 0))
             // §10.3.2: status 0, the BU's sequence number, lifetime 0.
             return [.bindingRemoved(existing, reason: .deregistered),
                     acknowledge(r, status: .accepted, lifetime: 0)]
@@ -483,8 +490,10 @@ public final class HomeAgentCore {
         guard configuration.homePrefix.contains(r.hoa) else {
             return [reject(r, .notHomeSubnet)]
         }
-        // Our own address and the Subnet-Router anycast address (RFC 4291 §2.6.1) cannot be homes.
-        guard r.hoa != configuration.homeAgentAddress, r.hoa != configuration.homePrefix.address else {
+        // Our own addresses (the home agent address and any other on our interfaces) and the
+        // Subnet-Router anycast address (RFC 4291 §2.6.1) cannot be homes.
+        guard r.hoa != configuration.homeAgentAddress, !currentLocalAddresses.contains(r.hoa),
+              r.hoa != configuration.homePrefix.address else {
             return [reject(r, .prohibited)]
         }
 
@@ -498,7 +507,7 @@ public final class HomeAgentCore {
             }
             counters.refreshes += 1
             let event = existing.careOfAddress == r.coa ? "binding refreshed" : "binding moved"
-            logger.info("\(event)", metadata: metadata(r, lifetime: binding.lifetime))
+            logOnce(event, metadata(r, lifetime: binding.lifetime))
             return [.bindingInstalled(binding), acknowledge(r, status: .accepted, lifetime: units)]
         }
 
@@ -515,7 +524,7 @@ public final class HomeAgentCore {
                 grantedUnits: units, route: r.route,
                 deadline: now + UInt64(configuration.dadTimeout) * 1_000_000_000, auth: r.auth)
             counters.dadStarted += 1
-            logger.info("DAD started for new registration", metadata: metadata(r, lifetime: UInt32(units) * 4))
+            logOnce("DAD started for new registration", metadata(r, lifetime: UInt32(units) * 4))
             return [.startDAD(homeAddress: r.hoa)]
         }
         return install(PendingRegistration(homeAddress: r.hoa, careOfAddress: r.coa, sequence: r.bu.sequence,
@@ -549,7 +558,7 @@ public final class HomeAgentCore {
             return [dataPlaneFailure(r, error)]
         }
         counters.registrations += 1
-        logger.info("binding registered", metadata: metadata(r, lifetime: binding.lifetime))
+        logOnce("binding registered", metadata(r, lifetime: binding.lifetime))
         return [.bindingInstalled(binding),
                 .sendUnsolicitedNA(homeAddress: p.homeAddress),
                 acknowledge(r, status: .accepted, lifetime: p.grantedUnits)]
@@ -630,7 +639,7 @@ public final class HomeAgentCore {
     private func reject(_ r: Request, _ status: BAStatus, sequence: UInt16? = nil) -> HomeAgentAction {
         var meta = metadata(r, lifetime: 0)
         meta["mip6.status"] = "\(status.rawValue)"
-        logger.info("binding update rejected", metadata: meta)
+        logOnce("binding update rejected with status \(status.rawValue)", meta)
         // §6.1.8: the lifetime of a rejection is undefined; send 0.
         return acknowledge(r, status: status, sequence: sequence, lifetime: 0)
     }
@@ -653,6 +662,15 @@ public final class HomeAgentCore {
             "mip6.hoa": "\(hoa)", "mip6.previous_coa": "\(previous.map { "\($0.careOfAddress)" } ?? "none")",
             "mip6.error": "\(error)",
         ])
+    }
+
+    /// The first event of each kind at info (saying the rest are counted), later ones at debug.
+    private func logOnce(_ event: String, _ meta: Logger.Metadata) {
+        if loggedEvents.insert(event).inserted {
+            logger.info("\(event) (first of its kind; further ones are logged at debug and counted: mip6 stats)", metadata: meta)
+        } else {
+            logger.debug("\(event)", metadata: meta)
+        }
     }
 
     private func dataPlaneFailure(_ r: Request, _ error: any Error) -> HomeAgentAction {

@@ -72,7 +72,7 @@ public final class BPFMapHandle {
     /// A map pinned as `directory/name` by a daemon; ENOENT says which daemon to start.
     public static func pinned(_ name: String, in directory: String, by daemon: String) throws(SystemError) -> BPFMapHandle {
         do {
-            return try BPFMapHandle(pinned: "\(directory)/\(name)")
+            return try BPFMapHandle(pinned: BPFFS.visible("\(directory)/\(name)"))
         } catch {
             guard error.errno == ENOENT else { throw error }
             throw SystemError("open pinned map", errno: ENOENT,

@@ -100,25 +100,98 @@ public struct Capabilities {
 }
 
 /// bpffs: checks that a directory lives on a BPF filesystem, mounting /sys/fs/bpf if needed.
+/// bpffs: pins must outlive the daemon, so --bpffs must be on a BPF filesystem that does.
 public enum BPFFS {
     static let magic: UInt = 0xCAFE_4A11
+    /// Where systemd and most tools mount bpffs; pins under it use that mount.
+    public static let standardRoot = "/sys/fs/bpf"
 
     public static func isBPFFS(_ path: String) -> Bool {
         var st = statfs()
         return (try? Syscall.call("statfs", path) { statfs(path, &st) }) != nil && UInt(bitPattern: Int(st.f_type)) == magic
     }
 
-    /// Makes `dir` (creating it) on a mounted bpffs; mounts one at its parent if none is there.
-    public static func prepare(_ dir: String) throws(SystemError) {
-        let parent = (dir as NSString).deletingLastPathComponent
-        if !isBPFFS(parent) {
-            try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-            try Syscall.call("mount", "bpffs at \(parent) (mount -t bpf bpf \(parent))") { mount("bpf", parent, "bpf", 0, nil) }
+    /// Whether this process runs in a mount namespace other than PID 1's, as under
+    /// `ip netns exec` (which also mounts a fresh sysfs on /sys, hiding the host's bpffs):
+    /// a filesystem mounted here vanishes with the last process of the namespace.
+    public static var inPrivateMountNamespace: Bool {
+        var ours = stat(), init_ = stat()
+        guard (try? Syscall.call("stat") { stat("/proc/self/ns/mnt", &ours) }) != nil,
+              (try? Syscall.call("stat") { stat("/proc/1/ns/mnt", &init_) }) != nil else { return false }
+        return ours.st_ino != init_.st_ino || ours.st_dev != init_.st_dev
+    }
+
+    /// The directory a bpffs is mounted on for `dir`: the standard root for anything under
+    /// it, else `dir` itself (never its parent: that would hide what else lives there).
+    static func mountPoint(for dir: String) -> String {
+        dir == standardRoot || dir.hasPrefix(standardRoot + "/") ? standardRoot : dir
+    }
+
+    /// Makes `dir` (creating it) a directory on a bpffs that outlives this process, and says
+    /// how, when it had to do something:
+    ///
+    /// - on a bpffs already: nothing to do;
+    /// - in the host's mount namespace: mounts a bpffs at `mountPoint(for:)`;
+    /// - in a private mount namespace (`ip netns exec`): a bpffs mounted there would die with
+    ///   the daemon, and with it every pin. If PID 1's namespace has one at that place
+    ///   (through /proc/1/root), it is bind-mounted here, so pins land in the host's bpffs and
+    ///   outlive us; otherwise this refuses and names the fix.
+    @discardableResult
+    public static func prepare(_ dir: String) throws(SystemError) -> String? {
+        var note: String?
+        if !isBPFFS(dir) {
+            let point = mountPoint(for: dir)
+            if !isBPFFS(point) {
+                try? FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
+                if inPrivateMountNamespace {
+                    let host = "/proc/1/root" + point
+                    guard isBPFFS(host) else {
+                        throw SystemError("bpffs", errno: ENOENT, """
+                            no BPF filesystem at \(point) in this mount namespace or the host's, and this process runs in \
+                            a mount namespace of its own (as under `ip netns exec`): one mounted now would vanish with the \
+                            daemon, and the pinned data plane with it. Mount one on the host first \
+                            (mount -t bpf bpf \(point)), or give a directory on a bpffs that outlives the daemon
+                            """)
+                    }
+                    try Syscall.call("mount", "bind \(host) on \(point)") { mount(host, point, nil, UInt(MS_BIND), nil) }
+                    note = "bound the host's bpffs (\(host)) on \(point): this process runs in a mount namespace of its own "
+                        + "(ip netns exec), and the pins must outlive it"
+                } else {
+                    try Syscall.call("mount", "bpffs at \(point) (mount -t bpf bpf \(point))") { mount("bpf", point, "bpf", 0, nil) }
+                    note = "mounted a bpffs at \(point)"
+                }
+            }
         }
         do throws(SystemError) { try Syscall.call("mkdir", dir) { mkdir(dir, 0o700) } } catch {
             if error.errno != EEXIST { throw error }
         }
         guard isBPFFS(dir) else { throw SystemError("statfs", errno: EINVAL, "\(dir) is not on a BPF filesystem") }
+        return note
+    }
+
+    /// `path` as this process can read it: under a private mount namespace with no bpffs of
+    /// its own at `path`'s mount point (an inspection command run with `ip netns exec`), the
+    /// host's, through /proc/1/root, where the daemon's pins are (see `prepare`).
+    public static func visible(_ path: String) -> String {
+        let point = mountPoint(for: (path as NSString).deletingLastPathComponent)
+        guard !isBPFFS(point), inPrivateMountNamespace, isBPFFS("/proc/1/root" + point) else { return path }
+        return "/proc/1/root" + path
+    }
+
+    /// One daemon per pin directory: an exclusive flock(2) on the directory, held as long as
+    /// the returned descriptor is open (the process's life; the kernel drops it on any exit).
+    /// Two daemons on one directory would share its ring buffer and diverge.
+    public static func lock(_ dir: String) throws(SystemError) -> OwnedFD {
+        let fd = OwnedFD(try Syscall.call("open", dir) { open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) })
+        do throws(SystemError) {
+            try Syscall.call("flock", dir) { flock(fd.raw, LOCK_EX | LOCK_NB) }
+        } catch {
+            if error.errno == EWOULDBLOCK {
+                throw SystemError("flock", errno: EWOULDBLOCK, "\(dir) is in use by another mip6 daemon: stop it, or give this one a --bpffs of its own")
+            }
+            throw error
+        }
+        return fd
     }
 }
 

@@ -172,6 +172,9 @@ struct HomeAgentRejectionTests {
         let h = Harness()
         #expect(h.ack(h.handle(h.bu(seq: 1, home: ha)))?.ba?.status == .prohibited)
         #expect(h.ack(h.handle(h.bu(seq: 1, home: addr("2001:db8:1::"))))?.ba?.status == .prohibited)
+        // Another address of ours in the home prefix is no home either (it is the node's own).
+        #expect(h.ack(h.handle(h.bu(seq: 1, home: otherLocal)))?.ba?.status == .prohibited)
+        #expect(h.cache.count == 0)
     }
 
     @Test func status133DeregistrationWithoutBinding() throws {

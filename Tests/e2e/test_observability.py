@@ -93,3 +93,35 @@ def test_bad_http_listen_is_refused(testbed, mip6_bin):
                             "--home-prefix", testbed.HOME_PREFIX, "--http-listen", "nowhere"], check=False)
     assert cp.returncode != 0
     assert "--http-listen" in cp.stderr and "ADDR:PORT" in cp.stderr, cp.stderr
+
+
+@pytest.mark.daemon_args("--no-dad")
+def test_bindings_delete_and_flush_evict_without_bpftool(testbed, daemon, mn):
+    """Issue 11 (10): an operator evicts a binding with the CLI. The data plane forgets it at
+    once, the running daemon (told with SIGHUP) forgets it too, so the mobile node's next BU,
+    even with an old sequence number, is a new registration; `flush` evicts them all."""
+    tb = testbed
+    assert mn.register(seq=10, lifetime=60).get("status") == 0
+    other = "2001:db8:1::1ab"
+    assert mn.register(seq=3, lifetime=60, hoa=other).get("status") == 0
+    assert daemon.binding(tb.HOA) is not None and daemon.binding(other) is not None
+
+    cp = daemon.cli("bindings", "delete", tb.HOA, "--json", "--bpffs", daemon.bpffs, "--state-dir", daemon.state_dir)
+    out = json.loads(cp.stdout)
+    assert [b["homeAddress"] for b in out["evicted"]] == [tb.HOA] and out["daemonNotified"] is True, out
+    assert daemon.binding(tb.HOA) is None, "still in the data plane"
+    assert daemon.binding(other) is not None, "delete took another binding with it"
+    again = daemon.cli("bindings", "delete", tb.HOA, "--bpffs", daemon.bpffs, "--state-dir", daemon.state_dir, check=False)
+    assert again.returncode == 1 and "no binding for" in again.stderr
+
+    # The daemon dropped it from its cache: a lower sequence number is a new registration (no 135).
+    ba = mn.register(seq=5, lifetime=60)
+    assert ba.get("status") == 0, f"the daemon still judged the evicted binding's sequence number: {ba}"
+    assert daemon.binding(tb.HOA)["sequence"] == 5
+
+    cp = daemon.cli("bindings", "flush", "--json", "--bpffs", daemon.bpffs, "--state-dir", daemon.state_dir)
+    out = json.loads(cp.stdout)
+    assert sorted(b["homeAddress"] for b in out["evicted"]) == sorted([tb.HOA, other]), out
+    assert daemon.bindings() == []
+    assert mn.register(seq=1, lifetime=60).get("status") == 0, "after a flush every node registers afresh"
+    assert "evicted from the data plane by an operator" in daemon.log_text()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import READY_TIMEOUT, REPO_ROOT, ping
+from conftest import READY_TIMEOUT, REPO_ROOT, HarnessError, HomeAgent, ping
 from test_mobile_node import assert_binding, counter
 
 SEQUENCE_OUT_OF_WINDOW = 135
@@ -259,3 +259,69 @@ def test_dataplane_detach_removes_everything(testbed, daemon, mn):
     assert not daemon.bpffs_host.exists(), f"pins left in {daemon.bpffs_host}"
     received, _ = ping(tb, "cn", tb.HOA, count=2, interval=0.2)
     assert received == 0, "the home address is still reachable after detach"
+
+
+class PlainNetnsHomeAgent(HomeAgent):
+    """`mip6 ha` started as a new user starts it: `ip netns exec NS mip6 ha ...`, with no help
+    from the testbed (which otherwise binds its own bpffs over the fresh /sys that `ip netns
+    exec` mounts). --bpffs is under /sys/fs/bpf like the default, /sys/fs/bpf/mip6, but named
+    for this run, so that it never touches a real home agent's pins on the machine."""
+
+    def __init__(self, tb, binary, log_path):
+        super().__init__(tb, binary, log_path, attach_mode="auto")
+        self.bpffs = f"/sys/fs/bpf/mip6-e2e-{tb.tag}"
+        self.bpffs_host = Path(self.bpffs)            # PID 1's view: the host's bpffs
+        self.state_dir = f"/run/mip6-e2e-{tb.tag}"
+        i = self.argv.index("--bpffs")
+        self.argv[i + 1] = self.bpffs
+        self.argv[self.argv.index("--state-dir") + 1] = self.state_dir
+        self.launcher = lambda argv: ["ip", "netns", "exec", tb.ns("ha"), *argv]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cp = subprocess.run(["ip", "netns", "exec", self.tb.ns("ha"), str(self.binary), *args],
+                            capture_output=True, text=True, timeout=20, cwd=REPO_ROOT)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"mip6 {' '.join(args)} exited {cp.returncode}: {cp.stderr.strip()}")
+        return cp
+
+    def pinned_map_id(self, name: str = "mip6_bindings") -> int:
+        cp = subprocess.run(["bpftool", "-j", "map", "show", "pinned", f"{self.bpffs_host}/{name}"],
+                            capture_output=True, text=True, check=True)
+        return json.loads(cp.stdout)["id"]
+
+
+def test_kill_9_under_plain_ip_netns_exec_keeps_the_pins(testbed, mip6_bin, mobile_node, mn, tmp_path):
+    """Issue 11 (4): `ip netns exec` mounts a fresh sysfs on /sys in a private mount namespace;
+    a bpffs the daemon mounted there died with it, and with it every pin (222 of 500 pings
+    lost, the binding gone, a replayed sequence accepted). The daemon must pin where the pins
+    outlive it (the host's bpffs), or refuse to start and say how to fix it."""
+    tb = testbed
+    host_has_bpffs = subprocess.run(["stat", "-f", "-c", "%T", "/sys/fs/bpf"], capture_output=True, text=True).stdout.strip() == "bpf_fs"
+    daemon = PlainNetnsHomeAgent(tb, mip6_bin, tmp_path / "mip6-ha-plain.log")
+    daemon.clear_state()
+    try:
+        if not host_has_bpffs:
+            with pytest.raises(HarnessError) as refused:
+                daemon.start(READY_TIMEOUT)
+            assert "mount -t bpf bpf /sys/fs/bpf" in str(refused.value), f"the refusal does not name the fix: {refused.value}"
+            return
+        daemon.start(READY_TIMEOUT)
+        assert "bound the host's bpffs" in daemon.log_text(), "the daemon did not say where its pins go"
+        assert (daemon.bpffs_host / "mip6_bindings").exists(), "the pins are not in the host's bpffs"
+        # A second daemon on the same pin directory is refused (it would share the ring and diverge).
+        second = subprocess.run(["ip", "netns", "exec", tb.ns("ha"), *daemon.argv], capture_output=True, text=True, timeout=20)
+        assert second.returncode != 0 and "in use by another mip6 daemon" in second.stderr + second.stdout, \
+            f"a second daemon on {daemon.bpffs} was not refused: {second.returncode} {second.stderr[-400:]}"
+
+        mn_daemon = mobile_node(lifetime=120)
+        try:
+            seen = restart_under_ping(tb, daemon, mn_daemon, lambda d: d.kill())
+            assert seen["exit_code"] == -9
+            assert_nothing_lost(seen, tb, daemon, mn)
+            assert "adopting the pinned data plane" in daemon.log_text()
+        finally:
+            mn_daemon.stop()
+    finally:
+        daemon.stop()
+        daemon.cli("dataplane", "detach", "--bpffs", daemon.bpffs, "--state-dir", daemon.state_dir, check=False)
+        daemon.clear_state()

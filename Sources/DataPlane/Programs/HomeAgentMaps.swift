@@ -93,9 +93,23 @@ public final class HomeAgentMaps {
         try locals.update(k, 1)
     }
 
+    /// Makes mip6_locals exactly `addresses` (an address that left our interfaces is ours no
+    /// more: its traffic may be a home address's again). Returns what was added and removed.
+    @discardableResult
+    public func setLocalAddresses(_ addresses: Set<IPv6Address>) throws -> (added: Int, removed: Int) {
+        let present = Set(try locals.keys().map { IPv6Address(cAddress: $0.addr) })
+        for a in present.subtracting(addresses) {
+            var k: mip6_addr_key = zeroed()
+            k.addr = a.cAddress
+            try locals.delete(k)
+        }
+        for a in addresses.subtracting(present) { try addLocalAddress(a) }
+        return (addresses.subtracting(present).count, present.subtracting(addresses).count)
+    }
+
     // MARK: bindings
 
-    static func key(_ hoa: IPv6Address) -> mip6_binding_key {
+    public static func key(_ hoa: IPv6Address) -> mip6_binding_key {
         var k: mip6_binding_key = zeroed()
         k.hoa = hoa.cAddress
         return k

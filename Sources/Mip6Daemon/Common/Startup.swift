@@ -25,11 +25,21 @@ enum DaemonStartup {
     }
 
     /// --bpffs on a BPF filesystem and --state-dir, both created when absent.
-    static func prepareDirectories(bpffs: String, stateDir: String) throws {
-        do { try BPFFS.prepare(bpffs) } catch { throw StartupError("--bpffs \(bpffs): \(error)") }
+    /// --bpffs on a BPF filesystem that outlives the daemon (BPFFS.prepare) and locked for
+    /// this daemon alone, and --state-dir, both created when absent. Keep the returned lock
+    /// open for the daemon's life.
+    static func prepareDirectories(bpffs: String, stateDir: String, logger: Logger) throws -> OwnedFD {
+        let lock: OwnedFD
+        do {
+            if let note = try BPFFS.prepare(bpffs) { logger.notice("\(note)", metadata: ["mip6.bpffs": "\(bpffs)"]) }
+            lock = try BPFFS.lock(bpffs)
+        } catch {
+            throw StartupError("--bpffs \(bpffs): \(error)")
+        }
         do { try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true) } catch {
             throw StartupError("--state-dir \(stateDir): \(error.localizedDescription)")
         }
+        return lock
     }
 
     /// libbpf's own messages into the daemon's logger, the same way for every daemon:

@@ -16,6 +16,8 @@ public final class HomeAgentDaemon: LoopDaemon {
     let loop = EventLoop()
 
     // Set up by start(); the loop runs between start() and shutdown.
+    /// The --bpffs single-instance lock, held for the daemon's life.
+    var pinLock: OwnedFD?
     var object: BPFObject!
     var maps: HomeAgentMaps!
     /// Interface name -> how our program sits there, recorded at attach time for readiness.
@@ -88,13 +90,19 @@ public final class HomeAgentDaemon: LoopDaemon {
             do { try maps.bumpNextHopGeneration() } catch {
                 logger.error("cannot invalidate the next-hop cache", metadata: ["mip6.error": "\(error)"])
             }
+            do { try syncLocalAddresses() } catch {
+                logger.error("cannot update the local addresses", metadata: ["mip6.error": "\(error)"])
+            }
         }
         loop.onWake = { [unowned self] in
             let reload = shared.write { s -> Bool in
                 defer { s.reloadRequested = false }
                 return s.reloadRequested
             }
-            if reload { reloadKeys() }
+            if reload {
+                reconcileWithMaps()
+                reloadKeys()
+            }
             if loop.stopRequested { try drainSignaling() } // the BUs in flight get their answers
         }
         loop.timer(deadline: { [unowned self] in core.nextDeadline }) { [unowned self] in perform(core.expire()) }

@@ -45,6 +45,23 @@ extension HomeAgentDaemon {
         stateDirty = true
     }
 
+    /// SIGHUP: bindings an operator evicted from the maps (`mip6 bindings delete|flush`)
+    /// leave the cache too, so that the next BU for them is a new registration.
+    func reconcileWithMaps() {
+        var evicted = 0
+        for b in core.cache.all {
+            // Only an answer of "absent" evicts; a failed lookup leaves the binding alone.
+            guard case .success(.none) = Result(catching: { try maps.bindings.lookup(HomeAgentMaps.key(b.homeAddress)) }) else { continue }
+            core.cache.revert(b.homeAddress, to: nil)
+            evicted += 1
+        }
+        if evicted > 0 {
+            stateDirty = true
+            logger.notice("SIGHUP: bindings evicted from the data plane by an operator dropped from the cache",
+                          metadata: ["mip6.count": "\(evicted)"])
+        }
+    }
+
     /// SIGHUP: re-read --auth-keys; bindings stay. A broken file keeps the old keys.
     func reloadKeys() {
         guard let path = options.authKeysPath else {

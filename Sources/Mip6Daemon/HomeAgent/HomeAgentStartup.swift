@@ -31,7 +31,7 @@ extension HomeAgentDaemon {
         let retrans = options.dadTimeoutMilliseconds ?? UInt32(Sysctl.read("net.ipv6.neigh.\(home.name).retrans_time_ms") ?? "") ?? 1000
         dadTimeoutNs = UInt64(retrans) * 1_000_000
 
-        try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir)
+        pinLock = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
         DaemonStartup.routeLibBPFLog(to: logger)
         let obj = try HomeAgentPins.openProgramObject(path: options.programObject, logger: logger)
         // Pins left by an earlier daemon are adopted only if this version can read them.
@@ -90,13 +90,7 @@ extension HomeAgentDaemon {
 
         try maps.writeConfig(homeAgent: options.address, homePrefix: options.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),
                              limits: options.puntLimits)
-        for i in ifaces {
-            for a in i.ipv6Addresses() {
-                try maps.addLocalAddress(a)
-                localAddresses.insert(a)
-            }
-        }
-        localAddresses.insert(options.address)
+        try syncLocalAddresses()
 
         rawSender = try RawIPv6Sender()
         packetSender = try PacketSender(interface: home)
@@ -165,5 +159,22 @@ extension HomeAgentDaemon {
             try maps.removeInterface(ifindex: ifindex)
             logger.notice("detached from an interface no longer configured", metadata: ["mip6.ifindex": "\(ifindex)"])
         }
+    }
+
+    /// Our addresses on the --interfaces (and the home agent address): the data plane punts
+    /// their Mobility Headers and decapsulates tunnels to them, and the core refuses them as
+    /// home addresses. At start (pins of an earlier daemon may list addresses gone since) and
+    /// on every address event.
+    func syncLocalAddresses() throws {
+        var now: Set<IPv6Address> = [options.address]
+        for name in options.interfaces {
+            guard let i = try? NetworkInterface(named: name) else { continue }
+            now.formUnion(i.ipv6Addresses())
+        }
+        let (added, removed) = try maps.setLocalAddresses(now)
+        if (added > 0 || removed > 0) && !localAddresses.isEmpty {
+            logger.info("local addresses changed", metadata: ["mip6.added": "\(added)", "mip6.removed": "\(removed)"])
+        }
+        localAddresses = now
     }
 }

@@ -15,6 +15,8 @@ public final class MobileNodeDaemon: LoopDaemon {
     let clock = SystemMonotonicClock()
     let loop = EventLoop()
 
+    /// The --bpffs single-instance lock, held for the daemon's life.
+    var pinLock: OwnedFD?
     var object: BPFObject!
     var maps: MobileNodeMaps!
     var attachments: [TCAttachment] = []

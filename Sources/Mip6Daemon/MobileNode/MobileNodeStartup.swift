@@ -11,7 +11,7 @@ extension MobileNodeDaemon {
         try DaemonStartup.checkCapabilities()
         interfaces = try DaemonStartup.interfaces(options.interfaces)
         for i in interfaces { senders[i.name] = try RawIPv6Sender(boundTo: i.name) }
-        try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir)
+        pinLock = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
 
         // RFC 6275 §11.1: the home address stays configured wherever the node is; on lo
         // it is ours on every link and the kernel delivers decapsulated packets to it.
