@@ -132,8 +132,15 @@ static __always_inline int ha_forward(void *ctx, const enum m6_hook hook, struct
 }
 
 /* The sender's packet does not fit the tunnel: Packet Too Big back out of the arrival interface. */
-static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook, const __u8 *ha_addr, __u32 mtu)
+static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook, const __u8 *ha_addr, __u32 mtu,
+					     __u64 now)
 {
+	/* RFC 4443 §2.4(f): a node MUST limit the rate of the ICMPv6 errors it originates. */
+	__u32 zero = 0;
+	struct mip6_token_bucket *tb = bpf_map_lookup_elem(&mip6_icmp_tb, &zero);
+	const __u64 cost = 1000000000ULL / MIP6_ICMP_ERRORS_PER_S;
+	if (!tb || !m6_bucket_take(tb, now, cost, cost * MIP6_ICMP_ERRORS_BURST))
+		return M6_DROP(MIP6_CNT_DROP_ICMP_RATE_LIMITED);
 	int rc = m6_packet_too_big(ctx, hook, ha_addr, mtu);
 	if (rc == M6_PTB_NOT_TOO_BIG) /* cannot happen for a genuine too-big packet; let the kernel judge */
 		return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
@@ -190,7 +197,9 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	if (ip6->hop_limit <= 1) /* the kernel sends Time Exceeded */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_HOPLIMIT);
 
-	__u8 hoa[16], coa[16], ha_addr[16];
+	M6_ADDR(hoa);
+	M6_ADDR(coa);
+	M6_ADDR(ha_addr);
 	addr_copy(hoa, ip6->daddr.s6_addr);
 	addr_copy(coa, b->coa);
 	addr_copy(ha_addr, cfg->ha_addr);
@@ -206,8 +215,14 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
 	int rc = ha_fib(ctx, cfg, now, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		/* RFC 2473 §7.1: the tunnel MTU is the route's less our header; never below 1280.
+		 * A route too small for a 1280-byte packet plus 40 leaves packets of 1280 or less
+		 * that only a fragmented tunnel packet would carry: counted and dropped (asking the
+		 * sender for less than 1280 is not allowed, and 1280 again would loop). */
+		if (fib.mtu_result < 1280 + IPV6_HLEN && inner_len <= 1280)
+			return M6_DROP(MIP6_CNT_DROP_ENCAP_TUNNEL_MTU);
 		__u32 mtu = fib.mtu_result > 1280 + IPV6_HLEN ? fib.mtu_result - IPV6_HLEN : 1280;
-		return ha_packet_too_big(ctx, hook, ha_addr, mtu);
+		return ha_packet_too_big(ctx, hook, ha_addr, mtu, now);
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return M6_DROP(MIP6_CNT_ENCAP_FIB_FAIL);
@@ -252,7 +267,7 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 	if (!ha_binding_live(b, now))
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_EXPIRED);
 
-	__u8 hoa[16];
+	M6_ADDR(hoa);
 	addr_copy(hoa, inner->saddr.s6_addr);
 	/* A GSO skb is checked as one of its segments; 0 (unknown) is left to the kernel. */
 	__u32 seg = m6_seg_len(ctx, hook, ETH_HLEN_ + outer_len, inner->nexthdr, inner_len);
@@ -350,7 +365,9 @@ static __always_inline int ha_proxy_na(void *ctx, const enum m6_hook hook, struc
 	if (!ifc)
 		return not_ours;
 
-	__u8 tgt[16], dst[16], peer_mac[ETH_ALEN], our_mac[ETH_ALEN];
+	M6_ADDR(tgt);
+	M6_ADDR(dst);
+	__u8 peer_mac[ETH_ALEN], our_mac[ETH_ALEN];
 	addr_copy(tgt, target);
 	if (unspec) { /* defend against a DAD probe: reply to all-nodes (RFC 4861 §7.2.4) */
 		__builtin_memset(dst, 0, 16);

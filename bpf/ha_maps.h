@@ -72,6 +72,14 @@ struct {
 	__type(value, struct mip6_token_bucket);
 } mip6_punt_tb SEC(".maps");
 
+/* The ICMPv6 errors this program originates (Packet Too Big), all sources, all CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mip6_token_bucket);
+} mip6_icmp_tb SEC(".maps");
+
 /* Signaling token buckets per source /64 (LRU, per CPU: LRU maps cannot hold a spin lock). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);

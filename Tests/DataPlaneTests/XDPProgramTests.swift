@@ -332,6 +332,54 @@ struct XDPProgramTests {
         #expect(cache[hoa]?.careOfAddress == newCoA)
     }
 
+    /// Fills the ICMPv6 error bucket again (tests that spend it leave it as they found it).
+    static func refillICMPBucket(_ env: Env) throws {
+        let tb = try BPFMap<UInt32, mip6_token_bucket>(env.object.map(MIP6_MAP_ICMP_LIMIT))
+        var full: mip6_token_bucket = zeroed()
+        full.credit_ns = UInt64.max / 2
+        full.last_ns = monotonicNanoseconds()
+        try tb.update(0, full)
+    }
+
+    @Test("Packet Too Big is rate-limited (RFC 4443 §2.4(f)): a burst of too-big packets gets MIP6_ICMP_ERRORS_BURST answers, the rest are counted")
+    func packetTooBigRateLimit() throws {
+        let env = try Self.env.get()
+        defer { try? Self.refillICMPBucket(env) }
+        let tooBig = F.ethernet(F.echoRequest(dataSize: 1500 - 48)) // 1500 + 40 does not fit the 1500-byte link
+        let (ptb0, limited0) = (try env.counter("encap_too_big"), try env.counter("drop_icmp_rate_limited"))
+        let start = monotonicNanoseconds()
+        var verdicts: [UInt32] = []
+        for _ in 0..<60 { verdicts.append(try env.run(tooBig).verdict) }
+        let elapsedMs = (monotonicNanoseconds() - start) / 1_000_000
+        let answered = try env.counter("encap_too_big") - ptb0, limited = try env.counter("drop_icmp_rate_limited") - limited0
+        print("60 too-big packets in \(elapsedMs) ms: \(answered) Packet Too Big, \(limited) rate-limited")
+        #expect(answered + limited == 60)
+        #expect(answered >= UInt64(MIP6_ICMP_ERRORS_BURST) || elapsedMs > 0)
+        #expect(answered <= UInt64(MIP6_ICMP_ERRORS_BURST) + elapsedMs * UInt64(MIP6_ICMP_ERRORS_PER_S) / 1000 + 1,
+                "no more than the burst plus the rate")
+        #expect(limited > 0 && verdicts.filter { $0 == Self.xdpDrop }.count == Int(limited))
+    }
+
+    @Test("a route MTU between 1280 and 1319: a packet of 1280 or less is counted and dropped, not answered with a Packet Too Big that would loop")
+    func tunnelMTUBelowTheMinimum() throws {
+        let env = try Self.env.get()
+        try Self.refillICMPBucket(env)
+        try env.ns.ip("-6 route replace 2001:db8:f1::/64 via 2001:db8:1::1 dev t0 mtu lock 1300")
+        defer { try? env.ns.ip("-6 route replace 2001:db8:f1::/64 via 2001:db8:1::1 dev t0") }
+        try env.maps.bumpNextHopGeneration()
+        defer { try? env.maps.bumpNextHopGeneration() }
+        let small = F.ethernet(F.echoRequest(dataSize: 1280 - 48))   // 1280: fits no 1300-byte route with 40 more
+        let before = try env.counter("drop_encap_tunnel_mtu")
+        let r = try env.run(small)
+        let after = try env.counter("drop_encap_tunnel_mtu")
+        #expect(r.verdict == Self.xdpDrop && after == before + 1)
+        let big = F.ethernet(F.echoRequest(dataSize: 1281 - 48))     // larger than 1280: asked down to 1280
+        let p = try env.run(big)
+        #expect(p.verdict == Self.xdpTX && p.output[14 + 40] == 2, "Packet Too Big")
+        let mtu = p.output[14 + 44..<14 + 48].reduce(0) { $0 << 8 | UInt32($1) }
+        #expect(mtu == 1280, "never below the IPv6 minimum")
+    }
+
     @Test("a restarted daemon never makes an earlier daemon's next-hop entries valid again")
     func nextHopGenerationSurvivesRestart() throws {
         let env = try Self.env.get()

@@ -45,7 +45,7 @@ static __always_inline int m6_fib_cached(void *ctx, void *cache, __u32 gen, __u6
 		return BPF_FIB_LKUP_RET_SUCCESS;
 	}
 	*hit = 0;
-	__u8 dst[16]; /* bpf_fib_lookup overwrites ipv6_dst with the gateway */
+	M6_ADDR(dst); /* bpf_fib_lookup overwrites ipv6_dst with the gateway */
 	addr_copy(dst, (__u8 *)fib->ipv6_dst);
 	int rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {

@@ -118,6 +118,10 @@ static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
 	return x[0] == y[0] && x[1] == y[1];
 }
 
+/* An IPv6 address on the stack: addr_copy/addr_eq move it as two 8-byte words, and the
+ * verifier refuses a misaligned 8-byte stack access, so the buffer is 8-aligned. */
+#define M6_ADDR(name) __u8 name[16] __attribute__((aligned(8)))
+
 static __always_inline void addr_copy(__u8 *dst, const __u8 *src)
 {
 	__u64 *d = (__u64 *)dst;

@@ -35,7 +35,9 @@ static __always_inline int m6_packet_too_big(void *ctx, const enum m6_hook hook,
 	struct ipv6hdr *orig = data + sizeof(*eth);
 	if ((void *)(orig + 1) > data_end || m6_len(ctx, hook) < ETH_HLEN_ + M6_PTB_QUOTE)
 		return M6_PTB_NOT_TOO_BIG;
-	__u8 old_src_mac[ETH_ALEN], old_dst_mac[ETH_ALEN], saddr[16], daddr[16];
+	__u8 old_src_mac[ETH_ALEN], old_dst_mac[ETH_ALEN];
+	M6_ADDR(saddr);
+	M6_ADDR(daddr);
 	mac_copy(old_src_mac, eth->h_source);
 	mac_copy(old_dst_mac, eth->h_dest);
 	addr_copy(saddr, src);

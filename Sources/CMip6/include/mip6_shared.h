@@ -26,6 +26,7 @@
 #define MIP6_MAP_PUNT_LIMIT    "mip6_punt_tb"    /* signaling token bucket, all sources */
 #define MIP6_MAP_SRC_LIMIT     "mip6_src_tb"     /* signaling token buckets per source /64 */
 #define MIP6_MAP_NEXTHOP       "mip6_nexthop"    /* next-hop cache (skips bpf_fib_lookup) */
+#define MIP6_MAP_ICMP_LIMIT    "mip6_icmp_tb"    /* token bucket of the ICMPv6 errors the data plane sends */
 
 /* ---- capacities ----
  * Map sizes and BPF-side limits. Each may be overridden for a BPF build (-DNAME=...): the
@@ -57,6 +58,12 @@
 #define MIP6_PUNT_SMALL        256       /* records for packets up to this size reserve only this much */
 #define MIP6_PUNT_MAX          1280      /* bytes of a punted packet kept (IPv6 minimum MTU) */
 #define MIP6_TUNNEL_HOP_LIMIT  64        /* outer hop limit, RFC 2473 §6.3 (default) */
+#ifndef MIP6_ICMP_ERRORS_PER_S
+#define MIP6_ICMP_ERRORS_PER_S 100       /* ICMPv6 errors the data plane sends per second, all CPUs (RFC 4443 §2.4(f)) */
+#endif
+#ifndef MIP6_ICMP_ERRORS_BURST
+#define MIP6_ICMP_ERRORS_BURST 20
+#endif
 
 /* ---- program names in the embedded objects ---- */
 #define MIP6_PROG_HA_XDP       "mip6_ha_xdp"
@@ -101,7 +108,13 @@
 	X(PASS_EXPIRED,        "pass_expired")        /* to or NS for a home address whose binding's lifetime is over (RFC 6275 \
 	                                               * §10.3.1): not tunneled, not defended, to the kernel; the daemon, when it \
 	                                               * runs, removes such bindings itself */ \
-	X(DROP_TUNNEL_EXPIRED, "drop_tunnel_expired") /* reverse tunnel from a binding whose lifetime is over */
+	X(DROP_TUNNEL_EXPIRED, "drop_tunnel_expired") /* reverse tunnel from a binding whose lifetime is over */ \
+	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* too big, but the ICMPv6 error budget (RFC 4443 §2.4(f)) \
+	                                               * is spent: dropped without Packet Too Big */ \
+	X(DROP_ENCAP_TUNNEL_MTU, "drop_encap_tunnel_mtu") /* a packet of 1280 or less that does not fit a route \
+	                                               * whose MTU is below 1280 + 40: RFC 2473 §7.1 wants the tunnel \
+	                                               * packet fragmented, which this data plane does not do; no \
+	                                               * Packet Too Big (it cannot ask for less than 1280: a loop) */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
