@@ -429,6 +429,21 @@ static __always_inline int ha_parse(void *ctx, const enum m6_hook hook, struct c
 	return *ip6 ? 0 : M6_DROP(MIP6_CNT_DROP_MALFORMED);
 }
 
+/* A packet for a registered home address: to the care-of address while the binding lives. */
+static __always_inline int ha_tunnel(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
+				     struct ipv6hdr *ip6, const struct mip6_binding *b)
+{
+	/* We copy payload_len into the outer header: it must not claim more than is there
+	 * (0 would be a jumbogram, which no tunnel carries). */
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	if (plen == 0 || ETH_HLEN_ + IPV6_HLEN + plen > m6_len(ctx, hook))
+		return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+	__u64 now = bpf_ktime_get_ns();
+	if (!ha_binding_live(b, now))
+		return M6_PASS(hook, MIP6_CNT_PASS_EXPIRED);
+	return ha_encapsulate(ctx, hook, cfg, ip6, b, now);
+}
+
 static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 {
 	__u32 zero = 0;
@@ -445,6 +460,22 @@ static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 	struct mip6_config *cfg = bpf_map_lookup_elem(&mip6_config, &zero);
 	if (!cfg || !(cfg->flags & MIP6_CFG_ENABLED))
 		return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
+
+	/* The fast path first: a packet for a registered home address costs one hash lookup.
+	 * Neighbor Discovery for it (unicast NUD, DAD) goes on below, to be answered, not tunneled;
+	 * our own addresses are never home addresses (the control plane refuses them). */
+	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, ip6->daddr.s6_addr);
+	if (b) {
+		int nd = 0;
+		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
+			__u8 *icmp = c.pos;
+			if ((void *)(icmp + 1) > c.end)
+				return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+			nd = icmp[0] == ND_NS_ || icmp[0] == ND_NA_;
+		}
+		if (!nd)
+			return ha_tunnel(ctx, hook, cfg, ip6, b);
+	}
 
 	/* Signaling, tunnels and ND are parsed deeper than HA_PULL_FAST. Each pull is a no-op
 	 * when the bytes are linear already (always in XDP); after a real one, parse again. */
@@ -476,18 +507,8 @@ static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 		}
 	}
 
-	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, ip6->daddr.s6_addr);
-	if (b) {
-		/* We copy payload_len into the outer header: it must not claim more than is there
-		 * (0 would be a jumbogram, which no tunnel carries). */
-		__u32 plen = bpf_ntohs(ip6->payload_len);
-		if (plen == 0 || ETH_HLEN_ + IPV6_HLEN + plen > m6_len(ctx, hook))
-			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
-		__u64 now = bpf_ktime_get_ns();
-		if (!ha_binding_live(b, now))
-			return M6_PASS(hook, MIP6_CNT_PASS_EXPIRED);
-		return ha_encapsulate(ctx, hook, cfg, ip6, b, now);
-	}
+	if (b) /* an NA to a home address while no DAD runs: tunneled like any other packet */
+		return ha_tunnel(ctx, hook, cfg, ip6, b);
 	return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
 }
 

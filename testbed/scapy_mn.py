@@ -788,6 +788,86 @@ def cmd_bu_flood(args) -> dict:
             "elapsed_ms": round(elapsed * 1000, 1), "pps": round(len(frames) / elapsed) if elapsed > 0 else None}
 
 
+# --- crowd: many mobile nodes behind one access router ----------------------------
+INITIAL_BINDACK_TIMEOUT_FIRST_REG = 1.5   # RFC 6275 §13, seconds
+MAX_BINDACK_TIMEOUT = 32.0
+
+
+def cmd_crowd(args) -> dict:
+    """--count mobile nodes behind one foreign /64: node i has care-of address --coa + i and
+    home address --hoa + i (the addresses must be configured on --iface so the router's
+    Neighbor Solicitations for them are answered). Every node sends its first home
+    registration at once and retransmits as RFC 6275 §11.8 says (1.5 s, doubling, a new
+    sequence number each time is not needed: the same BU again) until its BA arrives or
+    --timeout runs out. Returns when each node was accepted."""
+    base_coa = int(ipaddress.IPv6Address(args.coa))
+    base_hoa = int(ipaddress.IPv6Address(args.hoa))
+    link = Link(args.iface, args.gw, args.dst_mac, args.coa)
+    ha_b = a2b(args.ha)
+    lifetime_units = min(0xFFFF, (args.lifetime + 3) // 4)
+    nodes = []
+    for i in range(args.count):
+        coa = str(ipaddress.IPv6Address(base_coa + i))
+        hoa = str(ipaddress.IPv6Address(base_hoa + i))
+        mh = mobility_header(MH_BU, bu_data(args.seq, BU_FLAGS["A"] | BU_FLAGS["H"], lifetime_units))
+        set_checksum(mh, hoa, args.ha)
+        payload = dest_opts_hao(hoa) + bytes(mh)
+        frame = link.frame(ipv6_header(a2b(coa), ha_b, IPPROTO_DSTOPTS, len(payload)) + payload)
+        nodes.append({"hoa": hoa, "frame": frame, "next": 0.0, "timeout": INITIAL_BINDACK_TIMEOUT_FIRST_REG,
+                      "sent": 0, "accepted": None, "status": None})
+    by_hoa = {n["hoa"]: n for n in nodes}
+    t0 = time.monotonic()
+    for n in nodes:
+        n["next"] = t0
+    pending = len(nodes)
+    retransmissions = 0
+    other_status: dict[int, int] = {}
+    while pending and time.monotonic() - t0 < args.timeout:
+        now = time.monotonic()
+        for n in nodes:
+            if n["accepted"] is None and n["next"] <= now:
+                try:
+                    link.send(n["frame"])
+                except OSError:
+                    pass
+                if n["sent"]:
+                    retransmissions += 1
+                n["sent"] += 1
+                n["next"] = now + n["timeout"]
+                n["timeout"] = min(n["timeout"] * 2, MAX_BINDACK_TIMEOUT)
+        wake = min((n["next"] for n in nodes if n["accepted"] is None), default=now + 0.05)
+        while True:
+            got = link.recv(max(0.0, min(wake - time.monotonic(), 0.05)))
+            if got is None:
+                break
+            data, t = got
+            if len(data) < 54 or struct.unpack("!H", data[12:14])[0] != ETH_P_IPV6:
+                continue
+            ip = data[14:]
+            info = parse_ipv6(ip)
+            if not info or info["src"] != args.ha or not info["rh2"]:
+                continue
+            mh = parse_mh(ip, info)
+            if not mh or mh["type"] != MH_BA or len(mh["bytes"]) < 12:
+                continue
+            n = by_hoa.get(info["rh2"])
+            if n is None or n["accepted"] is not None:
+                continue
+            status = mh["bytes"][6]
+            if status == 0:
+                n["accepted"], n["status"] = t - t0, 0
+                pending -= 1
+            else:
+                other_status[status] = other_status.get(status, 0) + 1
+    link.close()
+    accepted = sorted(n["accepted"] for n in nodes if n["accepted"] is not None)
+    return {"nodes": len(nodes), "accepted": len(accepted), "retransmissions": retransmissions,
+            "other_status": other_status,
+            "last_accepted_s": round(accepted[-1], 3) if accepted else None,
+            "median_accepted_s": round(accepted[len(accepted) // 2], 3) if accepted else None,
+            "not_accepted": [n["hoa"] for n in nodes if n["accepted"] is None][:20]}
+
+
 # --- command line ------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m testbed.scapy_mn", description=__doc__,
@@ -859,11 +939,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lifetime", type=int, default=600)
     auth_args(p)
 
+    p = sub.add_parser("crowd", help="many mobile nodes behind one /64 register at once, with RFC 6275 retransmissions")
+    common(p)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--seq", type=int, default=1)
+    p.add_argument("--lifetime", type=int, default=600)
+    p.add_argument("--timeout", type=float, default=20.0)
+
     args = ap.parse_args(argv)
     conf.verb = 0
     try:
         result = {"register": cmd_register, "responder": cmd_responder, "send-ba": cmd_send_ba,
-                  "flood": cmd_flood, "send-raw": cmd_send_raw, "bu-flood": cmd_bu_flood}[args.command](args)
+                  "flood": cmd_flood, "send-raw": cmd_send_raw, "bu-flood": cmd_bu_flood,
+                  "crowd": cmd_crowd}[args.command](args)
     except (OSError, RuntimeError, ValueError) as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
         return 2

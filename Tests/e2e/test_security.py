@@ -505,7 +505,7 @@ def test_binding_update_flood_is_rate_limited(request, testbed, attacker, mip6_b
             assert alive, f"`mip6 ha` died in the flood (exit {ha.proc.poll()})"
             f1, f2 = figures["one source"], figures[f"{FLOOD_SOURCES} /64s"]
             assert one["sent"] == FLOOD_COUNT and spread["sent"] == FLOOD_COUNT, (one, spread)
-            # One source: its /64's bucket (default 1000/s, burst 100) stops nearly all of it.
+            # One source: its /64's bucket (default 1000/s, burst 2500) stops most of it.
             assert f1["drop_punt_src_rate_limited"] >= FLOOD_COUNT // 2, f1
             assert f1["mh_punt"] < FLOOD_COUNT // 4, f1
             # Spread over /64s, each within its own burst: the global bucket stops it.
@@ -550,7 +550,7 @@ SPRAY_SOURCES = 9000          # more source /64s than the data plane has per-sou
 def test_per_source_limit_survives_a_spray_of_source_prefixes(request, testbed, attacker, mip6_bin, tmp_path, keys):
     """One Binding Update from each of 9000 source /64s (spoofable: nothing checks sources), then a
     flood from one fresh /64: that one source must still be held to its own rate (default 1000/s,
-    burst 100), not take the whole global budget. Default punt limits."""
+    burst 2500), not take the whole global budget. Default punt limits."""
     tb = testbed
     ha = start_ha(request, tb, mip6_bin, tmp_path / "ha.log", ["--auth-keys", str(keys["ha_file"])])
     try:

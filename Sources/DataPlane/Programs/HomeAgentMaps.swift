@@ -213,7 +213,11 @@ public struct PuntLimits: Sendable, Equatable {
         self.perSourceBurst = perSourceBurst
     }
 
-    public static let `default` = PuntLimits(rate: 20_000, burst: 2_000, perSourceRate: 1_000, perSourceBurst: 100)
+    /// A site behind one access router (a conference network: thousands of mobile nodes whose
+    /// care-of addresses share one /64) registers at once: one source /64 may send a burst of
+    /// 2,500 BUs, then 1,000/s. All sources together: 20,000/s with a burst of 5,000, so one
+    /// /64's burst leaves room for the others (test_scale.py, test_security.py).
+    public static let `default` = PuntLimits(rate: 20_000, burst: 5_000, perSourceRate: 1_000, perSourceBurst: 2_500)
     public static let unlimited = PuntLimits(rate: 0, burst: 0, perSourceRate: 0, perSourceBurst: 0)
 
     static func bucket(rate: UInt32, burst: UInt32) -> (cost: UInt64, burst: UInt64) {
