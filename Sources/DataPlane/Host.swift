@@ -111,14 +111,37 @@ public enum BPFFS {
         return (try? Syscall.call("statfs", path) { statfs(path, &st) }) != nil && UInt(bitPattern: Int(st.f_type)) == magic
     }
 
-    /// Whether this process runs in a mount namespace other than PID 1's, as under
-    /// `ip netns exec` (which also mounts a fresh sysfs on /sys, hiding the host's bpffs):
-    /// a filesystem mounted here vanishes with the last process of the namespace.
-    public static var inPrivateMountNamespace: Bool {
-        var ours = stat(), init_ = stat()
-        guard (try? Syscall.call("stat") { stat("/proc/self/ns/mnt", &ours) }) != nil,
-              (try? Syscall.call("stat") { stat("/proc/1/ns/mnt", &init_) }) != nil else { return false }
-        return ours.st_ino != init_.st_ino || ours.st_dev != init_.st_dev
+    /// This process's mount namespace as pins see it. A mount made in a namespace that no
+    /// other process shares vanishes with the daemon (`ip netns exec` makes one per command,
+    /// with a fresh sysfs on /sys). Found through /proc: the processes whose ns/mnt link is
+    /// readable (PID 1's may not be, in a sandbox) and the same as ours.
+    public struct MountNamespace {
+        /// No other process is in our mount namespace: what we mount dies with us.
+        public let isPrivate: Bool
+        /// A /proc/PID/root of a process in another mount namespace (its parent's, the host's,
+        /// first PID 1, then our parent, then any), through which its mounts can be reached.
+        public let otherRoots: [String]
+    }
+
+    public static func mountNamespace() -> MountNamespace {
+        func link(_ pid: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt") }
+        guard let ours = link("self") else { return MountNamespace(isPrivate: false, otherRoots: []) }
+        let me = String(getpid())
+        let parent = String(getppid())
+        var shared = false
+        var others: [String] = []
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { $0.allSatisfy(\.isNumber) && $0 != me }
+        for pid in ["1", parent] + pids {
+            guard let ns = link(pid) else { continue }
+            if ns == ours {
+                // Our own threads have their own /proc/PID only under /proc/self/task.
+                if pid != me { shared = true }
+            } else if !others.contains("/proc/\(pid)/root") {
+                others.append("/proc/\(pid)/root")
+            }
+            if shared && others.count >= 3 { break }
+        }
+        return MountNamespace(isPrivate: !shared, otherRoots: others)
     }
 
     /// The directory a bpffs is mounted on for `dir`: the standard root for anything under
@@ -127,25 +150,27 @@ public enum BPFFS {
         dir == standardRoot || dir.hasPrefix(standardRoot + "/") ? standardRoot : dir
     }
 
-    /// Makes `dir` (creating it) a directory on a bpffs that outlives this process, and says
-    /// how, when it had to do something:
+    /// Where pins for `dir` go, made (created) on a bpffs that outlives this process:
     ///
-    /// - on a bpffs already: nothing to do;
-    /// - in the host's mount namespace: mounts a bpffs at `mountPoint(for:)`;
+    /// - on a bpffs already: `dir` itself;
+    /// - in a mount namespace others share (the host's): a bpffs is mounted at
+    ///   `mountPoint(for:)`, and `dir` is used;
     /// - in a private mount namespace (`ip netns exec`): a bpffs mounted there would die with
-    ///   the daemon, and with it every pin. If PID 1's namespace has one at that place
-    ///   (through /proc/1/root), it is bind-mounted here, so pins land in the host's bpffs and
-    ///   outlive us; otherwise this refuses and names the fix.
-    @discardableResult
-    public static func prepare(_ dir: String) throws(SystemError) -> String? {
+    ///   the daemon, and with it every pin. If another namespace (PID 1's, our parent's) has
+    ///   one at that place, the pins go there through its /proc/PID/root (pinning resolves
+    ///   the path; a bind mount across namespaces is not allowed), so they land in the host's
+    ///   bpffs and outlive us; otherwise this refuses and names the fix.
+    ///
+    /// Returns the directory to pin into and, when something had to be done, a note saying what.
+    public static func prepare(_ dir: String) throws(SystemError) -> (path: String, note: String?) {
+        var path = dir
         var note: String?
         if !isBPFFS(dir) {
             let point = mountPoint(for: dir)
             if !isBPFFS(point) {
-                try? FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
-                if inPrivateMountNamespace {
-                    let host = "/proc/1/root" + point
-                    guard isBPFFS(host) else {
+                let ns = mountNamespace()
+                if ns.isPrivate {
+                    guard let root = ns.otherRoots.first(where: { isBPFFS($0 + point) }) else {
                         throw SystemError("bpffs", errno: ENOENT, """
                             no BPF filesystem at \(point) in this mount namespace or the host's, and this process runs in \
                             a mount namespace of its own (as under `ip netns exec`): one mounted now would vanish with the \
@@ -153,29 +178,32 @@ public enum BPFFS {
                             (mount -t bpf bpf \(point)), or give a directory on a bpffs that outlives the daemon
                             """)
                     }
-                    try Syscall.call("mount", "bind \(host) on \(point)") { mount(host, point, nil, UInt(MS_BIND), nil) }
-                    note = "bound the host's bpffs (\(host)) on \(point): this process runs in a mount namespace of its own "
-                        + "(ip netns exec), and the pins must outlive it"
+                    path = root + dir
+                    note = "pinning into the host's bpffs through \(root): this process runs in a mount namespace of its own "
+                        + "(as under ip netns exec), and the pins must outlive it"
                 } else {
+                    try? FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
                     try Syscall.call("mount", "bpffs at \(point) (mount -t bpf bpf \(point))") { mount("bpf", point, "bpf", 0, nil) }
                     note = "mounted a bpffs at \(point)"
                 }
             }
         }
-        do throws(SystemError) { try Syscall.call("mkdir", dir) { mkdir(dir, 0o700) } } catch {
+        do throws(SystemError) { try Syscall.call("mkdir", path) { mkdir(path, 0o700) } } catch {
             if error.errno != EEXIST { throw error }
         }
-        guard isBPFFS(dir) else { throw SystemError("statfs", errno: EINVAL, "\(dir) is not on a BPF filesystem") }
-        return note
+        guard isBPFFS(path) else { throw SystemError("statfs", errno: EINVAL, "\(path) is not on a BPF filesystem") }
+        return (path, note)
     }
 
     /// `path` as this process can read it: under a private mount namespace with no bpffs of
     /// its own at `path`'s mount point (an inspection command run with `ip netns exec`), the
-    /// host's, through /proc/1/root, where the daemon's pins are (see `prepare`).
+    /// host's, through /proc/PID/root, where the daemon's pins are (see `prepare`).
     public static func visible(_ path: String) -> String {
-        let point = mountPoint(for: (path as NSString).deletingLastPathComponent)
-        guard !isBPFFS(point), inPrivateMountNamespace, isBPFFS("/proc/1/root" + point) else { return path }
-        return "/proc/1/root" + path
+        let point = mountPoint(for: path)
+        guard !isBPFFS(point) else { return path }
+        let ns = mountNamespace()
+        guard ns.isPrivate, let root = ns.otherRoots.first(where: { isBPFFS($0 + point) }) else { return path }
+        return root + path
     }
 
     /// One daemon per pin directory: an exclusive flock(2) on the directory, held as long as

@@ -80,7 +80,7 @@ struct DataplaneCommand: ParsableCommand {
                (try? String(contentsOfFile: "/proc/\(state.pid)/comm", encoding: .utf8))?.hasPrefix("mip6") == true {
                 throw ValidationError("the home agent (pid \(state.pid)) is still running with --state-dir \(stateDir); stop it first")
             }
-            let report = try HomeAgentPins.detachAll(directory: pins.bpffs)
+            let report = try HomeAgentPins.detachAll(directory: BPFFS.visible(pins.bpffs))
             try? FileManager.default.removeItem(atPath: ControlPlaneState.path(stateDir: stateDir))
             if output.json { return try printJSON(report) }
             if report.pinsRemoved.isEmpty && report.interfaces.isEmpty {

@@ -306,7 +306,7 @@ def test_kill_9_under_plain_ip_netns_exec_keeps_the_pins(testbed, mip6_bin, mobi
             assert "mount -t bpf bpf /sys/fs/bpf" in str(refused.value), f"the refusal does not name the fix: {refused.value}"
             return
         daemon.start(READY_TIMEOUT)
-        assert "bound the host's bpffs" in daemon.log_text(), "the daemon did not say where its pins go"
+        assert "pinning into the host's bpffs" in daemon.log_text(), "the daemon did not say where its pins go"
         assert (daemon.bpffs_host / "mip6_bindings").exists(), "the pins are not in the host's bpffs"
         # A second daemon on the same pin directory is refused (it would share the ring and diverge).
         second = subprocess.run(["ip", "netns", "exec", tb.ns("ha"), *daemon.argv], capture_output=True, text=True, timeout=20)

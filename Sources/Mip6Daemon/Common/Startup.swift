@@ -28,18 +28,21 @@ enum DaemonStartup {
     /// --bpffs on a BPF filesystem that outlives the daemon (BPFFS.prepare) and locked for
     /// this daemon alone, and --state-dir, both created when absent. Keep the returned lock
     /// open for the daemon's life.
-    static func prepareDirectories(bpffs: String, stateDir: String, logger: Logger) throws -> OwnedFD {
+    static func prepareDirectories(bpffs: String, stateDir: String, logger: Logger) throws -> (pins: String, lock: OwnedFD) {
+        let pins: String
         let lock: OwnedFD
         do {
-            if let note = try BPFFS.prepare(bpffs) { logger.notice("\(note)", metadata: ["mip6.bpffs": "\(bpffs)"]) }
-            lock = try BPFFS.lock(bpffs)
+            let prepared = try BPFFS.prepare(bpffs)
+            if let note = prepared.note { logger.notice("\(note)", metadata: ["mip6.bpffs": "\(bpffs)", "mip6.pins": "\(prepared.path)"]) }
+            pins = prepared.path
+            lock = try BPFFS.lock(pins)
         } catch {
             throw StartupError("--bpffs \(bpffs): \(error)")
         }
         do { try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true) } catch {
             throw StartupError("--state-dir \(stateDir): \(error.localizedDescription)")
         }
-        return lock
+        return (pins, lock)
     }
 
     /// libbpf's own messages into the daemon's logger, the same way for every daemon:

@@ -31,28 +31,28 @@ extension HomeAgentDaemon {
         let retrans = options.dadTimeoutMilliseconds ?? UInt32(Sysctl.read("net.ipv6.neigh.\(home.name).retrans_time_ms") ?? "") ?? 1000
         dadTimeoutNs = UInt64(retrans) * 1_000_000
 
-        pinLock = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
+        (pins, pinLock) = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
         DaemonStartup.routeLibBPFLog(to: logger)
         let obj = try HomeAgentPins.openProgramObject(path: options.programObject, logger: logger)
         // Pins left by an earlier daemon are adopted only if this version can read them.
         let fingerprint = HomeAgentPins.fingerprint(mapSpecs: obj.mapSpecs)
         let adopting: Bool
-        do { adopting = try HomeAgentPins.checkCompatible(directory: options.bpffs, fingerprint: fingerprint) != nil } catch {
+        do { adopting = try HomeAgentPins.checkCompatible(directory: pins, fingerprint: fingerprint) != nil } catch {
             throw StartupError("\(error)")
         }
         var capacity = UInt32(options.maxBindings)
-        if adopting, let pinned = try? BPFMapHandle(pinned: "\(options.bpffs)/\(MIP6_MAP_BINDINGS)").maxEntries(), pinned != capacity {
+        if adopting, let pinned = try? BPFMapHandle(pinned: "\(pins)/\(MIP6_MAP_BINDINGS)").maxEntries(), pinned != capacity {
             logger.warning("--max-bindings differs from the pinned binding table's size; keeping the pinned size (detach to resize)",
                            metadata: ["mip6.pinned": "\(pinned)", "mip6.requested": "\(capacity)"])
             capacity = pinned
         }
         try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, capacity)
         try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, capacity)
-        try obj.pinMaps(under: options.bpffs)
+        try obj.pinMaps(under: pins)
         do { try obj.load() } catch {
             throw StartupError("loading the BPF programs failed: \(error)")
         }
-        try HomeAgentPins.writeMetaIfAbsent(directory: options.bpffs, fingerprint: fingerprint)
+        try HomeAgentPins.writeMetaIfAbsent(directory: pins, fingerprint: fingerprint)
         object = obj
         maps = try HomeAgentMaps(object: obj)
         if adopting { logger.notice("adopting the pinned data plane", metadata: ["mip6.bpffs": "\(options.bpffs)"]) }
@@ -130,14 +130,14 @@ extension HomeAgentDaemon {
             var got: Attachment
             do {
                 got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
-                                               directory: options.bpffs, logger: logger)
+                                               directory: pins, logger: logger)
             } catch let error as SystemError where options.attachMode == .auto && want == .xdpNative
                 && error.errno.is(EOPNOTSUPP, EINVAL, ENOTSUP) {
                 // The driver has no native XDP after all: TC keeps GSO, generic XDP would not.
                 logger.notice("native XDP refused; using TC", metadata: ["mip6.interface": "\(i.name)", "mip6.error": "\(error)"])
                 (want, why) = (.tc, "native XDP refused by the driver")
                 got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
-                                               directory: options.bpffs, logger: logger)
+                                               directory: pins, logger: logger)
             } catch let error as SystemError {
                 switch error.errno {
                 case EBUSY, EEXIST:
@@ -155,7 +155,7 @@ extension HomeAgentDaemon {
                                                        "mip6.program_tag": "\(got == .tc ? tc.tag : xdp.tag)"])
         }
         for (ifindex, old) in previous { // an earlier daemon's interface we no longer serve
-            try HomeAgentPins.detach(directory: options.bpffs, ifindex: ifindex, attachment: old)
+            try HomeAgentPins.detach(directory: pins, ifindex: ifindex, attachment: old)
             try maps.removeInterface(ifindex: ifindex)
             logger.notice("detached from an interface no longer configured", metadata: ["mip6.ifindex": "\(ifindex)"])
         }

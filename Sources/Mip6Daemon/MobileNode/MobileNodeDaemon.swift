@@ -17,6 +17,8 @@ public final class MobileNodeDaemon: LoopDaemon {
 
     /// The --bpffs single-instance lock, held for the daemon's life.
     var pinLock: OwnedFD?
+    /// Where the pins go: --bpffs, or the host's view of it (BPFFS.prepare).
+    var pins = ""
     var object: BPFObject!
     var maps: MobileNodeMaps!
     var attachments: [TCAttachment] = []

@@ -11,7 +11,7 @@ extension MobileNodeDaemon {
         try DaemonStartup.checkCapabilities()
         interfaces = try DaemonStartup.interfaces(options.interfaces)
         for i in interfaces { senders[i.name] = try RawIPv6Sender(boundTo: i.name) }
-        pinLock = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
+        (pins, pinLock) = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
 
         // RFC 6275 §11.1: the home address stays configured wherever the node is; on lo
         // it is ours on every link and the kernel delivers decapsulated packets to it.
@@ -19,7 +19,7 @@ extension MobileNodeDaemon {
 
         DaemonStartup.routeLibBPFLog(to: logger)
         let obj = try BPFObject(.mobileNode)
-        try obj.pinMaps(under: options.bpffs)
+        try obj.pinMaps(under: pins)
         do { try obj.load() } catch {
             throw StartupError("loading the BPF programs failed: \(error). If \(options.bpffs) holds maps pinned by another version, "
                                + "remove them (rm -r \(options.bpffs)) and start again")
