@@ -797,24 +797,26 @@ def cmd_crowd(args) -> dict:
     """--count mobile nodes behind one foreign /64: node i has care-of address --coa + i and
     home address --hoa + i (the addresses must be configured on --iface so the router's
     Neighbor Solicitations for them are answered). Every node sends its first home
-    registration at once and retransmits as RFC 6275 §11.8 says (1.5 s, doubling, a new
-    sequence number each time is not needed: the same BU again) until its BA arrives or
-    --timeout runs out. Returns when each node was accepted."""
+    registration at once and retransmits as RFC 6275 §11.8 says (1.5 s, doubling, each
+    retransmission a new Binding Update with the next sequence number, §11.7.1) until its BA
+    with status 0 arrives or --timeout runs out. Returns when each node was accepted."""
     base_coa = int(ipaddress.IPv6Address(args.coa))
     base_hoa = int(ipaddress.IPv6Address(args.hoa))
     link = Link(args.iface, args.gw, args.dst_mac, args.coa)
     ha_b = a2b(args.ha)
     lifetime_units = min(0xFFFF, (args.lifetime + 3) // 4)
+    def frame(coa: str, hoa: str, seq: int) -> bytes:
+        mh = mobility_header(MH_BU, bu_data(seq & 0xFFFF, BU_FLAGS["A"] | BU_FLAGS["H"], lifetime_units))
+        set_checksum(mh, hoa, args.ha)
+        payload = dest_opts_hao(hoa) + bytes(mh)
+        return link.frame(ipv6_header(a2b(coa), ha_b, IPPROTO_DSTOPTS, len(payload)) + payload)
+
     nodes = []
     for i in range(args.count):
         coa = str(ipaddress.IPv6Address(base_coa + i))
         hoa = str(ipaddress.IPv6Address(base_hoa + i))
-        mh = mobility_header(MH_BU, bu_data(args.seq, BU_FLAGS["A"] | BU_FLAGS["H"], lifetime_units))
-        set_checksum(mh, hoa, args.ha)
-        payload = dest_opts_hao(hoa) + bytes(mh)
-        frame = link.frame(ipv6_header(a2b(coa), ha_b, IPPROTO_DSTOPTS, len(payload)) + payload)
-        nodes.append({"hoa": hoa, "frame": frame, "next": 0.0, "timeout": INITIAL_BINDACK_TIMEOUT_FIRST_REG,
-                      "sent": 0, "accepted": None, "status": None})
+        nodes.append({"hoa": hoa, "coa": coa, "frame": frame(coa, hoa, args.seq), "next": 0.0,
+                      "timeout": INITIAL_BINDACK_TIMEOUT_FIRST_REG, "sent": 0, "accepted": None, "status": None})
     by_hoa = {n["hoa"]: n for n in nodes}
     t0 = time.monotonic()
     for n in nodes:
@@ -826,6 +828,8 @@ def cmd_crowd(args) -> dict:
         now = time.monotonic()
         for n in nodes:
             if n["accepted"] is None and n["next"] <= now:
+                if n["sent"]:  # §11.7.1: every Binding Update carries a new sequence number
+                    n["frame"] = frame(n["coa"], n["hoa"], args.seq + n["sent"])
                 try:
                     link.send(n["frame"])
                 except OSError:

@@ -34,13 +34,13 @@ def crowd_addresses(testbed):
     as a real access router for such a site would have."""
     tb = testbed
     coas = addresses(FIRST_COA, NODES)
-    tb.run("mn", ["ip", "-batch", "-"], input="".join(f"-6 addr add {a}/64 dev {tb.MN_IF1} nodad\n" for a in coas), timeout=60)
+    tb.run("mn", ["ip", "-batch", "-"], input="".join(f"addr add {a}/64 dev {tb.MN_IF1} nodad\n" for a in coas), timeout=60)
     knob = Path("/proc/sys/net/ipv6/neigh/default/gc_thresh3")
     old = knob.read_text().strip()
     knob.write_text(str(max(int(old), 8 * NODES)))
     yield coas
     knob.write_text(old)
-    tb.run("mn", ["ip", "-batch", "-"], input="".join(f"-6 addr del {a}/64 dev {tb.MN_IF1}\n" for a in coas),
+    tb.run("mn", ["ip", "-batch", "-"], input="".join(f"addr del {a}/64 dev {tb.MN_IF1}\n" for a in coas),
            check=False, timeout=60)
 
 
