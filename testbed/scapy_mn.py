@@ -460,6 +460,18 @@ def build_bu(args) -> tuple[bytes, bytearray]:
     return dest_opts_hao(args.hoa) + bytes(mh), mh
 
 
+def mh_from(frame: bytes, ha: str) -> tuple[bytes, dict | None, dict | None]:
+    """(IPv6 packet, its parsed headers, its Mobility Header) of an Ethernet frame from `ha`;
+    None for what is not a Mobility Header from the home agent."""
+    if len(frame) < 54 or struct.unpack("!H", frame[12:14])[0] != ETH_P_IPV6:
+        return b"", None, None
+    ip = frame[14:]
+    info = parse_ipv6(ip)
+    if not info or info["src"] != ha:
+        return ip, info, None
+    return ip, info, parse_mh(ip, info)
+
+
 def cmd_register(args) -> dict:
     link = Link(args.iface, args.gw, args.dst_mac, args.coa)
     ext, _mh = build_bu(args)
@@ -476,13 +488,7 @@ def cmd_register(args) -> dict:
         if got is None:
             break
         data, t = got
-        if len(data) < 54 or struct.unpack("!H", data[12:14])[0] != ETH_P_IPV6:
-            continue
-        ip = data[14:]
-        info = parse_ipv6(ip)
-        if not info or info["src"] != args.ha:
-            continue
-        mh = parse_mh(ip, info)
+        ip, info, mh = mh_from(data, args.ha)
         if not mh:
             continue
         m = mh["bytes"]
@@ -845,14 +851,8 @@ def cmd_crowd(args) -> dict:
             if got is None:
                 break
             data, t = got
-            if len(data) < 54 or struct.unpack("!H", data[12:14])[0] != ETH_P_IPV6:
-                continue
-            ip = data[14:]
-            info = parse_ipv6(ip)
-            if not info or info["src"] != args.ha or not info["rh2"]:
-                continue
-            mh = parse_mh(ip, info)
-            if not mh or mh["type"] != MH_BA or len(mh["bytes"]) < 12:
+            _ip, info, mh = mh_from(data, args.ha)
+            if not mh or not info["rh2"] or mh["type"] != MH_BA or len(mh["bytes"]) < 12:
                 continue
             n = by_hoa.get(info["rh2"])
             if n is None or n["accepted"] is not None:

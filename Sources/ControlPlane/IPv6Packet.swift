@@ -106,16 +106,22 @@ public enum IPv6PacketParser {
         var chain = Chain(source: IPv6Address(p, at: 8), destination: IPv6Address(p, at: 24), hopLimit: p[7],
                           homeAddressOption: nil, routingType2Address: nil, nextHeader: p[6], offset: 40, end: end)
         var extensionHeaders = 0
+        /// The next extension header's length from its second octet (`length(octet)`), checked
+        /// against the limit on their number and against the payload's end.
+        func next(_ length: (Int) -> Int) throws(PacketParseError) -> (start: Int, length: Int) {
+            extensionHeaders += 1
+            guard extensionHeaders <= maxExtensionHeaders else { throw .tooManyExtensionHeaders }
+            let start = chain.offset
+            guard start + 8 <= end else { throw .truncated }
+            let n = length(Int(p[start + 1]))
+            guard start + n <= end else { throw .truncated }
+            return (start, n)
+        }
         loop: while true {
             switch chain.nextHeader {
             case IPProto.hopByHop, IPProto.destinationOptions, IPProto.routing:
                 if chain.nextHeader == IPProto.hopByHop && extensionHeaders != 0 { throw .hopByHopNotFirst }
-                extensionHeaders += 1
-                guard extensionHeaders <= maxExtensionHeaders else { throw .tooManyExtensionHeaders }
-                let start = chain.offset
-                guard start + 8 <= end else { throw .truncated }
-                let length = (Int(p[start + 1]) + 1) * 8
-                guard start + length <= end else { throw .truncated }
+                let (start, length) = try next { ($0 + 1) * 8 }
                 if chain.nextHeader == IPProto.routing {
                     try routing(p, start: start, length: length, into: &chain)
                 } else {
@@ -128,12 +134,7 @@ public enum IPv6PacketParser {
                 // RFC 4302 §2.2: Payload Len in 4-octet units, minus 2. Skipped, as the data
                 // plane skips it (bpf/lib/parse.h); the ICV is not verified here (no IPsec SA
                 // database): RFC 4285 is what authenticates a BU.
-                extensionHeaders += 1
-                guard extensionHeaders <= maxExtensionHeaders else { throw .tooManyExtensionHeaders }
-                let start = chain.offset
-                guard start + 8 <= end else { throw .truncated }
-                let length = (Int(p[start + 1]) + 2) * 4
-                guard start + length <= end else { throw .truncated }
+                let (start, length) = try next { ($0 + 2) * 4 }
                 chain.nextHeader = p[start]
                 chain.offset = start + length
             case IPProto.fragment:

@@ -15,11 +15,11 @@ public final class HomeAgentDaemon: LoopDaemon {
     let clock = SystemMonotonicClock()
     let loop = EventLoop()
 
-    // Set up by start(); the loop runs between start() and shutdown.
     /// The --bpffs single-instance lock, held for the daemon's life.
     var pinLock: OwnedFD?
     /// Where the pins go: --bpffs, or the host's view of it (BPFFS.prepare).
     var pins = ""
+    // Set up by start(); the loop runs between start() and shutdown.
     var object: BPFObject!
     var maps: HomeAgentMaps!
     /// Interface name -> how our program sits there, recorded at attach time for readiness.
