@@ -110,7 +110,9 @@ enum Fuzz {
             case .nonceIndices: (x, y, size) = (2, 0, 6)
             case .bindingAuthorizationData(let d): (x, y, size) = (8, 2, 2 + d.count)
             case .mobileNodeIdentifier(_, let id): (x, y, size) = (1, 0, 3 + id.count)
-            case .mobilityMessageAuthentication(_, _, let a): (x, y, size) = (4, 1, 7 + a.count)
+            // RFC 4285 §5 asks 4n+1; we lay it out at 8n+5 (which is 4n+1) so that, as the last
+            // option (§5.1), the 19-octet MN-HA option ends the header with no padding after it.
+            case .mobilityMessageAuthentication(_, _, let a): (x, y, size) = (8, 5, 7 + a.count)
             case .replayProtection: (x, y, size) = (8, 2, 10)
             case .unknown(_, let d): (x, y, size) = (1, 0, 2 + d.count)
             }
