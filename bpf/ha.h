@@ -184,7 +184,8 @@ static __always_inline __u32 ha_encap_wire_len(void *ctx, const enum m6_hook hoo
 }
 
 /* RFC 6275 §10.3.1: a binding is used for its lifetime only. The control plane removes
- * it on time when it runs; this keeps that true while it does not (restarts, upgrades). */
+ * it on time when it runs; this keeps that true while it does not (restarts, upgrades).
+ * `now` is the coarse clock: a binding may outlive its lifetime by one tick. */
 static __always_inline int ha_binding_live(const struct mip6_binding *b, __u64 now)
 {
 	return now < b->expires_ns;
@@ -263,7 +264,7 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_NO_BINDING);
 	if (!addr_eq(b->coa, outer->saddr.s6_addr))
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_SPOOFED);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = m6_now_coarse();
 	if (!ha_binding_live(b, now))
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_EXPIRED);
 
@@ -338,7 +339,7 @@ static __always_inline int ha_proxy_na(void *ctx, const enum m6_hook hook, struc
 		return not_ours;
 	if (b->ifindex && b->ifindex != m6_ifindex(ctx, hook))
 		return not_ours;
-	if (!ha_binding_live(b, bpf_ktime_get_ns()))
+	if (!ha_binding_live(b, m6_now_coarse()))
 		return M6_PASS(hook, MIP6_CNT_PASS_EXPIRED);
 	__u32 icmp_len = bpf_ntohs(ip6->payload_len);
 	int unspec = addr_is_unspecified(ip6->saddr.s6_addr);
@@ -438,7 +439,7 @@ static __always_inline int ha_tunnel(void *ctx, const enum m6_hook hook, const s
 	__u32 plen = bpf_ntohs(ip6->payload_len);
 	if (plen == 0 || ETH_HLEN_ + IPV6_HLEN + plen > m6_len(ctx, hook))
 		return M6_DROP(MIP6_CNT_DROP_MALFORMED);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = m6_now_coarse();
 	if (!ha_binding_live(b, now))
 		return M6_PASS(hook, MIP6_CNT_PASS_EXPIRED);
 	return ha_encapsulate(ctx, hook, cfg, ip6, b, now);
@@ -463,8 +464,12 @@ static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 
 	/* The fast path first: a packet for a registered home address costs one hash lookup.
 	 * Neighbor Discovery for it (unicast NUD, DAD) goes on below, to be answered, not tunneled;
-	 * our own addresses are never home addresses (the control plane refuses them). */
-	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, ip6->daddr.s6_addr);
+	 * our own addresses are never home addresses (the control plane refuses them), and
+	 * neither is a multicast address: those two cost no lookup here. */
+	int to_us = addr_eq(ip6->daddr.s6_addr, cfg->ha_addr);
+	struct mip6_binding *b = NULL;
+	if (!to_us && !addr_is_multicast(ip6->daddr.s6_addr))
+		b = bpf_map_lookup_elem(&mip6_bindings, ip6->daddr.s6_addr);
 	if (b) {
 		int nd = 0;
 		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
@@ -479,7 +484,7 @@ static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 
 	/* Signaling, tunnels and ND are parsed deeper than HA_PULL_FAST. Each pull is a no-op
 	 * when the bytes are linear already (always in XDP); after a real one, parse again. */
-	if (addr_eq(ip6->daddr.s6_addr, cfg->ha_addr) || bpf_map_lookup_elem(&mip6_locals, ip6->daddr.s6_addr)) {
+	if (to_us || (!b && bpf_map_lookup_elem(&mip6_locals, ip6->daddr.s6_addr))) {
 		if (m6_pull(ctx, hook, HA_PULL_LOCAL) > 0 && ha_parse(ctx, hook, &c, &eth, &ip6))
 			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
 		return ha_to_local(ctx, hook, cfg, eth, ip6, &c);

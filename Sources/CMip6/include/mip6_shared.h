@@ -197,7 +197,7 @@ _Static_assert(sizeof(struct mip6_config) == 80, "mip6_config size");
  * generation (it is down) and what the kernel learns without a netlink event (a PMTU
  * exception from a Packet Too Big), both of which bpf_fib_lookup does see. */
 struct mip6_nexthop {
-	__u64 filled_ns;         /* bpf_ktime_get_ns() when the FIB answered */
+	__u64 filled_ns;         /* CLOCK_MONOTONIC (coarse: bpf_ktime_get_coarse_ns) when the FIB answered */
 	__u32 ifindex;           /* egress interface */
 	__u32 gen;               /* mip6_config.nh_gen when it was filled */
 	__u32 max_len;           /* largest IPv6 packet the FIB accepted for this route (MTU check) */
