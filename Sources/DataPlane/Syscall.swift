@@ -1,7 +1,9 @@
 // The one way this project makes a raw call into the kernel or libbpf: every bpf(2),
 // libbpf, socket, netlink, poll, mount and file call goes through `Syscall`, which retries
 // EINTR and throws a `SystemError` naming the operation and its `Errno` (as swift-system
-// and SwiftNIO's System.swift do). Nothing else in the package reads the global errno.
+// and SwiftNIO's System.swift do). Nothing else in the kernel library, the daemons, the test
+// support or the benchmarks reads the global errno (Mip6HTTP, which links no BPF, has its own
+// listen preflight).
 import Glibc
 
 /// An errno value as a type, not a bare Int32 (swift-system's `Errno`).

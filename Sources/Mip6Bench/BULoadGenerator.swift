@@ -5,7 +5,7 @@ import ControlPlane
 import Foundation
 import Glibc
 
-/// An over-the-wire load generator for the home agent's control plane (`mip6 bench bu-load`).
+/// An over-the-wire load generator for the home agent's control plane (`mip6-bench bu-load`).
 ///
 /// Runs on the care-of side (the testbed's mobile-node namespace): sends Binding Updates (A and H
 /// flags) from one care-of address for many distinct home addresses of the home prefix, as

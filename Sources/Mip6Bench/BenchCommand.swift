@@ -30,7 +30,7 @@ public struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Calls per case; the median is reported.")
         var rounds: Int = 5
 
-        @Option(help: "Only the cases whose name contains this, e.g. \"encapsulation\" (to profile one path: perf record -g -- mip6 bench xdp --only ...).")
+        @Option(help: "Only the cases whose name contains this, e.g. \"encapsulation\" (to profile one path: perf record -g -- mip6-bench xdp --only ...).")
         var only: String?
 
         @Option(help: "Also write the results as JSON to this file.")
@@ -48,7 +48,7 @@ public struct BenchCommand: AsyncParsableCommand {
             do {
                 rows = try XDPBenchmark(repeatCount: repeatCount, rounds: rounds, only: only).run()
             } catch {
-                FileHandle.standardError.write(Data("mip6 bench xdp: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("mip6-bench xdp: \(error)\n".utf8))
                 throw ExitCode(1)
             }
             if let output {
@@ -105,7 +105,7 @@ public struct BenchCommand: AsyncParsableCommand {
                     for b in batches { results.append(try SignalingBenchmark(bindings: n, refreshRounds: refreshRounds, batch: b).run()) }
                 }
             } catch {
-                FileHandle.standardError.write(Data("mip6 bench signaling: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("mip6-bench signaling: \(error)\n".utf8))
                 throw ExitCode(1)
             }
             if let output {
@@ -151,7 +151,7 @@ public struct BenchCommand: AsyncParsableCommand {
                                     frameBytes: frameSize, packets: packets)
             let r: PacketGenerator.Result
             do { r = try g.run() } catch {
-                FileHandle.standardError.write(Data("mip6 bench gen: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("mip6-bench gen: \(error)\n".utf8))
                 throw ExitCode(1)
             }
             if format.json { return try printJSON(r) }
@@ -192,7 +192,7 @@ func parseMAC(_ s: String) -> [UInt8]? {
 
 
 extension BenchCommand {
-    /// `mip6 bench bu-load`: Binding Updates over the wire from the care-of side, BAs matched back.
+    /// `mip6-bench bu-load`: Binding Updates over the wire from the care-of side, BAs matched back.
     struct BULoad: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "bu-load",
@@ -268,7 +268,7 @@ extension BenchCommand {
                     }
                 }
             } catch {
-                FileHandle.standardError.write(Data("mip6 bench bu-load: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("mip6-bench bu-load: \(error)\n".utf8))
                 throw ExitCode(1)
             }
             if let output {

@@ -3,7 +3,7 @@ import CMip6
 import ControlPlane
 
 /// A loaded home-agent program (or its benchmark wrappers) in a scratch namespace whose
-/// routes give every next-hop case of the fixtures: the BPF tests and `mip6 bench xdp` share it.
+/// routes give every next-hop case of the fixtures: the BPF tests and `mip6-bench xdp` share it.
 ///
 ///   t0 02:00:00:00:00:0a  2001:db8:1::a/64   2001:db8:f1::/64 and 2001:db8:c::/64 via 2001:db8:1::1 (neighbour known)
 ///                                             2001:db8:f2::/64 via 2001:db8:1::2 (neighbour unknown)
