@@ -124,8 +124,8 @@ extension BindingsCommand {
 /// SIGHUP to the home agent whose state file is in `stateDir`, when it runs: it reloads its
 /// keys and drops from its cache what the maps no longer hold.
 func notifyDaemon(stateDir: String) -> Bool {
-    guard let state = try? ControlPlaneState.read(stateDir: stateDir), state.pid > 0, kill(state.pid, 0) == 0 else { return false }
-    return kill(state.pid, SIGHUP) == 0
+    guard let pid = ControlPlaneState.runningDaemon(stateDir: stateDir) else { return false }
+    return (try? Syscall.call("kill(SIGHUP)") { kill(pid, SIGHUP) }) != nil
 }
 
 /// Opens the pinned maps, turning a failure into one clear line and exit 1.

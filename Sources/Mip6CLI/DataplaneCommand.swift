@@ -76,9 +76,8 @@ struct DataplaneCommand: ParsableCommand {
         var stateDir: String = "/run/mip6"
 
         func run() throws {
-            if let state = try? ControlPlaneState.read(stateDir: stateDir), kill(state.pid, 0) == 0,
-               (try? String(contentsOfFile: "/proc/\(state.pid)/comm", encoding: .utf8))?.hasPrefix("mip6") == true {
-                throw ValidationError("the home agent (pid \(state.pid)) is still running with --state-dir \(stateDir); stop it first")
+            if let pid = ControlPlaneState.runningDaemon(stateDir: stateDir) {
+                throw ValidationError("the home agent (pid \(pid)) is still running with --state-dir \(stateDir); stop it first")
             }
             let report = try HomeAgentPins.detachAll(directory: BPFFS.visible(pins.bpffs))
             try? FileManager.default.removeItem(atPath: ControlPlaneState.path(stateDir: stateDir))

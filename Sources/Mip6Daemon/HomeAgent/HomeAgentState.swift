@@ -29,6 +29,19 @@ extension HomeAgentDaemon {
     }
 }
 
+extension ControlPlaneState {
+    /// The pid of the home agent whose state file is in `stateDir`, while it runs: the pid
+    /// must be alive and still a mip6 (a pid the kernel gave to another program since does
+    /// not count). Nil otherwise.
+    public static func runningDaemon(stateDir: String) -> Int32? {
+        guard let state = try? read(stateDir: stateDir), state.pid > 0,
+              (try? Syscall.call("kill(0)") { kill(state.pid, 0) }) != nil,
+              (try? String(contentsOfFile: "/proc/\(state.pid)/comm", encoding: .utf8))?.hasPrefix("mip6") == true
+        else { return nil }
+        return state.pid
+    }
+}
+
 /// The control plane's counters, written to `<state-dir>/controlplane.json` for `mip6 stats`.
 public struct ControlPlaneState: StateFile, Sendable {
     public var pid: Int32
