@@ -163,8 +163,6 @@ public final class HomeAgentCore {
     public private(set) var configuration: HomeAgentConfiguration
     public let cache: BindingCache
     public private(set) var counters = HomeAgentCounters()
-    /// The node's addresses while one BU is handled (handlePacket's `localAddresses`).
-    private var currentLocalAddresses: Set<IPv6Address> = []
     /// Per-BU events logged once at info (the first of each kind), then at debug only: a flood
     /// of BUs must not become a flood of log lines; the counters keep the numbers.
     private var loggedEvents: Set<String> = []
@@ -288,9 +286,7 @@ public final class HomeAgentCore {
         switch message {
         case .bindingUpdate(let bu):
             counters.bindingUpdates += 1
-            currentLocalAddresses = localAddresses
-            defer { currentLocalAddresses = [] }
-            return handleBindingUpdate(bu, packet: packet)
+            return handleBindingUpdate(bu, packet: packet, localAddresses: localAddresses)
         case .unrecognized(let type, _):
             // RFC 6275 §9.2: unknown MH Type → Binding Error status 2 to the packet's source.
             // Return routability types (1...4) land here too: this node is no correspondent node.
@@ -301,7 +297,8 @@ public final class HomeAgentCore {
         }
     }
 
-    private func handleBindingUpdate(_ bu: BindingUpdate, packet: MobilityPacket) -> [HomeAgentAction] {
+    private func handleBindingUpdate(_ bu: BindingUpdate, packet: MobilityPacket,
+                                     localAddresses: Set<IPv6Address>) -> [HomeAgentAction] {
         // RFC 6275 §9.5.1: the home address is in the Home Address option, else the source.
         let hoa = packet.homeAddressOption ?? packet.source
         guard hoa.isUnicastRoutable else {
@@ -343,7 +340,7 @@ public final class HomeAgentCore {
         if bu.lifetime == 0 || coa == hoa {
             return deregister(request)
         }
-        return register(request)
+        return register(request, localAddresses: localAddresses)
     }
 
     struct Request {
@@ -461,7 +458,7 @@ public final class HomeAgentCore {
     }
 
     /// RFC 6275 §10.3.1.
-    private func register(_ r: Request) -> [HomeAgentAction] {
+    private func register(_ r: Request, localAddresses: Set<IPv6Address>) -> [HomeAgentAction] {
         let existing = cache[r.hoa]
         if let existing, !SequenceNumber.isNewer(r.bu.sequence, than: existing.sequence) {
             return [reject(r, .sequenceOutOfWindow, sequence: existing.sequence)]
@@ -492,7 +489,7 @@ public final class HomeAgentCore {
         }
         // Our own addresses (the home agent address and any other on our interfaces) and the
         // Subnet-Router anycast address (RFC 4291 §2.6.1) cannot be homes.
-        guard r.hoa != configuration.homeAgentAddress, !currentLocalAddresses.contains(r.hoa),
+        guard r.hoa != configuration.homeAgentAddress, !localAddresses.contains(r.hoa),
               r.hoa != configuration.homePrefix.address else {
             return [reject(r, .prohibited)]
         }
