@@ -99,7 +99,6 @@ public struct Capabilities {
     }
 }
 
-/// bpffs: checks that a directory lives on a BPF filesystem, mounting /sys/fs/bpf if needed.
 /// bpffs: pins must outlive the daemon, so --bpffs must be on a BPF filesystem that does.
 public enum BPFFS {
     static let magic: UInt = 0xCAFE_4A11
@@ -115,15 +114,24 @@ public enum BPFFS {
     /// other process shares vanishes with the daemon (`ip netns exec` makes one per command,
     /// with a fresh sysfs on /sys). Found through /proc: the processes whose ns/mnt link is
     /// readable (PID 1's may not be, in a sandbox) and the same as ours.
-    public struct MountNamespace {
+    public struct MountNamespace: Sendable {
         /// No other process is in our mount namespace: what we mount dies with us.
         public let isPrivate: Bool
-        /// A /proc/PID/root of a process in another mount namespace (its parent's, the host's,
-        /// first PID 1, then our parent, then any), through which its mounts can be reached.
+        /// /proc/PID/root of processes in other mount namespaces (PID 1 first, then our
+        /// parent, then any), through which their mounts can be reached.
         public let otherRoots: [String]
+
+        /// Where a process outside sees a bpffs at `point`, when we are in a private namespace.
+        func outsideRoot(holding point: String) -> String? {
+            isPrivate ? otherRoots.first { isBPFFS($0 + point) } : nil
+        }
     }
 
-    public static func mountNamespace() -> MountNamespace {
+    /// This process's mount namespace, looked up once (a scan of /proc; the namespace does
+    /// not change under a running process).
+    public static let mountNamespace: MountNamespace = scanMountNamespace()
+
+    static func scanMountNamespace() -> MountNamespace {
         func link(_ pid: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt") }
         guard let ours = link("self") else { return MountNamespace(isPrivate: false, otherRoots: []) }
         let me = String(getpid())
@@ -168,9 +176,8 @@ public enum BPFFS {
         if !isBPFFS(dir) {
             let point = mountPoint(for: dir)
             if !isBPFFS(point) {
-                let ns = mountNamespace()
-                if ns.isPrivate {
-                    guard let root = ns.otherRoots.first(where: { isBPFFS($0 + point) }) else {
+                if mountNamespace.isPrivate {
+                    guard let root = mountNamespace.outsideRoot(holding: point) else {
                         throw SystemError("bpffs", errno: ENOENT, """
                             no BPF filesystem at \(point) in this mount namespace or the host's, and this process runs in \
                             a mount namespace of its own (as under `ip netns exec`): one mounted now would vanish with the \
@@ -200,9 +207,7 @@ public enum BPFFS {
     /// host's, through /proc/PID/root, where the daemon's pins are (see `prepare`).
     public static func visible(_ path: String) -> String {
         let point = mountPoint(for: path)
-        guard !isBPFFS(point) else { return path }
-        let ns = mountNamespace()
-        guard ns.isPrivate, let root = ns.otherRoots.first(where: { isBPFFS($0 + point) }) else { return path }
+        guard !isBPFFS(point), let root = mountNamespace.outsideRoot(holding: point) else { return path }
         return root + path
     }
 

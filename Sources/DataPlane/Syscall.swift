@@ -12,9 +12,6 @@ public struct Errno: RawRepresentable, Error, Hashable, Sendable, CustomStringCo
     public init(rawValue: Int32) { self.rawValue = rawValue }
     public init(_ rawValue: Int32) { self.rawValue = rawValue }
 
-    /// The calling thread's errno now.
-    public static var current: Errno { Errno(Glibc.errno) }
-
     /// strerror(3).
     public var description: String { String(cString: strerror(rawValue)) }
 

@@ -157,7 +157,7 @@ int mip6_bench_tx_tc(struct __sk_buff *skb)
 	return bench_tx(skb, M6_TC);
 }
 
-/* ---- packet generator (mip6 bench gen) ----
+/* ---- packet generator (mip6-bench gen) ----
  * Run with BPF_PROG_RUN + BPF_F_TEST_XDP_LIVE_FRAMES: every frame is redirected out of
  * gen_cfg.ifindex into the home agent's interface. Pages come back from the home agent
  * rewritten (it encapsulated them in place), so the headers are restored from the
