@@ -173,8 +173,7 @@ public struct BenchCommand: AsyncParsableCommand {
             guard ["mip6_bench_tx", "mip6_bench_pass"].contains(program) else { throw ValidationError("--program: mip6_bench_tx or mip6_bench_pass") }
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint) // trapped before anything is attached
             let object = try BPFObject(.bench)
-            try object.setMaxEntries(map: MIP6_MAP_BINDINGS, 16)
-            try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 16)
+            try object.setBindingCapacity(16)
             try object.load()
             let link = try XDPLink(program: object.program(program), ifindex: NetworkInterface(named: interface).index, mode: xdpMode)
             print("attached \(program) to \(interface) (\(link.mode.rawValue)); SIGTERM detaches")

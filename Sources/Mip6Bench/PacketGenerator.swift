@@ -60,8 +60,7 @@ public struct PacketGenerator {
         let frame = Self.template(dstMAC: destinationMAC, srcMAC: out.mac, source: source, destination: destination,
                                   frameBytes: frameBytes)
         let object = try BPFObject(.bench)
-        try object.setMaxEntries(map: MIP6_MAP_BINDINGS, 16)
-        try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 16)
+        try object.setBindingCapacity(16)
         try object.load()
         let cfgMap = try BPFMap<UInt32, mip6_gen_cfg>(object.map(MIP6_MAP_GEN_CFG))
         let counts = try BPFMap<UInt32, UInt64>(object.map(MIP6_MAP_GEN_COUNT))

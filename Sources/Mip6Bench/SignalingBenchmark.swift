@@ -56,8 +56,7 @@ public struct SignalingBenchmark {
 
     public func run() throws -> Result {
         let object = try BPFObject(.homeAgent)
-        try object.setMaxEntries(map: MIP6_MAP_BINDINGS, UInt32(bindings))
-        try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, UInt32(bindings))
+        try object.setBindingCapacity(UInt32(bindings))
         try object.load()
         let maps = try HomeAgentMaps(object: object)
         let ha = PacketFixtures.homeAgent

@@ -49,8 +49,7 @@ public final class XDPFixtureEnvironment {
         try ns.sysctl("net.ipv6.conf.all.forwarding=1")
         t0 = try ns.ifindex("t0")
         object = try BPFObject(embedded)
-        try object.setMaxEntries(map: MIP6_MAP_BINDINGS, 1024)
-        try object.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 1024)
+        try object.setBindingCapacity(1024)
         try object.load()
         maps = try HomeAgentMaps(object: object)
         try maps.writeConfig(homeAgent: F.homeAgent, homePrefix: F.homePrefix, flags: UInt32(MIP6_CFG_ENABLED),

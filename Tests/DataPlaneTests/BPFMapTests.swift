@@ -11,8 +11,7 @@ struct BPFMapTests {
           .enabled(if: isRoot, "needs root to load BPF programs: run `sudo swift test` (CI is root)"))
     func noDuplicatesWhenTheWalkRestarts() throws {
         let obj = try BPFObject(.homeAgent)
-        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, 256)
-        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 256)
+        try obj.setBindingCapacity(256)
         try obj.load()
         let locals = try BPFMap<mip6_addr_key, UInt32>(obj.map(MIP6_MAP_LOCAL_ADDRS))
         func key(_ i: Int) -> mip6_addr_key {

@@ -18,8 +18,7 @@ struct LayoutTests {
           .enabled(if: isRoot, "needs root to load BPF programs: run `sudo swift test` (CI is root)"))
     func mapSizes() throws {
         let obj = try BPFObject(.homeAgent)
-        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, 16)
-        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 16)
+        try obj.setBindingCapacity(16)
         try obj.load()
         let expected: [(String, Int, Int)] = [
             (MIP6_MAP_BINDINGS, MemoryLayout<mip6_binding_key>.size, MemoryLayout<mip6_binding>.size),

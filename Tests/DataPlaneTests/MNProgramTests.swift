@@ -396,8 +396,7 @@ struct MNProgramTests {
         // Someone else's BPF program in our very slot (here the home agent's, standing in for
         // any program that is not the mobile node's): refused with EEXIST, and it stays.
         let other = try BPFObject(.homeAgent)
-        try other.setMaxEntries(map: MIP6_MAP_BINDINGS, 16)
-        try other.setMaxEntries(map: MIP6_MAP_BINDING_STATS, 16)
+        try other.setBindingCapacity(16)
         try other.load()
         let foreign: TCAttachment = try env.ns.run {
             try TCAttachment(program: other.program(MIP6_PROG_HA_TC), ifindex: m2, direction: .ingress,

@@ -99,13 +99,14 @@ public final class HomeAgentMaps {
     @discardableResult
     public func setLocalAddresses(_ addresses: Set<IPv6Address>) throws -> (added: Int, removed: Int) {
         let present = Set(try locals.keys().map { IPv6Address(cAddress: $0.addr) })
-        for a in present.subtracting(addresses) {
+        let gone = present.subtracting(addresses), new = addresses.subtracting(present)
+        for a in gone {
             var k: mip6_addr_key = zeroed()
             k.addr = a.cAddress
             try locals.delete(k)
         }
-        for a in addresses.subtracting(present) { try addLocalAddress(a) }
-        return (addresses.subtracting(present).count, present.subtracting(addresses).count)
+        for a in new { try addLocalAddress(a) }
+        return (new.count, gone.count)
     }
 
     // MARK: bindings
@@ -195,6 +196,15 @@ public final class HomeAgentMaps {
     /// Data-plane counters by name (mip6_shared.h order), summed over CPUs.
     public func readCounters() throws -> [(name: String, value: UInt64)] {
         try counters.namedCounters(count: UInt32(MIP6_CNT_MAX.rawValue), name: cmip6_counter_name)
+    }
+}
+
+extension BPFObject {
+    /// Sizes the home-agent object's per-binding maps (the bindings and their counters, which
+    /// hold one entry per home address each) for `n` bindings, before load.
+    public func setBindingCapacity(_ n: UInt32) throws(SystemError) {
+        try setMaxEntries(map: MIP6_MAP_BINDINGS, n)
+        try setMaxEntries(map: MIP6_MAP_BINDING_STATS, n)
     }
 }
 

@@ -46,8 +46,7 @@ extension HomeAgentDaemon {
                            metadata: ["mip6.pinned": "\(pinned)", "mip6.requested": "\(capacity)"])
             capacity = pinned
         }
-        try obj.setMaxEntries(map: MIP6_MAP_BINDINGS, capacity)
-        try obj.setMaxEntries(map: MIP6_MAP_BINDING_STATS, capacity)
+        try obj.setBindingCapacity(capacity)
         try obj.pinMaps(under: pins)
         do { try obj.load() } catch {
             throw StartupError("loading the BPF programs failed: \(error)")
