@@ -172,6 +172,18 @@ static __always_inline int mn_packet_too_big(struct __sk_buff *skb, const struct
  * ours. tot_len 0: the kernel checks the skb itself against the MTU (GSO-aware). */
 static __always_inline int mn_route_to_ha(struct __sk_buff *skb, const struct mip6_mn_config *cfg, struct ethhdr *eth)
 {
+	/* The control plane's next hop on the care-of link: the FIB's best route may go through
+	 * another link (a preferred one that just came back up), whose router is no neighbour
+	 * of this one. The kernel resolves the neighbour (and queues while it does). */
+	if (!addr_is_unspecified(cfg->coa_gateway)) {
+		struct bpf_redir_neigh gw = { .nh_family = AF_INET6_ };
+		const __u32 *src = (const __u32 *)cfg->coa_gateway; /* ipv6_nh is only 4-byte aligned */
+		gw.ipv6_nh[0] = src[0];
+		gw.ipv6_nh[1] = src[1];
+		gw.ipv6_nh[2] = src[2];
+		gw.ipv6_nh[3] = src[3];
+		return M6_OUT(MIP6_MN_CNT_ENCAP_REDIRECT_NEIGH, bpf_redirect_neigh(cfg->coa_ifindex, &gw, sizeof(gw), 0));
+	}
 	struct bpf_fib_lookup fib;
 	m6_fib_init(&fib, cfg->coa_ifindex, IPPROTO_IPV6_, 0, cfg->coa, cfg->ha);
 	int fr = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);

@@ -551,8 +551,9 @@ class UdpStream:
     last datagrams arrive, ends the receiver and returns testbed.stream.analyse()."""
 
     def __init__(self, tb: Testbed, dst: str = Testbed.HOA, rate: float = 1000, port: int = 5555,
-                 src_node: str = "cn", dst_node: str = "mn", size: int = 64, max_seconds: float = 120):
-        self.tb, self.dst, self.rate, self.port = tb, dst, rate, port
+                 src_node: str = "cn", dst_node: str = "mn", size: int = 64, max_seconds: float = 120,
+                 src: str | None = None):
+        self.tb, self.dst, self.rate, self.port, self.src = tb, dst, rate, port, src
         self.src_node, self.dst_node, self.size, self.max_seconds = src_node, dst_node, size, max_seconds
         self.run_id = int(time.monotonic_ns() & 0x7FFFFFFF)
         self.receiver: subprocess.Popen | None = None
@@ -575,7 +576,8 @@ class UdpStream:
         self.receiver = self._start(self.dst_node, ["recv", "--bind", self.dst], "READY")
         try:
             self.sender = self._start(self.src_node, ["send", "--dst", self.dst, "--rate", str(self.rate),
-                                                      "--size", str(self.size)], "SENDING")
+                                                      "--size", str(self.size),
+                                                      *(["--src", self.src] if self.src else [])], "SENDING")
         except HarnessError:
             self.tb.stop(self.receiver)
             raise

@@ -59,12 +59,16 @@ def _quiet_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def send(dst: str, port: int, rate: float, duration: float, size: int, run_id: int) -> dict:
-    """Send `rate` datagrams/s to [dst]:port for `duration` s (or until SIGTERM).
+def send(dst: str, port: int, rate: float, duration: float, size: int, run_id: int, src: str | None = None) -> dict:
+    """Send `rate` datagrams/s to [dst]:port for `duration` s (or until SIGTERM), from `src`
+    when given (a mobile node's home address: the kernel would pick the care-of address).
 
     Each datagram has its own slot (start + n / rate); a late sender does not burst to
     catch up by more than one slot, so a stall shows as a gap rather than a burst."""
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    if src:
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+        s.bind((src, 0))
     s.connect((dst, port))
     payload_pad = bytes(max(0, size - HEADER.size))
     interval_ns = int(1e9 / rate)
@@ -237,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60.0, help="seconds (SIGTERM ends it early)")
     p.add_argument("--size", type=int, default=64, help="UDP payload bytes (at least 24)")
     p.add_argument("--run-id", type=int, default=os.getpid())
+    p.add_argument("--src", help="source address (default: the kernel's choice)")
     p = sub.add_parser("recv")
     p.add_argument("--bind", required=True)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.command == "send":
-            res = send(args.dst, args.port, args.rate, args.duration, args.size, args.run_id)
+            res = send(args.dst, args.port, args.rate, args.duration, args.size, args.run_id, args.src)
         else:
             res = receive(args.bind, args.port, args.duration, args.run_id)
     except OSError as e:

@@ -24,6 +24,7 @@ the network from this one definition.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -448,9 +449,11 @@ class Testbed:
     # The kernel removes an interface's global addresses (keep_addr_on_down=0) and the
     # routes through it when it goes down, and brings neither back when it comes up: what
     # a mobile node sees when it leaves a link and comes back to it.
-    def set_mn_link(self, ifname: str, up: bool) -> None:
+    def set_mn_link(self, ifname: str, up: bool, dad: bool = False) -> None:
         """Take a foreign link of the MN (mn-f1, mn-f2) down, or bring it up with its care-of
-        address and its default route (re-added: the kernel dropped them on down)."""
+        address and its default route (re-added: the kernel dropped them on down). With
+        `dad`, the address goes through Duplicate Address Detection (tentative for about a
+        second, as for any address a user adds; needs `mn_dad()`)."""
         if ifname not in self.MN_FOREIGN_LINKS:
             raise KeyError(f"{ifname!r} is not a foreign link of the MN ({', '.join(self.MN_FOREIGN_LINKS)})")
         if not up:
@@ -458,8 +461,22 @@ class Testbed:
             return
         coa, gw, metric = self.MN_FOREIGN_LINKS[ifname]
         self._ip_batch("mn", [f"link set dev {ifname} up",
-                              f"address replace {coa}/64 dev {ifname} nodad",
+                              f"address replace {coa}/64 dev {ifname}{'' if dad else ' nodad'}",
                               f"route replace default via {gw} dev {ifname} metric {metric}"])
+
+    @contextlib.contextmanager
+    def mn_dad(self):
+        """The MN's foreign links with the kernel's default DAD settings (accept_dad=1,
+        dad_transmits=1) instead of the testbed's none, for the block."""
+        def dad(on: int) -> None:
+            self._host(["ip", "netns", "exec", self.ns("mn"), "sysctl", "-q", "-w"]
+                       + [f"net.ipv6.conf.{i}.{k}={on}" for i in self.MN_FOREIGN_LINKS
+                          for k in ("accept_dad", "dad_transmits")])
+        dad(1)
+        try:
+            yield self
+        finally:
+            dad(0)
 
     def mn_link_state(self, ifname: str) -> dict:
         """{"up": bool, "addresses": [global addresses], "default": bool (a default route via it)}."""

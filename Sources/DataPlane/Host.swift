@@ -16,9 +16,9 @@ public struct NetworkInterface: Sendable {
     public let index: UInt32
     public let mac: [UInt8]
     public let mtu: UInt32
+    /// IFF_UP, the administrative state. Movement decisions read carrier and DAD state
+    /// from rtnetlink (Netlink.links, NetlinkDump.swift), not from here.
     public let isUp: Bool
-    /// IFF_RUNNING: up and with carrier (a veth whose peer is down is up but not running).
-    public let isRunning: Bool
 
     public init(named name: String) throws(SystemError) {
         let idx = if_nametoindex(name)
@@ -34,9 +34,6 @@ public struct NetworkInterface: Sendable {
         let flags = Int((try? String(contentsOfFile: "\(base)/flags", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2) ?? "", radix: 16) ?? 0
         isUp = flags & 0x1 != 0 // IFF_UP
-        // IFF_RUNNING is not in sysfs `flags`; operstate says it ("unknown" for drivers without carrier).
-        let oper = (try? String(contentsOfFile: "\(base)/operstate", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        isRunning = isUp && (oper == "up" || oper == "unknown")
     }
 
     /// IPv6 addresses on the interface (getifaddrs).

@@ -1,5 +1,6 @@
-// A minimal rtnetlink client: address add/remove (with an ack) and a socket that wakes
-// the event loop on link and IPv6 address changes. Messages are built byte by byte
+// A minimal rtnetlink client: requests with an ack (addresses here, routes and rules in
+// NetlinkRoutes.swift), dumps (NetlinkDump.swift) and a socket that wakes
+// the event loop on link, address and route changes. Messages are built byte by byte
 // (NLMSG_ALIGN and friends are C macros Swift does not import).
 import CMip6
 import ControlPlane
@@ -32,37 +33,62 @@ public enum Netlink {
     /// already existed (add) or was absent (delete).
     @discardableResult
     public static func changeAddress(add: Bool, _ address: IPv6Address, prefixLength: UInt8, ifindex: UInt32) throws(SystemError) -> Bool {
+        var body: [UInt8] = [UInt8(AF_INET6), prefixLength, ifaFlagNoDAD, 0]  // struct ifaddrmsg
+        body.appendLE(ifindex)
+        body.appendAttribute(2 /* IFA_LOCAL */, address.bytes)
+        body.appendAttribute(1 /* IFA_ADDRESS */, address.bytes)
+        let what = "RTM_\(add ? "NEW" : "DEL")ADDR"
+        let err = try transact(add ? rtmNewAddr : rtmDelAddr, flags: add ? create | excl : 0, body: body, what: what)
+        if err == 0 { return true }
+        if add && err == EEXIST { return false }
+        if !add && (err == EADDRNOTAVAIL || err == ENOENT) { return false }
+        throw SystemError(what, errno: err, "\(address)/\(prefixLength) on ifindex \(ifindex)")
+    }
+
+    /// One request with NLM_F_ACK; returns the kernel's answer as an errno (0: done), for
+    /// the caller to decide which ones are fine (EEXIST on a create, ENOENT on a delete).
+    static func transact(_ type: UInt16, flags: UInt16, body: [UInt8], what: String) throws(SystemError) -> Int32 {
         let fd = try open(groups: 0)
         var msg: [UInt8] = []
-        func u16(_ v: UInt16) { msg += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        func u32(_ v: UInt32) { msg += withUnsafeBytes(of: v.littleEndian, Array.init) }
-        let attrs: [(UInt16, [UInt8])] = [(2 /* IFA_LOCAL */, address.bytes), (1 /* IFA_ADDRESS */, address.bytes)]
-        let length = 16 + 8 + attrs.reduce(0) { $0 + 4 + $1.1.count }
-        u32(UInt32(length))
-        u16(add ? rtmNewAddr : rtmDelAddr)
-        u16(request | ack | (add ? create | excl : 0))
-        u32(1)  // sequence
-        u32(0)  // port id: the kernel fills it in
-        msg += [UInt8(AF_INET6), prefixLength, ifaFlagNoDAD, 0]  // struct ifaddrmsg
-        u32(ifindex)
-        for (type, value) in attrs {
-            u16(UInt16(4 + value.count))
-            u16(type)
-            msg += value
-        }
-        _ = try Syscall.call("send(RTM_\(add ? "NEW" : "DEL")ADDR)") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
+        msg.appendLE(UInt32(16 + body.count))
+        msg.appendLE(type)
+        msg.appendLE(request | ack | flags)
+        msg.appendLE(UInt32(1)) // sequence
+        msg.appendLE(UInt32(0)) // port id: the kernel fills it in
+        msg += body
+        _ = try Syscall.call("send(\(what))") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
 
         // The ack: nlmsghdr + struct nlmsgerr (error is the first field, 0 or -errno).
         var reply = [UInt8](repeating: 0, count: 1024)
         var pfd = [pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)]
-        guard try Syscall.poll(&pfd, timeoutMilliseconds: 2000) == 1 else { throw SystemError("netlink ack", errno: ETIMEDOUT, "\(address)") }
-        let n = try Syscall.call("recv(netlink ack)") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
-        guard n >= 20 else { throw SystemError("netlink ack", errno: EPROTO, "short reply") }
-        let err = reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: Int32.self) }
-        if err == 0 { return true }
-        if add && -err == EEXIST { return false }
-        if !add && (-err == EADDRNOTAVAIL || -err == ENOENT) { return false }
-        throw SystemError(add ? "RTM_NEWADDR" : "RTM_DELADDR", errno: -err, "\(address)/\(prefixLength) on ifindex \(ifindex)")
+        guard try Syscall.poll(&pfd, timeoutMilliseconds: 2000) == 1 else { throw SystemError(what, errno: ETIMEDOUT, "no netlink ack") }
+        let n = try Syscall.call("recv(\(what) ack)") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
+        guard n >= 20 else { throw SystemError(what, errno: EPROTO, "short netlink ack") }
+        return -reply.loadLE(Int32.self, at: 16)
+    }
+
+    /// One request answered by one message (a GET without NLM_F_DUMP): its payload, after the nlmsghdr.
+    static func query(_ type: UInt16, body: [UInt8], what: String) throws(SystemError) -> [UInt8] {
+        let fd = try open(groups: 0)
+        var msg: [UInt8] = []
+        msg.appendLE(UInt32(16 + body.count))
+        msg.appendLE(type)
+        msg.appendLE(request)
+        msg.appendLE(UInt32(1))
+        msg.appendLE(UInt32(0))
+        msg += body
+        _ = try Syscall.call("send(\(what))") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
+        var reply = [UInt8](repeating: 0, count: 8192)
+        var pfd = [pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)]
+        guard try Syscall.poll(&pfd, timeoutMilliseconds: 2000) == 1 else { throw SystemError(what, errno: ETIMEDOUT, "no netlink reply") }
+        let n = try Syscall.call("recv(\(what))") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
+        guard n >= 16 else { throw SystemError(what, errno: EPROTO, "short netlink reply") }
+        let length = min(Int(reply.loadLE(UInt32.self, at: 0)), n)
+        if reply.loadLE(UInt16.self, at: 4) == UInt16(NLMSG_ERROR) {
+            let err = n >= 20 ? -reply.loadLE(Int32.self, at: 16) : EPROTO
+            throw SystemError(what, errno: err == 0 ? EPROTO : err)
+        }
+        return Array(reply[16..<max(16, length)])
     }
 
     /// A non-blocking socket subscribed to rtnetlink groups (default: link and IPv6

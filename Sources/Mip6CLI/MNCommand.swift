@@ -23,8 +23,10 @@ struct MNCommand: AsyncParsableCommand {
                 Puts the home address on lo, attaches TC programs to each --interface (ingress: decapsulate \
                 the tunnel from the home agent, take Binding Acknowledgements; egress: reverse-tunnel packets \
                 from the home address), and registers the care-of address: the global address of the first \
-                listed interface that is up. Moves at once when netlink reports a change. An interface with an \
-                address in the home prefix means home: it de-registers. SIGTERM de-registers and exits 0.
+                listed interface that is up with carrier and has finished DAD (or is optimistic). Moves at once \
+                when netlink reports a change. An interface with an address in the home prefix means home: it \
+                de-registers. Packets from the home address are routed through the registered care-of \
+                address's link (a rule "from HOA lookup --route-table"). SIGTERM de-registers and exits 0.
                 """
         )
 
@@ -40,6 +42,9 @@ struct MNCommand: AsyncParsableCommand {
         @Option(help: "RFC 4283 identifier (NAI) for authenticated BUs, e.g. mn1@example.net.") var nai: String?
         @Option(help: "RFC 4285 Mobility SPI shared with the home agent.") var spi: UInt32?
         @Option(help: "File holding the MN-HA key in hex (one line; chmod 600).") var keyFile: String?
+        @Option(help: "Routing table for packets from the home address (1-252 or 256 and up).") var routeTable: UInt32 = 6275
+        @Option(help: "Priority of the rule 'from HOA lookup --route-table' (below the main table's 32766).")
+        var rulePriority: UInt32 = 6275
 
         func validate() throws {
             if interface.isEmpty { throw ValidationError("--interface is required") }
@@ -49,6 +54,12 @@ struct MNCommand: AsyncParsableCommand {
             let auth = [nai != nil, spi != nil, keyFile != nil]
             if auth.contains(true) && auth.contains(false) { throw ValidationError("--nai, --spi and --key-file go together") }
             if let spi, spi < 256 { throw ValidationError("--spi must be 256 or more (0-255 are reserved, RFC 4285)") }
+            if routeTable == 0 || (253...255).contains(routeTable) {
+                throw ValidationError("--route-table \(routeTable) is reserved (0 unspec, 253 default, 254 main, 255 local)")
+            }
+            if rulePriority == 0 || rulePriority >= 32766 {
+                throw ValidationError("--rule-priority must be 1...32765 (the main table's rule is 32766)")
+            }
             if lifetime < 4 || lifetime > 262_140 { throw ValidationError("--lifetime must be 4...262140 seconds (4-second units)") }
         }
 
@@ -60,6 +71,7 @@ struct MNCommand: AsyncParsableCommand {
                 homePrefix: homePrefix ?? IPv6Prefix(address: homeAddress, length: 64)!, interfaces: interface,
                 lifetime: lifetime, bpffs: bpffs, stateDir: stateDir, initialSequence: initialSequence)
             (options.nai, options.spi, options.keyPath) = (nai, spi, keyFile)
+            (options.routeTable, options.rulePriority) = (routeTable, rulePriority)
             let daemon = MobileNodeDaemon(options: options, logger: logger)
             do {
                 try daemon.start()

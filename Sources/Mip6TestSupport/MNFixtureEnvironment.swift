@@ -52,7 +52,7 @@ public final class MNFixtureEnvironment {
         try object.load()
         maps = try MobileNodeMaps(object: object)
         try maps.configure(homeAddress: F.homeAddress, homeAgent: F.homeAgent)
-        try maps.tunnelUp(careOf: F.careOf, ifindex: m0)
+        try maps.tunnelUp(careOf: F.careOf, ifindex: m0, gateway: nil)
         ring = try RingBuffer(map: maps.punt) { [unowned self] rec in
             let hdr = rec.loadUnaligned(as: mip6_punt_hdr.self)
             let start = MemoryLayout<mip6_punt_hdr>.size

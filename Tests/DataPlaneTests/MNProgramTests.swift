@@ -211,7 +211,7 @@ struct MNProgramTests {
     func tunnelDown() throws {
         let env = try Self.env.get()
         try env.maps.tunnelDown()
-        defer { try? env.maps.tunnelUp(careOf: F.careOf, ifindex: env.m0) }
+        defer { try? env.maps.tunnelUp(careOf: F.careOf, ifindex: env.m0, gateway: nil) }
         let dropsBefore = try env.counter("drop_tunnel_down")
         let r1 = try env.ingress(Self.received(F.tunnel(outerSrc: F.homeAgent, outerDst: F.careOf, Self.toMN)))
         #expect(r1.verdict == Self.tcShot)
@@ -244,9 +244,26 @@ struct MNProgramTests {
         #expect(try env.counter("decap") == decapBefore + 2)
 
         // The BA arrives: the new CoA becomes current and nothing is pending any more.
-        try env.maps.tunnelUp(careOf: newCoA, ifindex: env.m0)
-        defer { try? env.maps.tunnelUp(careOf: F.careOf, ifindex: env.m0) }
+        try env.maps.tunnelUp(careOf: newCoA, ifindex: env.m0, gateway: nil)
+        defer { try? env.maps.tunnelUp(careOf: F.careOf, ifindex: env.m0, gateway: nil) }
         #expect(try env.maps.readConfig().map { IPv6Address(cAddress: $0.pending_coa) } == .unspecified)
+    }
+
+    @Test("with the control plane's next hop: redirected through it on the CoA's interface, the FIB not asked")
+    func controlPlaneGateway() throws {
+        // The main table may prefer a route through another link (one that just came back up
+        // and cannot send yet); the tunnel leaves by the registered link's router.
+        let env = try Self.env.get()
+        try env.maps.tunnelUp(careOf: F.careOf, ifindex: env.m0, gateway: IPv6Address("2001:db8:f1::1")!)
+        defer { try? env.maps.tunnelUp(careOf: F.careOf, ifindex: env.m0, gateway: nil) }
+        let (neigh, fib) = (try env.counter("encap_redirect_neigh"), try env.counter("encap_redirect"))
+        let r = try env.egress(Self.sent(Self.fromMN, src: Env.m2MAC), ifindex: env.m2)
+        #expect(r.verdict == Self.tcRedirect)
+        #expect(try env.counter("encap_redirect_neigh") == neigh + 1 && env.counter("encap_redirect") == fib)
+        // The gateway goes with the tunnel: nil again means the FIB.
+        try env.maps.setGateway(nil)
+        #expect(try env.egress(Self.sent(Self.fromMN, src: Env.m2MAC), ifindex: env.m2).verdict == Self.tcRedirect)
+        #expect(try env.counter("encap_redirect") == fib + 1)
     }
 
     @Test("sent on another interface: encapsulated and redirected to the CoA's interface")
@@ -333,7 +350,7 @@ struct MNProgramTests {
             let s = try env.object.mapSizes(name)
             #expect(s.key == k && s.value == v, "\(name): libbpf \(s), Swift \(k)/\(v)")
         }
-        #expect(MemoryLayout<mip6_mn_config>.size == 72)
+        #expect(MemoryLayout<mip6_mn_config>.size == 88)
         #expect(Set(env.object.mapNames) == Set(MobileNodeMaps.pinnedNames))
         let names = (0..<UInt32(MIP6_MN_CNT_MAX.rawValue)).map { cmip6_mn_counter_name($0).map { String(cString: $0) } ?? "" }
         #expect(!names.contains(""))

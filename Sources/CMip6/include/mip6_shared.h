@@ -333,8 +333,11 @@ struct mip6_mn_config {
 	                          * before our BA arrives (make-before-break without loss) */
 	__u32 coa_ifindex;       /* interface the care-of address is on, host order */
 	__u32 flags;             /* MIP6_MN_*, host order */
+	__u8  coa_gateway[16];   /* next hop to the home agent through coa_ifindex (the control plane's
+	                          * route lookup, "from coa oif coa_ifindex"), or :: (on-link, unknown):
+	                          * the main table may prefer another link that cannot carry the tunnel */
 };
-_Static_assert(sizeof(struct mip6_mn_config) == 72, "mip6_mn_config size");
+_Static_assert(sizeof(struct mip6_mn_config) == 88, "mip6_mn_config size");
 
 
 /* ======================================================================

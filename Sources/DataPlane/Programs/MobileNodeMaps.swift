@@ -51,13 +51,28 @@ public final class MobileNodeMaps {
 
     /// A home registration was accepted for `careOf` on interface `ifindex`: decapsulate the home
     /// agent's tunnel to it and reverse-tunnel packets from the home address out of `ifindex`.
-    public func tunnelUp(careOf: IPv6Address, ifindex: UInt32) throws {
+    /// `gateway`: the next hop to the home agent on that interface (nil: let the FIB decide),
+    /// written with the interface in one update so the two never disagree.
+    public func tunnelUp(careOf: IPv6Address, ifindex: UInt32, gateway: IPv6Address?) throws {
         guard var c = try config.lookup(0) else { throw SystemError("mip6_mn_config", errno: ENOENT, "configure() first") }
         c.coa = careOf.cAddress
         c.coa_ifindex = ifindex
+        c.coa_gateway = (gateway ?? .unspecified).cAddress
         c.flags |= UInt32(MIP6_MN_TUNNEL_UP)
         if IPv6Address(cAddress: c.pending_coa) == careOf { c.pending_coa = IPv6Address.unspecified.cAddress }
         try config.update(0, c)
+    }
+
+    /// The next hop to the home agent on the care-of interface changed (a route event).
+    /// Returns whether it did.
+    @discardableResult
+    public func setGateway(_ gateway: IPv6Address?) throws -> Bool {
+        guard var c = try config.lookup(0) else { throw SystemError("mip6_mn_config", errno: ENOENT, "configure() first") }
+        let new = (gateway ?? .unspecified).cAddress
+        if IPv6Address(cAddress: c.coa_gateway) == IPv6Address(cAddress: new) { return false }
+        c.coa_gateway = new
+        try config.update(0, c)
+        return true
     }
 
     /// A BU from `careOf` is outstanding (nil: none): accept the home agent's tunnel to it

@@ -28,7 +28,8 @@ extension MobileNodeDaemon {
                     logger.warning("care-of address vanished before its tunnel came up", metadata: ["mip6.coa": "\(coa)"])
                     continue
                 }
-                do { try maps.tunnelUp(careOf: coa, ifindex: i.index) } catch {
+                let gateway = (try? Netlink.routes()).flatMap { Netlink.bestRoute(to: options.homeAgent, through: i.index, in: $0) }?.gateway
+                do { try maps.tunnelUp(careOf: coa, ifindex: i.index, gateway: gateway) } catch {
                     logger.error("cannot program the tunnel", metadata: ["mip6.error": "\(error)"])
                 }
             case .tunnelDown:
@@ -44,6 +45,7 @@ extension MobileNodeDaemon {
                 logger.warning("registration failed", metadata: ["mip6.status": "\(status)"])
             }
         }
+        syncRoutes()
         let state = core.status.state
         if state != lastState {
             if state == "home" && lastState == "deregistering" { announceHome() }

@@ -82,11 +82,12 @@ public final class MobileNodeDaemon: LoopDaemon {
         }
     }
 
-    /// After the loop: the TC filters and the home address on lo go with the daemon.
+    /// After the loop: the TC filters, the home address on lo and its route go with the daemon.
     public func shutdown() {
         writeStatus()
         for a in attachments { try? a.detach() }
         attachments.removeAll()
+        removeSourceRule()
         if addedHoAToLoopback {
             _ = try? Netlink.changeAddress(add: false, options.homeAddress, prefixLength: 128, ifindex: if_nametoindex("lo"))
         }

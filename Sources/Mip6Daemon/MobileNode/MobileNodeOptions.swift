@@ -12,6 +12,9 @@ public struct MobileNodeOptions: Sendable {
     public var bpffs: String
     public var stateDir: String
     public var initialSequence: UInt16?
+    /// Routing table and rule priority for packets from the home address (MobileNodeRouting.swift).
+    public var routeTable: UInt32 = 6275
+    public var rulePriority: UInt32 = 6275
     /// RFC 4285 credentials: all three, or none (unauthenticated).
     public var nai: String?
     public var spi: UInt32?

@@ -28,7 +28,9 @@ extension MobileNodeDaemon {
         maps = try MobileNodeMaps(object: obj)
         try maps.configure(homeAddress: options.homeAddress, homeAgent: options.homeAgent)
         ring = try RingBuffer(map: maps.punt) { [unowned self] record in self.handlePunt(record) }
-        watcher = try Netlink.Watcher()
+        // Route events too: a default route appearing on the care-of link moves the home route.
+        watcher = try Netlink.Watcher(groups: Netlink.rtmgrpLink | Netlink.rtmgrpIPv6IfAddr | Netlink.rtmgrpIPv6Route)
+        try installSourceRule()
 
         let ingress = try obj.program(MIP6_PROG_MN_INGRESS), egress = try obj.program(MIP6_PROG_MN_EGRESS)
         for i in interfaces {
