@@ -86,11 +86,13 @@ static __always_inline int ha_punt(void *ctx, const enum m6_hook hook, __u32 kin
 	return rc < 0 ? rc : 0;
 }
 
-/* `packets`: 1, or the segments of a GSO skb (TC), so XDP and TC count the same traffic alike. */
-static __always_inline void ha_stats_add(const __u8 *hoa, __u32 bytes, __u32 packets, int to_mn)
+/* `packets`: 1, or the segments of a GSO skb (TC), so XDP and TC count the same traffic alike.
+ * The binding's slot indexes an array: an inlined lookup, no hash. */
+static __always_inline void ha_stats_add(const struct mip6_binding *b, __u32 bytes, __u32 packets, int to_mn)
 {
-	struct mip6_binding_stats *s = bpf_map_lookup_elem(&mip6_bind_stats, hoa);
-	if (!s) /* created by the control plane with the binding */
+	__u32 slot = b->slot;
+	struct mip6_binding_stats *s = bpf_map_lookup_elem(&mip6_bind_stats, &slot);
+	if (!s) /* a slot past the array: the control plane never hands one out */
 		return;
 	if (to_mn) {
 		__sync_fetch_and_add(&s->to_mn_packets, packets);
@@ -107,6 +109,43 @@ static __always_inline int ha_fib(void *ctx, const struct mip6_config *cfg, __u6
 	int hit;
 	int rc = m6_fib_cached(ctx, &mip6_nexthop, cfg->nh_gen, now, fib, &hit);
 	ha_count(hit ? MIP6_CNT_NH_CACHE_HIT : MIP6_CNT_NH_CACHE_MISS);
+	return rc;
+}
+
+/* The route to binding `b`'s care-of address: its slot's entry while it is fresh and was
+ * filled for the binding's current sequence number (each accepted BU, a move or a slot
+ * handed to another binding, asks the FIB again), else the FIB, written back in place.
+ * Two CPUs may refill one entry at once: both write the FIB's answer of the same moment;
+ * the payload is written before the generation and sequence that make it valid. */
+static __always_inline int ha_fib_binding(void *ctx, const struct mip6_config *cfg, const struct mip6_binding *b,
+					  __u64 now, struct bpf_fib_lookup *fib)
+{
+	__u32 slot = b->slot;
+	__u32 gen = cfg->nh_gen;
+	struct mip6_slot_nexthop *e = bpf_map_lookup_elem(&mip6_slot_nh, &slot);
+	int fresh = e && e->seq == b->seq && m6_nh_fresh(&e->nh, gen, now);
+	if (fresh && fib->tot_len <= e->nh.max_len) {
+		m6_nh_apply(&e->nh, fib);
+		ha_count(MIP6_CNT_NH_CACHE_HIT);
+		return BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	ha_count(MIP6_CNT_NH_CACHE_MISS);
+	__u32 len = fib->tot_len;
+	int rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && e) {
+		struct mip6_nexthop entry;
+		m6_nh_make(&entry, &e->nh, fresh, fib, gen, now, len);
+		e->nh.gen = gen + 1; /* invalid while the rest is written */
+		barrier();
+		e->nh.filled_ns = entry.filled_ns;
+		e->nh.ifindex = entry.ifindex;
+		e->nh.max_len = entry.max_len;
+		mac_copy(e->nh.smac, entry.smac);
+		mac_copy(e->nh.dmac, entry.dmac);
+		e->seq = b->seq;
+		barrier();
+		e->nh.gen = gen;
+	}
 	return rc;
 }
 
@@ -198,10 +237,8 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	if (ip6->hop_limit <= 1) /* the kernel sends Time Exceeded */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_HOPLIMIT);
 
-	M6_ADDR(hoa);
 	M6_ADDR(coa);
 	M6_ADDR(ha_addr);
-	addr_copy(hoa, ip6->daddr.s6_addr);
 	addr_copy(coa, b->coa);
 	addr_copy(ha_addr, cfg->ha_addr);
 	__u32 inner_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
@@ -214,7 +251,7 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 
 	struct bpf_fib_lookup fib;
 	m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
-	int rc = ha_fib(ctx, cfg, now, &fib);
+	int rc = ha_fib_binding(ctx, cfg, b, now, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		/* RFC 2473 §7.1: the tunnel MTU is the route's less our header; never below 1280.
 		 * A route too small for a 1280-byte packet plus 40 leaves packets of 1280 or less
@@ -241,7 +278,7 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
 
 	ha_count(MIP6_CNT_ENCAP);
-	ha_stats_add(hoa, inner_len, m6_segs(ctx, hook), 1);
+	ha_stats_add(b, inner_len, m6_segs(ctx, hook), 1);
 
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) /* the kernel resolves the next hop and forwards */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_PASS_NO_NEIGH);
@@ -268,8 +305,6 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 	if (!ha_binding_live(b, now))
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_EXPIRED);
 
-	M6_ADDR(hoa);
-	addr_copy(hoa, inner->saddr.s6_addr);
 	/* A GSO skb is checked as one of its segments; 0 (unknown) is left to the kernel. */
 	__u32 seg = m6_seg_len(ctx, hook, ETH_HLEN_ + outer_len, inner->nexthdr, inner_len);
 	struct bpf_fib_lookup fib;
@@ -287,7 +322,7 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
 
 	ha_count(MIP6_CNT_DECAP);
-	ha_stats_add(hoa, inner_len, m6_segs(ctx, hook), 0);
+	ha_stats_add(b, inner_len, m6_segs(ctx, hook), 0);
 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) /* no neighbour yet, too big, hop limit: the kernel knows best */
 		return M6_PASS(hook, MIP6_CNT_DECAP_PASS_KERNEL);

@@ -17,14 +17,22 @@ struct {
 	__type(value, struct mip6_binding);
 } mip6_bindings SEC(".maps");
 
-/* Per-binding traffic; a plain hash with atomic adds (per-CPU memory runs out near 400k bindings on 2 CPUs). */
+/* Per-binding traffic by mip6_binding.slot; atomic adds (a per-CPU array would need
+ * capacity x CPUs x 32 bytes). Resized with mip6_bindings. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MIP6_MAX_BINDINGS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct mip6_binding_key);
+	__type(key, __u32);
 	__type(value, struct mip6_binding_stats);
 } mip6_bind_stats SEC(".maps");
+
+/* The next hop of each binding's care-of address by slot (the FIB's answer, cached). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MIP6_MAX_BINDINGS);
+	__type(key, __u32);
+	__type(value, struct mip6_slot_nexthop);
+} mip6_slot_nh SEC(".maps");
 
 /* Per-CPU counters, indexed by enum mip6_counter (names: MIP6_COUNTERS). */
 struct {
@@ -88,7 +96,8 @@ struct {
 	__type(value, struct mip6_rate_state);
 } mip6_src_tb SEC(".maps");
 
-/* Next-hop cache in front of bpf_fib_lookup: destination -> egress, MACs, generation. */
+/* Next-hop cache in front of bpf_fib_lookup for the decapsulated packets' destinations:
+ * destination -> egress, MACs, generation. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MIP6_MAX_NEXTHOPS);

@@ -73,6 +73,7 @@ public struct SignalingBenchmark {
             }))
         let local: Set<IPv6Address> = [ha]
         let mapsBefore = Self.mapBytes(fd: maps.bindings.handle.fd) + Self.mapBytes(fd: maps.bindingStats.handle.fd)
+            + Self.mapBytes(fd: maps.slotNextHops.handle.fd)
 
         func bu(_ i: Int, seq: UInt16) -> [UInt8] {
             PacketBuilder.bindingUpdate(BindingUpdate(sequence: seq, flags: [.ack, .home], lifetime: 900),
@@ -110,6 +111,7 @@ public struct SignalingBenchmark {
         }
         let rss1 = Self.rssBytes()
         let mapsAfter = Self.mapBytes(fd: maps.bindings.handle.fd) + Self.mapBytes(fd: maps.bindingStats.handle.fd)
+            + Self.mapBytes(fd: maps.slotNextHops.handle.fd)
         latencies.sort()
         guard cache.count == bindings else { throw SystemError("benchmark", errno: EINVAL, "\(cache.count) bindings cached") }
 

@@ -22,7 +22,8 @@ struct LayoutTests {
         try obj.load()
         let expected: [(String, Int, Int)] = [
             (MIP6_MAP_BINDINGS, MemoryLayout<mip6_binding_key>.size, MemoryLayout<mip6_binding>.size),
-            (MIP6_MAP_BINDING_STATS, MemoryLayout<mip6_binding_key>.size, MemoryLayout<mip6_binding_stats>.size),
+            (MIP6_MAP_BINDING_STATS, 4, MemoryLayout<mip6_binding_stats>.size),
+            (MIP6_MAP_SLOT_NEXTHOP, 4, MemoryLayout<mip6_slot_nexthop>.size),
             (MIP6_MAP_COUNTERS, 4, 8),
             (MIP6_MAP_CONFIG, 4, MemoryLayout<mip6_config>.size),
             (MIP6_MAP_IFACES, 4, MemoryLayout<mip6_iface>.size),

@@ -28,19 +28,49 @@ static __always_inline void m6_fib_init(struct bpf_fib_lookup *fib, __u32 ifinde
  * generation is `gen` (the control plane bumps it on every route, neighbour or link
  * event), it is younger than MIP6_NH_MAX_AGE_NS at `now`, and the packet is no longer
  * than one the FIB already accepted on that route.
- * Anything else goes to the FIB, whose answer refreshes the entry.
- * Returns what bpf_fib_lookup would; *hit tells whether the cache answered.
+ */
+static __always_inline int m6_nh_fresh(const struct mip6_nexthop *nh, __u32 gen, __u64 now)
+{
+	return nh->gen == gen && now - nh->filled_ns < MIP6_NH_MAX_AGE_NS;
+}
+
+/* The cached answer into `fib`, as bpf_fib_lookup would have written it. */
+static __always_inline void m6_nh_apply(const struct mip6_nexthop *nh, struct bpf_fib_lookup *fib)
+{
+	fib->ifindex = nh->ifindex;
+	mac_copy(fib->smac, nh->smac);
+	mac_copy(fib->dmac, nh->dmac);
+}
+
+/* The FIB's successful answer for a packet of `len` as a cache entry. `old` (may be
+ * NULL): the entry it replaces; a longer packet the FIB accepted on the same route within
+ * the age still fits. */
+static __always_inline void m6_nh_make(struct mip6_nexthop *out, const struct mip6_nexthop *old, int old_fresh,
+				       const struct bpf_fib_lookup *fib, __u32 gen, __u64 now, __u32 len)
+{
+	out->filled_ns = now;
+	out->ifindex = fib->ifindex;
+	out->gen = gen;
+	out->max_len = len;
+	if (old && old_fresh && old->ifindex == fib->ifindex && old->max_len > len)
+		out->max_len = old->max_len;
+	mac_copy(out->smac, fib->smac);
+	mac_copy(out->dmac, fib->dmac);
+}
+
+/*
+ * The cache as an LRU hash keyed by destination (passed in). Anything the cache cannot
+ * answer goes to the FIB, whose answer refreshes the entry. Returns what bpf_fib_lookup
+ * would; *hit tells whether the cache answered.
  */
 static __always_inline int m6_fib_cached(void *ctx, void *cache, __u32 gen, __u64 now, struct bpf_fib_lookup *fib,
 					 int *hit)
 {
 	struct mip6_nexthop *nh = bpf_map_lookup_elem(cache, fib->ipv6_dst);
 	__u32 len = fib->tot_len;
-	int fresh_enough = nh && nh->gen == gen && now - nh->filled_ns < MIP6_NH_MAX_AGE_NS;
-	if (fresh_enough && len <= nh->max_len) {
-		fib->ifindex = nh->ifindex;
-		mac_copy(fib->smac, nh->smac);
-		mac_copy(fib->dmac, nh->dmac);
+	int fresh = nh && m6_nh_fresh(nh, gen, now);
+	if (fresh && len <= nh->max_len) {
+		m6_nh_apply(nh, fib);
 		*hit = 1;
 		return BPF_FIB_LKUP_RET_SUCCESS;
 	}
@@ -49,13 +79,9 @@ static __always_inline int m6_fib_cached(void *ctx, void *cache, __u32 gen, __u6
 	addr_copy(dst, (__u8 *)fib->ipv6_dst);
 	int rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		struct mip6_nexthop fresh = { .filled_ns = now, .ifindex = fib->ifindex, .gen = gen, .max_len = len };
-		/* A longer packet the FIB accepted on this route within the age still fits. */
-		if (fresh_enough && nh->ifindex == fib->ifindex && nh->max_len > len)
-			fresh.max_len = nh->max_len;
-		mac_copy(fresh.smac, fib->smac);
-		mac_copy(fresh.dmac, fib->dmac);
-		bpf_map_update_elem(cache, dst, &fresh, BPF_ANY);
+		struct mip6_nexthop entry;
+		m6_nh_make(&entry, nh, fresh, fib, gen, now, len);
+		bpf_map_update_elem(cache, dst, &entry, BPF_ANY);
 	}
 	return rc;
 }

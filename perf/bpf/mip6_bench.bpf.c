@@ -112,6 +112,14 @@ int mip6_bench_ha(struct xdp_md *ctx)
 	return bench_ha(ctx, M6_XDP);
 }
 
+/* The home-agent program without the wrapper, for one packet per BPF_PROG_TEST_RUN call
+ * (repeat = 1: every call starts from the original frame). The same body as mip6_ha_xdp. */
+SEC("xdp")
+int mip6_bench_ha_direct(struct xdp_md *ctx)
+{
+	return ha_process(ctx, M6_XDP);
+}
+
 SEC("xdp")
 int mip6_bench_restore_only(struct xdp_md *ctx)
 {

@@ -17,7 +17,8 @@
 
 /* ---- map names (pinned under --bpffs with these names) ---- */
 #define MIP6_MAP_BINDINGS      "mip6_bindings"
-#define MIP6_MAP_BINDING_STATS "mip6_bind_stats"
+#define MIP6_MAP_BINDING_STATS "mip6_bind_stats" /* per-binding traffic, indexed by mip6_binding.slot */
+#define MIP6_MAP_SLOT_NEXTHOP  "mip6_slot_nh"    /* next hop of each binding's care-of address, by slot */
 #define MIP6_MAP_COUNTERS      "mip6_counters"
 #define MIP6_MAP_CONFIG        "mip6_config"
 #define MIP6_MAP_IFACES        "mip6_ifaces"
@@ -154,12 +155,13 @@ struct mip6_binding {
 	__u32 ifindex;           /* home link interface (proxy ND applies there) */
 	__u16 seq;               /* last accepted sequence number, host order */
 	__u16 flags;             /* MIP6_BU_FLAG_*, host order */
-	__u32 _pad;
+	__u32 slot;              /* this binding's index in mip6_bind_stats and mip6_slot_nh (the control
+	                          * plane hands them out): arrays, looked up inline, no second hash */
 };
 _Static_assert(sizeof(struct mip6_binding) == 48, "mip6_binding size");
 
-/* mip6_bind_stats: per-CPU, key = home address. Kept apart from the binding
- * so a re-registration does not reset them and BPF never writes the binding. */
+/* mip6_bind_stats: array indexed by mip6_binding.slot, atomic adds. Kept apart from the
+ * binding so a re-registration does not reset them and BPF never writes the binding. */
 struct mip6_binding_stats {
 	__u64 to_mn_packets;     /* encapsulated towards the CoA */
 	__u64 to_mn_bytes;       /* inner bytes */
@@ -205,6 +207,17 @@ struct mip6_nexthop {
 	__u8  dmac[6];
 };
 _Static_assert(sizeof(struct mip6_nexthop) == 32, "mip6_nexthop size");
+/* mip6_slot_nh: array indexed by mip6_binding.slot, written by the data plane from the FIB's
+ * answer for the care-of address. Valid only for the binding's current sequence number (a
+ * move or refresh, and a slot handed to another binding, start from the FIB again). */
+struct mip6_slot_nexthop {
+	struct mip6_nexthop nh;
+	__u16 seq;               /* mip6_binding.seq it was filled for */
+	__u16 _pad0;
+	__u32 _pad1;
+};
+_Static_assert(sizeof(struct mip6_slot_nexthop) == 40, "mip6_slot_nexthop size");
+
 #ifndef MIP6_NH_MAX_AGE_NS
 #define MIP6_NH_MAX_AGE_NS     1000000000ULL /* 1 s: one FIB lookup per destination per second at most */
 #endif
@@ -352,7 +365,8 @@ _Static_assert(sizeof(struct mip6_mn_config) == 88, "mip6_mn_config size");
 #define MIP6_META_MAGIC        0x4d495036u /* "MIP6" */
 /* Bump when a pinned map's layout or meaning changes without its sizes changing
  * (the fingerprint catches size, type and flag changes by itself). */
-#define MIP6_STATE_VERSION     2  /* 2: bindings expire in the data plane, next hops carry their age */
+#define MIP6_STATE_VERSION     3  /* 2: bindings expire in the data plane, next hops carry their age;
+                                    3: per-binding stats and next hops in arrays by slot */
 
 /* mip6_meta: array of one. */
 struct mip6_meta {

@@ -10,7 +10,7 @@ public final class BPFBindingTable: BindingDataPlane {
     /// What the cache holds for a home address before a write (the cache writes the data
     /// plane first): staged installs remember it, so a refused one can be undone.
     public var current: ((IPv6Address) -> Binding?)?
-    private var staged: [(Binding, createStats: Bool)] = []
+    private var staged: [Binding] = []
     /// Home address -> its binding before the first install staged in this drain.
     private var before: [IPv6Address: Binding?] = [:]
     /// Tests only: a write for these home addresses fails as the kernel would refuse it.
@@ -22,20 +22,21 @@ public final class BPFBindingTable: BindingDataPlane {
     }
 
     public func install(_ binding: Binding) throws { try install(binding, isNew: true) }
-    /// A refresh or move is one map update; only a new binding also gets its counters entry.
+    /// A refresh or move is one map update; a new binding also gets its slot (counters and
+    /// next hop) first.
     public func install(_ binding: Binding, isNew: Bool) throws {
         if deferring {
             if before[binding.homeAddress] == nil { before[binding.homeAddress] = .some(current?(binding.homeAddress)) }
-            staged.append((binding, isNew))
+            staged.append(binding)
             return
         }
         if let error = refuse?(binding.homeAddress) { throw error }
-        try maps.install(binding, ifindex: homeLinkIfindex, createStats: isNew)
+        try maps.install(binding, ifindex: homeLinkIfindex)
     }
 
     public func remove(homeAddress: IPv6Address) throws {
         // Order matters: a removal after a staged install of the same address must win.
-        staged.removeAll { $0.0.homeAddress == homeAddress }
+        staged.removeAll { $0.homeAddress == homeAddress }
         before[homeAddress] = nil
         try maps.remove(homeAddress)
     }
@@ -50,7 +51,7 @@ public final class BPFBindingTable: BindingDataPlane {
     }
 
     /// Writes what was staged, one entry per home address (the last staged wins; a new one
-    /// gets its counters entry); returns those the maps refused.
+    /// gets its slot); returns those the maps refused.
     public func flush() -> [Refused] {
         guard !staged.isEmpty else { return [] }
         defer {
@@ -58,18 +59,14 @@ public final class BPFBindingTable: BindingDataPlane {
             before.removeAll(keepingCapacity: true)
         }
         var last: [IPv6Address: Int] = [:]
-        var createStats: [IPv6Address: Bool] = [:]
-        for (i, (b, create)) in staged.enumerated() {
-            last[b.homeAddress] = i
-            createStats[b.homeAddress, default: false] = createStats[b.homeAddress, default: false] || create
-        }
-        var writes: [(Binding, createStats: Bool)] = []
+        for (i, b) in staged.enumerated() { last[b.homeAddress] = i }
+        var writes: [Binding] = []
         var refused: [Refused] = []
-        for (i, (b, _)) in staged.enumerated() where last[b.homeAddress] == i {
+        for (i, b) in staged.enumerated() where last[b.homeAddress] == i {
             if let error = refuse?(b.homeAddress) {
                 refused.append(Refused(homeAddress: b.homeAddress, previous: before[b.homeAddress] ?? nil, error: error))
             } else {
-                writes.append((b, createStats[b.homeAddress] ?? false))
+                writes.append(b)
             }
         }
         for (hoa, error) in maps.installBatch(writes, ifindex: homeLinkIfindex) {

@@ -6,20 +6,23 @@ import Glibc
 /// from the pins under --bpffs (the inspection commands, while the daemon runs).
 public final class HomeAgentMaps {
     public let bindings: BPFMap<mip6_binding_key, mip6_binding>
-    public let bindingStats: BPFMap<mip6_binding_key, mip6_binding_stats>
+    /// Per-binding traffic and the cached next hop of each care-of address, by mip6_binding.slot.
+    public let bindingStats: BPFMap<UInt32, mip6_binding_stats>
+    public let slotNextHops: BPFMap<UInt32, mip6_slot_nexthop>
     public let counters: BPFMap<UInt32, UInt64>
     public let config: BPFMap<UInt32, mip6_config>
     public let ifaces: BPFMap<UInt32, mip6_iface>
     public let locals: BPFMap<mip6_addr_key, UInt32>
 
     /// The names of every map the home agent pins.
-    public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
+    public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_SLOT_NEXTHOP, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
                                      MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT, MIP6_MAP_PUNT_LIMIT, MIP6_MAP_SRC_LIMIT, MIP6_MAP_NEXTHOP,
                                      MIP6_MAP_ICMP_LIMIT]
 
     public init(object: BPFObject) throws {
         bindings = try BPFMap(object.map(MIP6_MAP_BINDINGS))
         bindingStats = try BPFMap(object.map(MIP6_MAP_BINDING_STATS))
+        slotNextHops = try BPFMap(object.map(MIP6_MAP_SLOT_NEXTHOP))
         counters = try BPFMap(object.map(MIP6_MAP_COUNTERS))
         config = try BPFMap(object.map(MIP6_MAP_CONFIG))
         ifaces = try BPFMap(object.map(MIP6_MAP_IFACES))
@@ -31,6 +34,7 @@ public final class HomeAgentMaps {
         func open(_ name: String) throws -> BPFMapHandle { try .pinned(name, in: directory, by: "mip6 ha") }
         bindings = try BPFMap(open(MIP6_MAP_BINDINGS))
         bindingStats = try BPFMap(open(MIP6_MAP_BINDING_STATS))
+        slotNextHops = try BPFMap(open(MIP6_MAP_SLOT_NEXTHOP))
         counters = try BPFMap(open(MIP6_MAP_COUNTERS))
         config = try BPFMap(open(MIP6_MAP_CONFIG))
         ifaces = try BPFMap(open(MIP6_MAP_IFACES))
@@ -117,21 +121,73 @@ public final class HomeAgentMaps {
         return k
     }
 
-    /// Writes many bindings with one bpf_map_update_batch (counters entries of new ones
-    /// first, each on its own: BPF_NOEXIST). Returns the ones that could not be written.
-    public func installBatch(_ items: [(Binding, createStats: Bool)], ifindex: UInt32) -> [(IPv6Address, Error)] {
+    // MARK: slots
+
+    /// Home address -> slot, built from the bindings map the first time one is needed (a
+    /// restart adopts the pinned bindings' slots); nil again after `forgetSlots()`.
+    private var slotOf: [IPv6Address: UInt32]?
+    private var freeSlots: [UInt32] = []
+    private var nextSlot: UInt32 = 0
+
+    /// Someone else changed the bindings map (an operator's `mip6 bindings delete`): the
+    /// next install reads the slots from the map again.
+    public func forgetSlots() { slotOf = nil }
+
+    private func slotTable() throws -> [IPv6Address: UInt32] {
+        if let slotOf { return slotOf }
+        var table: [IPv6Address: UInt32] = [:], used = Set<UInt32>()
+        for (hoa, v) in try readBindings() where used.insert(v.slot).inserted { table[hoa] = v.slot }
+        nextSlot = (used.max() ?? 0) &+ (used.isEmpty ? 0 : 1)
+        freeSlots = (0..<nextSlot).filter { !used.contains($0) }.reversed()
+        slotOf = table
+        return table
+    }
+
+    /// The binding's slot; a new one (its counters and cached next hop zeroed: a slot is
+    /// reused after its binding went) when the home address has none.
+    private func slot(for hoa: IPv6Address) throws -> UInt32 {
+        if let s = try slotTable()[hoa] { return s }
+        let s: UInt32
+        if let free = freeSlots.popLast() {
+            s = free
+        } else {
+            guard nextSlot < (try bindings.handle.maxEntries()) else {
+                throw SystemError("binding slot", errno: E2BIG, "every slot of \(MIP6_MAP_BINDING_STATS) is in use")
+            }
+            s = nextSlot
+            nextSlot += 1
+        }
+        do {
+            try bindingStats.update(s, zeroed())
+            try slotNextHops.update(s, zeroed())
+        } catch {
+            freeSlots.append(s)
+            throw error
+        }
+        slotOf?[hoa] = s
+        return s
+    }
+
+    private func releaseSlot(of hoa: IPv6Address) {
+        guard let s = slotOf?.removeValue(forKey: hoa) else { return }
+        freeSlots.append(s)
+    }
+
+    // MARK: bindings
+
+    /// Writes many bindings with one bpf_map_update_batch (a new one gets its slot first).
+    /// Returns the ones that could not be written.
+    public func installBatch(_ items: [Binding], ifindex: UInt32) -> [(IPv6Address, Error)] {
         var failed: [(IPv6Address, Error)] = []
         var pairs: [(mip6_binding_key, mip6_binding)] = []
         pairs.reserveCapacity(items.count)
-        for (b, createStats) in items {
-            let k = Self.key(b.homeAddress)
-            if createStats {
-                do { try bindingStats.update(k, zeroed(), flags: UInt64(BPF_NOEXIST)) } catch let e as SystemError where e.errno == EEXIST {} catch {
-                    failed.append((b.homeAddress, error))
-                    continue
-                }
+        for b in items {
+            var v = Self.value(b, ifindex: ifindex)
+            do { v.slot = try slot(for: b.homeAddress) } catch {
+                failed.append((b.homeAddress, error))
+                continue
             }
-            pairs.append((k, Self.value(b, ifindex: ifindex)))
+            pairs.append((Self.key(b.homeAddress), v))
         }
         var start = 0
         while start < pairs.count {
@@ -158,24 +214,19 @@ public final class HomeAgentMaps {
         return v
     }
 
-    /// Writes the binding (one map update). With `createStats`, first its zeroed counters
-    /// entry, unless one is there (a binding adopted from pinned state keeps its counters).
-    public func install(_ b: Binding, ifindex: UInt32, createStats: Bool = true) throws {
-        let v = Self.value(b, ifindex: ifindex)
-        let k = Self.key(b.homeAddress)
-        // Counters first, so the data plane never forwards for a binding it cannot count.
-        if createStats {
-            do {
-                try bindingStats.update(k, zeroed(), flags: UInt64(BPF_NOEXIST))
-            } catch let e as SystemError where e.errno == EEXIST {}
-        }
-        try bindings.update(k, v)
+    /// Writes the binding (one map update), in the slot it has or a new one (counters
+    /// zeroed; a binding adopted from pinned state keeps its slot and counters). The slot
+    /// is ready before the binding points at it.
+    public func install(_ b: Binding, ifindex: UInt32) throws {
+        var v = Self.value(b, ifindex: ifindex)
+        v.slot = try slot(for: b.homeAddress)
+        try bindings.update(Self.key(b.homeAddress), v)
     }
 
     public func remove(_ hoa: IPv6Address) throws {
-        let k = Self.key(hoa)
-        try bindings.delete(k)
-        try bindingStats.delete(k)
+        _ = try slotTable()
+        try bindings.delete(Self.key(hoa))
+        releaseSlot(of: hoa)
     }
 
     /// Every binding in the map (for inspection and for adopting pinned state).
@@ -185,12 +236,13 @@ public final class HomeAgentMaps {
 
     /// Every binding's traffic counters.
     public func readBindingStats() throws -> [(IPv6Address, mip6_binding_stats)] {
-        try bindingStats.entries().map { (IPv6Address(cAddress: $0.0.hoa), $0.1) }
+        try readBindings().map { ($0.0, try bindingStats.lookup($0.1.slot) ?? zeroed()) }
     }
 
-    /// Per-binding counters (zero when the binding has none).
+    /// Per-binding counters (zero when there is no such binding).
     public func stats(for hoa: IPv6Address) throws -> mip6_binding_stats {
-        try bindingStats.lookup(Self.key(hoa)) ?? zeroed()
+        guard let b = try bindings.lookup(Self.key(hoa)) else { return zeroed() }
+        return try bindingStats.lookup(b.slot) ?? zeroed()
     }
 
     /// Data-plane counters by name (mip6_shared.h order), summed over CPUs.
@@ -205,6 +257,7 @@ extension BPFObject {
     public func setBindingCapacity(_ n: UInt32) throws(SystemError) {
         try setMaxEntries(map: MIP6_MAP_BINDINGS, n)
         try setMaxEntries(map: MIP6_MAP_BINDING_STATS, n)
+        try setMaxEntries(map: MIP6_MAP_SLOT_NEXTHOP, n)
     }
 }
 

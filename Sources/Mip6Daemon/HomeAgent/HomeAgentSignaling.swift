@@ -48,6 +48,7 @@ extension HomeAgentDaemon {
     /// SIGHUP: bindings an operator evicted from the maps (`mip6 bindings delete|flush`)
     /// leave the cache too, so that the next BU for them is a new registration.
     func reconcileWithMaps() {
+        maps.forgetSlots() // the operator's deletes freed slots this process did not see go
         var evicted = 0
         for b in core.cache.all {
             // Only an answer of "absent" evicts; a failed lookup leaves the binding alone.
