@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import READY_TIMEOUT, REPO_ROOT, HarnessError, HomeAgent, ping
+from conftest import READY_TIMEOUT, REPO_ROOT, HarnessError, HomeAgent, ping, ping_cn
 from test_mobile_node import assert_binding, counter
+from testbed.harness import Capture
 
 SEQUENCE_OUT_OF_WINDOW = 135
 PING_INTERVAL = 0.01          # 100 echo requests per second
@@ -325,3 +326,35 @@ def test_kill_9_under_plain_ip_netns_exec_keeps_the_pins(testbed, mip6_bin, mobi
         daemon.stop()
         daemon.cli("dataplane", "detach", "--bpffs", daemon.bpffs, "--state-dir", daemon.state_dir, check=False)
         daemon.clear_state()
+
+
+def test_binding_expires_in_the_data_plane_while_the_daemon_is_down(testbed, daemon, mn):
+    """RFC 6275 §10.3.1: a binding is used for its lifetime only, daemon or not. Register
+    for 8 s, kill the daemon: the data plane tunnels while the binding lives and stops at
+    its expiry (counted as pass_expired), with nobody left to remove it."""
+    tb = testbed
+    ba = mn.register(seq=300, lifetime=8)
+    t_registered = time.monotonic()
+    assert ba.get("status") == 0 and ba.get("lifetime") == 8, ba
+    assert daemon.kill() == -9
+    tunneled = f"ip6 and src {tb.HA} and dst {tb.COA1} and ip6[6] == 41"
+
+    before = daemon.stats()["dataplane"]
+    cap = Capture(tb, "mn", tb.MN_IF1, tunneled).start()
+    ping_cn(tb, count=3, interval=0.1, wait=0.5)
+    while_live = cap.stop()
+    live = daemon.stats()["dataplane"]
+    assert time.monotonic() - t_registered < 7, "too slow to see the binding live"
+    assert live["encap"] - before["encap"] >= 3, f"not tunneled while the binding lived: {before} -> {live}"
+    assert len(while_live) >= 3, f"the care-of address got {len(while_live)} tunneled packets"
+
+    time.sleep(max(0.0, t_registered + 8.5 - time.monotonic()))
+    cap = Capture(tb, "mn", tb.MN_IF1, tunneled).start()
+    ping_cn(tb, count=3, interval=0.1, wait=0.5)
+    after_expiry = cap.stop()
+    expired = daemon.stats()["dataplane"]
+    print(f"while live: {live['encap'] - before['encap']} tunneled; after expiry: encap +{expired['encap'] - live['encap']}, "
+          f"pass_expired +{expired['pass_expired'] - live['pass_expired']}, captured {len(after_expiry)}")
+    assert expired["encap"] == live["encap"], "a binding past its lifetime was still tunneled"
+    assert expired["pass_expired"] - live["pass_expired"] >= 3
+    assert after_expiry == [], f"tunneled packets reached the care-of address after the expiry: {after_expiry}"
