@@ -7,6 +7,7 @@ import PackageDescription
 //                    netlink, sockets; the product BPF objects (bpf/) embedded by the BPFBuilder plugin
 //   Mip6Daemon       the daemons on one event loop: home agent, mobile node (ServiceLifecycle services)
 //   Mip6CLI, mip6    the one binary: a subcommand per role and the inspection commands
+//   Mip6Store        the shared binding store: etcd over its JSON gateway, binding records (issue 12)
 //   Mip6TestSupport  fixture tables and scratch namespaces: only tests and benchmarks depend on it
 //   Mip6Bench        benchmarks (perf/run drives the `mip6-bench` binary); perf/bpf/ programs embedded there only
 let package = Package(
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The one C header shared with bpf/ (map structs, names, counters) and the few libbpf helpers Swift cannot import.
@@ -89,6 +91,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The shared binding store (issue 12): an etcd v3 client over its JSON gateway and the binding
+        // records the replicas and forwarders share. No kernel: testable against a real etcd.
+        .target(
+            name: "Mip6Store",
+            dependencies: [
+                "ControlPlane",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Fixture tables, fixture environments and scratch network namespaces: tests and benchmarks only.
         .target(name: "Mip6TestSupport", dependencies: ["CMip6", "ControlPlane", "DataPlane"]),
         // Benchmarks and their BPF programs (perf/bpf/), in a binary of their own: `mip6` links none of it.
@@ -108,6 +122,7 @@ let package = Package(
         .executableTarget(name: "Mip6Embed", path: "Sources/Mip6Embed"),
         .plugin(name: "BPFBuilder", capability: .buildTool(), dependencies: ["Mip6Embed"]),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
+        .testTarget(name: "Mip6StoreTests", dependencies: ["Mip6Store", "ControlPlane"]),
         .testTarget(name: "Mip6HTTPTests", dependencies: [
             "Mip6HTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,0 +1,187 @@
+// An etcd v3 client over the JSON gateway (HTTP/1.1, async-http-client). Why not gRPC:
+// swift-nio-http2 closes the connection with ENHANCE_YOUR_CALM after ~200 of the PINGs etcd
+// sends with every response (README "Shared binding store").
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A condition of a transaction on one key.
+public enum EtcdCompare: Sendable {
+    /// The key was last modified at this revision.
+    case modRevision([UInt8], Int64)
+    /// The key does not exist (version 0), as Cilium's CreateOnly.
+    case absent([UInt8])
+}
+
+/// An operation of a transaction.
+public enum EtcdOperation: Sendable {
+    case put(key: [UInt8], value: [UInt8], lease: Int64)
+    case delete(key: [UInt8])
+    case get(key: [UInt8])
+}
+
+public struct EtcdTxnResult: Sendable {
+    public var succeeded: Bool
+    public var revision: Int64
+    /// The key-values of each `get` operation of the branch that ran, in order.
+    public var ranges: [[EtcdKeyValue]]
+}
+
+public final class EtcdClient: Sendable {
+    /// Base URLs ("http://127.0.0.1:2379"), tried in order; a member that does not answer
+    /// sends the request to the next one.
+    public let endpoints: [String]
+    let http: HTTPClient
+    let timeout: TimeAmount
+
+    public init(endpoints: [String], timeout: TimeAmount = .seconds(5)) {
+        self.endpoints = endpoints
+        self.timeout = timeout
+        http = Self.sharedHTTP
+    }
+
+    /// One HTTP client for the process (it must never be deinitialised unshut): connections
+    /// pooled per member; a member that does not accept within a second is skipped.
+    static let sharedHTTP: HTTPClient = {
+        var config = HTTPClient.Configuration()
+        config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
+        config.timeout.connect = .seconds(1)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }()
+
+    /// Parses `etcd+http://host:port[,host:port...]` (the --store value).
+    public static func endpoints(fromStore url: String) throws -> [String] {
+        let scheme: String
+        if url.hasPrefix("etcd+http://") { scheme = "http" } else if url.hasPrefix("etcd+https://") { scheme = "https" } else {
+            throw EtcdError("--store \(url): expected etcd+http://HOST:PORT[,HOST:PORT...]")
+        }
+        let rest = url.drop(while: { $0 != "/" }).dropFirst(2)
+        let hosts = rest.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "/ ")) }
+        guard !hosts.isEmpty, hosts.allSatisfy({ !$0.isEmpty && $0.contains(":") }) else {
+            throw EtcdError("--store \(url): every member needs HOST:PORT")
+        }
+        return hosts.map { "\(scheme)://\($0)" }
+    }
+
+    // MARK: requests
+
+    /// POSTs `body` (JSON) to `path` on the first member that answers.
+    func post(_ path: String, _ body: [String: Any], deadline: TimeAmount? = nil) async throws -> Data {
+        let json = try JSONSerialization.data(withJSONObject: body)
+        var last: Error = EtcdError("no endpoints")
+        for base in endpoints {
+            var request = HTTPClientRequest(url: base + path)
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: json))
+            do {
+                let response = try await http.execute(request, timeout: deadline ?? timeout)
+                let data = Data(try await response.body.collect(upTo: 64 << 20).readableBytesView)
+                guard response.status == .ok else {
+                    let g = try? JSONDecoder().decode(GatewayError.self, from: data)
+                    let err = EtcdError("\(path): \(response.status.code) \(g?.message ?? g?.error ?? String(decoding: data.prefix(200), as: UTF8.self))")
+                    // 503 (no leader, not enough members): another member may do better.
+                    if response.status == .serviceUnavailable { last = err; continue }
+                    throw err
+                }
+                return data
+            } catch let e as EtcdError {
+                throw e
+            } catch {
+                last = error // connection refused, timeout: next member
+            }
+        }
+        throw last
+    }
+
+    func decode<T: Decodable>(_ t: T.Type, _ data: Data) throws -> T {
+        do { return try JSONDecoder().decode(t, from: data) } catch {
+            throw EtcdError("unexpected reply (\(error)): \(String(decoding: data.prefix(200), as: UTF8.self))")
+        }
+    }
+
+    // MARK: kv
+
+    public func put(_ key: String, _ value: [UInt8], lease: Int64 = 0) async throws -> Int64 {
+        var body: [String: Any] = ["key": Wire.b64(key), "value": Wire.b64(value)]
+        if lease != 0 { body["lease"] = String(lease) }
+        return try decode(PutResponse.self, await post("/v3/kv/put", body)).header?.revision ?? 0
+    }
+
+    public func get(_ key: String) async throws -> EtcdKeyValue? {
+        try decode(RangeResponse.self, await post("/v3/kv/range", ["key": Wire.b64(key)])).kvs?.first
+    }
+
+    /// One page of the keys under `prefix` from `after` (exclusive), at `revision` (0: now).
+    public func range(prefix: String, after: [UInt8]? = nil, limit: Int, revision: Int64 = 0)
+        async throws -> (kvs: [EtcdKeyValue], more: Bool, revision: Int64) {
+        let p = Array(prefix.utf8)
+        var body: [String: Any] = ["key": Wire.b64(after.map { $0 + [0] } ?? p), "range_end": Wire.b64(Wire.prefixEnd(p)),
+                                   "limit": String(limit)]
+        if revision != 0 { body["revision"] = String(revision) }
+        let r = try decode(RangeResponse.self, await post("/v3/kv/range", body, deadline: .seconds(30)))
+        return (r.kvs ?? [], r.more ?? false, r.header?.revision ?? 0)
+    }
+
+    /// Every key under `prefix` at one revision, `pageSize` keys a request (a 100k-binding
+    /// prefix is ~10 MB: one reply would be too large for the gateway's defaults).
+    public func list(prefix: String, pageSize: Int = 5000) async throws -> (kvs: [EtcdKeyValue], revision: Int64) {
+        var all: [EtcdKeyValue] = []
+        var page = try await range(prefix: prefix, limit: pageSize)
+        let revision = page.revision
+        all += page.kvs
+        while page.more, let last = page.kvs.last {
+            page = try await range(prefix: prefix, after: last.key, limit: pageSize, revision: revision)
+            all += page.kvs
+        }
+        return (all, revision)
+    }
+
+    public func delete(_ key: String) async throws -> Int64 {
+        Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", ["key": Wire.b64(key)])).deleted ?? "0") ?? 0
+    }
+
+    public func deletePrefix(_ prefix: String) async throws -> Int64 {
+        let p = Array(prefix.utf8)
+        let body = ["key": Wire.b64(p), "range_end": Wire.b64(Wire.prefixEnd(p))]
+        return Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", body)).deleted ?? "0") ?? 0
+    }
+
+    /// One transaction: `success` if every compare holds, else `failure` (etcd allows 128
+    /// operations in all).
+    public func txn(_ compares: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation]) async throws -> EtcdTxnResult {
+        func op(_ o: EtcdOperation) -> [String: Any] {
+            switch o {
+            case let .put(key, value, lease):
+                var p: [String: Any] = ["key": Wire.b64(key), "value": Wire.b64(value)]
+                if lease != 0 { p["lease"] = String(lease) }
+                return ["request_put": p]
+            case let .delete(key): return ["request_delete_range": ["key": Wire.b64(key)]]
+            case let .get(key): return ["request_range": ["key": Wire.b64(key)]]
+            }
+        }
+        let cmp: [[String: Any]] = compares.map {
+            switch $0 {
+            case let .modRevision(key, rev):
+                return ["key": Wire.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": String(rev)]
+            case let .absent(key):
+                return ["key": Wire.b64(key), "target": "VERSION", "result": "EQUAL", "version": "0"]
+            }
+        }
+        let body: [String: Any] = ["compare": cmp, "success": success.map(op), "failure": failure.map(op)]
+        let r = try decode(TxnResponse.self, await post("/v3/kv/txn", body))
+        let succeeded = r.succeeded ?? false
+        let ranges = (r.responses ?? []).compactMap { $0.response_range.map { $0.kvs ?? [] } }
+        return EtcdTxnResult(succeeded: succeeded, revision: r.header?.revision ?? 0, ranges: ranges)
+    }
+
+    /// LeaseGrant with a chosen ID; an existing lease of that ID is reused (every replica
+    /// computes the same ID for the same expiry bucket).
+    public func grantLease(id: Int64, ttl: Int64) async throws {
+        do {
+            let r = try decode(LeaseGrantResponse.self, await post("/v3/lease/grant", ["ID": String(id), "TTL": String(ttl)]))
+            if let e = r.error, !e.isEmpty, !e.contains("already exists") { throw EtcdError("lease grant: \(e)") }
+        } catch let e as EtcdError where e.description.contains("already exists") {}
+    }
+}

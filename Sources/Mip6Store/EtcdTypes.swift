@@ -1,0 +1,133 @@
+// The JSON of etcd's v3 gRPC gateway (etcdserverpb over HTTP/1.1): bytes are base64,
+// int64 are strings, proto3 defaults are left out (a PUT event has no "type").
+import Foundation
+
+/// A key-value pair as etcd returns it.
+public struct EtcdKeyValue: Sendable, Equatable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    public var modRevision: Int64
+    public var createRevision: Int64
+    public var version: Int64
+    public var lease: Int64
+
+    public var keyString: String { String(decoding: key, as: UTF8.self) }
+}
+
+/// What the gateway says went wrong, or a reply it could not have meant.
+public struct EtcdError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+extension EtcdKeyValue: Decodable {
+    enum CodingKeys: String, CodingKey {
+        case key, value, mod_revision, create_revision, version, lease
+    }
+
+    public init(from d: Decoder) throws {
+        let c = try d.container(keyedBy: CodingKeys.self)
+        key = try Wire.bytes(c.decodeIfPresent(String.self, forKey: .key))
+        value = try Wire.bytes(c.decodeIfPresent(String.self, forKey: .value))
+        modRevision = try Wire.int(c.decodeIfPresent(String.self, forKey: .mod_revision))
+        createRevision = try Wire.int(c.decodeIfPresent(String.self, forKey: .create_revision))
+        version = try Wire.int(c.decodeIfPresent(String.self, forKey: .version))
+        lease = try Wire.int(c.decodeIfPresent(String.self, forKey: .lease))
+    }
+}
+
+/// Conversions for the gateway's encodings.
+enum Wire {
+    static func bytes(_ s: String?) throws -> [UInt8] {
+        guard let s else { return [] }
+        guard let d = Data(base64Encoded: s) else { throw EtcdError("not base64: \(s.prefix(40))") }
+        return Array(d)
+    }
+
+    static func int(_ s: String?) throws -> Int64 {
+        guard let s else { return 0 }
+        guard let v = Int64(s) else { throw EtcdError("not an int64: \(s.prefix(40))") }
+        return v
+    }
+
+    static func b64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+    static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
+
+    /// The end of the range of every key starting with `prefix` (etcd's prefix convention).
+    static func prefixEnd(_ prefix: [UInt8]) -> [UInt8] {
+        var end = prefix
+        while let last = end.last {
+            if last < 0xff {
+                end[end.count - 1] = last + 1
+                return end
+            }
+            end.removeLast()
+        }
+        return [0] // the whole keyspace
+    }
+}
+
+struct ResponseHeader: Decodable {
+    var revision: Int64
+    enum CodingKeys: String, CodingKey { case revision }
+    init(from d: Decoder) throws {
+        let c = try d.container(keyedBy: CodingKeys.self)
+        revision = try Wire.int(c.decodeIfPresent(String.self, forKey: .revision))
+    }
+}
+
+struct RangeResponse: Decodable {
+    var header: ResponseHeader?
+    var kvs: [EtcdKeyValue]?
+    var more: Bool?
+    var count: String?
+}
+
+struct PutResponse: Decodable {
+    var header: ResponseHeader?
+}
+
+struct DeleteRangeResponse: Decodable {
+    var header: ResponseHeader?
+    var deleted: String?
+}
+
+struct TxnResponse: Decodable {
+    struct Op: Decodable {
+        var response_range: RangeResponse?
+    }
+    var header: ResponseHeader?
+    var succeeded: Bool?
+    var responses: [Op]?
+}
+
+struct LeaseGrantResponse: Decodable {
+    var ID: String?
+    var TTL: String?
+    var error: String?
+}
+
+/// The gateway's error body ({"error": "...", "code": N, "message": "..."}).
+struct GatewayError: Decodable {
+    var error: String?
+    var message: String?
+    var code: Int?
+}
+
+/// One line of a watch stream.
+struct WatchLine: Decodable {
+    struct Result: Decodable {
+        struct Event: Decodable {
+            var type: String?
+            var kv: EtcdKeyValue?
+        }
+        var header: ResponseHeader?
+        var created: Bool?
+        var canceled: Bool?
+        var compact_revision: String?
+        var cancel_reason: String?
+        var events: [Event]?
+    }
+    var result: Result?
+    var error: GatewayError?
+}

@@ -1,0 +1,134 @@
+import ControlPlane
+import Foundation
+import Testing
+@testable import Mip6Store
+
+/// The binding store against a real 3-member etcd (Debian's etcd-server; scripts/install-deps
+/// installs it, and CI runs these).
+@Suite("etcd binding store", .serialized, .enabled(if: EtcdCluster.available, "needs /usr/bin/etcd: run scripts/install-deps"))
+struct EtcdBindingStoreTests {
+    nonisolated(unsafe) static let cluster: Result<EtcdCluster, Error> = Result { try EtcdCluster() }
+    static let clocks = BindingRecord.Clocks(monotonicNs: 1_000_000_000_000, wallNs: 1_800_000_000_000_000_000)
+
+    func store(_ name: String) throws -> EtcdBindingStore {
+        EtcdBindingStore(client: EtcdClient(endpoints: try Self.cluster.get().clientURLs), prefix: "/mip6test/\(name)")
+    }
+
+    func record(_ coa: String, seq: UInt16, writer: String = "ha1") -> BindingRecord {
+        let b = Binding(homeAddress: IPv6Address("2001:db8:1::100")!, careOfAddress: IPv6Address(coa)!, sequence: seq,
+                        flags: [.ack, .home], lifetime: 600, registeredAt: Self.clocks.monotonicNs)
+        return BindingRecord(b, clocks: Self.clocks, authTimestamp: nil, writer: writer)
+    }
+
+    @Test func gatewayPrefixEnd() {
+        #expect(Wire.prefixEnd(Array("a/b/".utf8)) == Array("a/b0".utf8))
+        #expect(Wire.prefixEnd([0x61, 0xff]) == [0x62])
+    }
+
+    @Test func storeURLParsing() throws {
+        #expect(try EtcdClient.endpoints(fromStore: "etcd+http://127.0.0.1:2379,10.0.0.2:2379")
+                == ["http://127.0.0.1:2379", "http://10.0.0.2:2379"])
+        #expect(throws: EtcdError.self) { try EtcdClient.endpoints(fromStore: "http://127.0.0.1:2379") }
+        #expect(throws: EtcdError.self) { try EtcdClient.endpoints(fromStore: "etcd+http://nohost") }
+    }
+
+    @Test func recordRoundTripsThroughWallClock() throws {
+        let hoa = IPv6Address("2001:db8:1::100")!
+        let r = record("2001:db8:f1::100", seq: 7)
+        let b = try r.binding(homeAddress: hoa, clocks: Self.clocks)
+        #expect(b.expiresAt - b.registeredAt == 600_000_000_000 && b.registeredAt == Self.clocks.monotonicNs)
+        // Another host, booted at another time: the same wall times, its own monotonic ones.
+        let other = BindingRecord.Clocks(monotonicNs: 5_000_000_000, wallNs: Self.clocks.wallNs + 2_000_000_000)
+        let there = try r.binding(homeAddress: hoa, clocks: other)
+        #expect(there.registeredAt == 3_000_000_000 && there.expiresAt == 603_000_000_000)
+    }
+
+    @Test("compare-and-swap: a stale revision writes nothing and returns what is there; two writers never both win")
+    func compareAndSwap() async throws {
+        let s = try store("cas")
+        _ = try await s.client.deletePrefix(s.prefix + "/")
+        let hoa = IPv6Address("2001:db8:1::100")!
+        let first = try await s.commit([.put(hoa, record("2001:db8:f1::100", seq: 1), expected: nil)], nowWallNs: Self.clocks.wallNs)
+        #expect(first.succeeded)
+        // A second "create" (another replica that has not seen it yet) fails and learns the value.
+        let racing = try await s.commit([.put(hoa, record("2001:db8:f2::100", seq: 1, writer: "ha2"), expected: nil)],
+                                        nowWallNs: Self.clocks.wallNs)
+        #expect(!racing.succeeded)
+        let seen = try #require(racing.current[hoa] ?? nil)
+        #expect(seen.record.coa == "2001:db8:f1::100" && seen.record.writer == "ha1")
+        // With the revision it learned, the next write goes through.
+        let next = try await s.commit([.put(hoa, record("2001:db8:f2::100", seq: 2, writer: "ha2"), expected: seen.modRevision)],
+                                      nowWallNs: Self.clocks.wallNs)
+        #expect(next.succeeded)
+        // The stale revision again: refused, nothing changed.
+        let stale = try await s.commit([.put(hoa, record("2001:db8:f3::100", seq: 3), expected: seen.modRevision)],
+                                       nowWallNs: Self.clocks.wallNs)
+        #expect(!stale.succeeded)
+        let listed = try await s.list()
+        #expect(listed.bindings.map(\.record.coa) == ["2001:db8:f2::100"])
+    }
+
+    @Test("a batch of 64 is one transaction: all or nothing")
+    func batchIsAtomic() async throws {
+        let s = try store("batch")
+        _ = try await s.client.deletePrefix(s.prefix + "/")
+        let hoas = (1...64).map { IPv6Address("2001:db8:1::\(String($0, radix: 16))")! }
+        let r = try await s.commit(hoas.map { .put($0, record("2001:db8:f1::100", seq: 1), expected: nil) }, nowWallNs: Self.clocks.wallNs)
+        #expect(r.succeeded)
+        var (listed, _) = try await s.list(pageSize: 10) // paged: 7 requests
+        #expect(Set(listed.map(\.homeAddress)) == Set(hoas))
+        // One stale key in a batch: nothing of the batch is written.
+        var writes: [BindingWrite] = listed.map { .put($0.homeAddress, record("2001:db8:f2::100", seq: 2), expected: $0.modRevision) }
+        writes[10] = .put(listed[10].homeAddress, record("2001:db8:f2::100", seq: 2), expected: listed[10].modRevision - 1)
+        let mixed = try await s.commit(writes, nowWallNs: Self.clocks.wallNs)
+        #expect(!mixed.succeeded && mixed.current.count == 64)
+        (listed, _) = try await s.list()
+        #expect(listed.allSatisfy { $0.record.coa == "2001:db8:f1::100" })
+    }
+
+    @Test("list then watch from revision + 1 sees every later change; a compacted revision says re-list")
+    func listAndWatch() async throws {
+        let s = try store("watch")
+        _ = try await s.client.deletePrefix(s.prefix + "/")
+        let hoa = IPv6Address("2001:db8:1::200")!
+        let (_, revision) = try await s.list()
+        var changes = s.watch(from: revision + 1).makeAsyncIterator()
+        _ = try await s.commit([.put(hoa, record("2001:db8:f1::100", seq: 1), expected: nil)], nowWallNs: Self.clocks.wallNs)
+        try await s.heartbeat(replica: "ha1", wallNs: 42)
+        var seen: [BindingChanges] = []
+        while seen.flatMap(\.upserts).isEmpty || seen.allSatisfy({ $0.heartbeats.isEmpty }) {
+            guard let c = try await changes.next() else { break }
+            seen.append(c)
+        }
+        #expect(seen.flatMap(\.upserts).map(\.homeAddress) == [hoa])
+        #expect(seen.compactMap { $0.heartbeats["ha1"] } == [42])
+        let rev = try #require(seen.flatMap(\.upserts).first?.modRevision)
+        _ = try await s.commit([.delete(hoa, expected: rev)], nowWallNs: Self.clocks.wallNs)
+        var deleted: [IPv6Address] = []
+        while deleted.isEmpty, let c = try await changes.next() { deleted += c.deletes }
+        #expect(deleted == [hoa])
+
+        // Compaction past the watch's start: the stream says so instead of skipping changes.
+        let now = try await s.client.put(s.prefix + "/hb/x", Array("1".utf8))
+        _ = try await s.client.post("/v3/kv/compaction", ["revision": String(now), "physical": true])
+        var stale = s.watch(from: revision + 1).makeAsyncIterator()
+        await #expect(throws: EtcdWatchCompacted.self) { while try await stale.next() != nil {} }
+    }
+
+    @Test("one member killed: writes go on through the others")
+    func memberDown() async throws {
+        let cluster = try Self.cluster.get()
+        let s = try store("member")
+        _ = try await s.client.deletePrefix(s.prefix + "/")
+        cluster.kill(0) // the first endpoint the client tries
+        defer {
+            try? cluster.start(0)
+            try? cluster.waitHealthy()
+        }
+        let t0 = Date()
+        let r = try await s.commit([.put(IPv6Address("2001:db8:1::300")!, record("2001:db8:f1::100", seq: 1), expected: nil)],
+                                   nowWallNs: Self.clocks.wallNs)
+        #expect(r.succeeded)
+        #expect(Date().timeIntervalSince(t0) < 3, "failed over to another member in \(Date().timeIntervalSince(t0)) s")
+    }
+}
