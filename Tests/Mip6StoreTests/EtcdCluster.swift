@@ -18,12 +18,22 @@ final class EtcdCluster: @unchecked Sendable {
         clientURLs = members.map { "http://127.0.0.1:\($0.client)" }
         processes = Array(repeating: nil, count: 3)
         for i in 0..<3 { try start(i) }
+        try watchdog()
         try waitHealthy()
-        EtcdCluster.live.append(self)
-        if EtcdCluster.live.count == 1 { atexit { for c in EtcdCluster.live { c.stopAll() } } }
     }
 
-    nonisolated(unsafe) static var live: [EtcdCluster] = []
+    /// The test process may end without running atexit handlers: a shell outlives it by a
+    /// second and removes the members (restarted ones too, found by the cluster token) and
+    /// their data.
+    func watchdog() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; "
+                       + "pkill -9 -f -- '--initial-cluster-token \(dir.lastPathComponent)'; sleep 0.5; rm -rf '\(dir.path)'"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+    }
 
     func start(_ i: Int) throws {
         let m = members[i]
@@ -49,11 +59,6 @@ final class EtcdCluster: @unchecked Sendable {
         Glibc.kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         processes[i] = nil
-    }
-
-    func stopAll() {
-        for i in 0..<processes.count { kill(i) }
-        try? FileManager.default.removeItem(at: dir)
     }
 
     /// Until every member answers /health with "true" (10 s at most).
