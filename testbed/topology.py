@@ -321,7 +321,7 @@ class Testbed:
         lines = ["link set dev lo up"]
         ifaces = [v.a_if for v in self.VETHS if v.a == node] + \
                  [v.b_if for v in self.VETHS if v.b == node]
-        if node == "rtr":
+        if node == "rtr" and self.BRIDGE_PORTS:
             ifaces.append(self.HOME_BRIDGE)
         for ifname in ifaces:
             for addr in self.ADDRESSES.get((node, ifname), []):
