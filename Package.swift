@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "Mip6Daemon",
             dependencies: [
-                "CMip6", "ControlPlane", "DataPlane",
+                "CMip6", "ControlPlane", "DataPlane", "Mip6Store",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "Mip6CLI",
             dependencies: [
-                "ControlPlane", "DataPlane", "Mip6Daemon", "Mip6HTTP", "Mip6CommandSupport",
+                "ControlPlane", "DataPlane", "Mip6Daemon", "Mip6HTTP", "Mip6CommandSupport", "Mip6Store",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

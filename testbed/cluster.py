@@ -216,3 +216,63 @@ protocol bgp up {{ local fd00:{n}::2 as {65000 + n}; neighbor fd00:{n}::1 as 650
             if time.monotonic() > deadline:
                 raise TestbedError(f"router has {hops} for {prefix or self.HOME_PREFIX}, wanted {want} next hops")
             time.sleep(0.1)
+
+
+class Replica:
+    """`mip6 ha` in replica N of a ClusterTestbed: virtual home network, the shared store,
+    announcing through its BIRD. start() returns once the replica is synced and announced."""
+
+    def __init__(self, tb: ClusterTestbed, n: int, binary: Path, log_dir: Path, extra: list[str] = ()):
+        self.tb, self.n, self.binary = tb, n, Path(binary)
+        self.node = f"ha{n}"
+        self.bpffs = f"/sys/fs/bpf/mip6-{self.node}"
+        self.state_dir = str(tb.run_dir / f"{self.node}-state")
+        self.log_path = Path(log_dir) / f"mip6-{tb.tag}-{self.node}.log"
+        self.argv = [str(self.binary), "ha", "--interface", tb.HA_IF, "--address", tb.HA, "--home-prefix", tb.HOME_PREFIX,
+                     "--virtual-home", "--store", tb.store_url, "--store-prefix", f"/mip6/{tb.tag}", "--replica-id", self.node,
+                     "--announce", f"bird:{tb.bird_socket(self.node)}:hp", "--bpffs", self.bpffs, "--state-dir", self.state_dir,
+                     "--attach-mode", "tc", "--log-level", "info", *extra]
+        self.proc = None
+
+    def start(self, timeout: float = 20, wait_announced: bool = True) -> "Replica":
+        log = open(self.log_path, "ab")
+        self.proc = self.tb.popen(self.node, self.argv, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state()
+            if st and st.get("store", {}).get("synced") and (st["store"].get("announced") or not wait_announced):
+                return self
+            if self.proc.poll() is not None:
+                raise TestbedError(f"{self.node}: mip6 ha exited {self.proc.returncode}:\n{self.log_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{self.node}: not synced/announced in {timeout} s:\n{self.log_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def state(self) -> dict | None:
+        try:
+            return json.loads((Path(self.state_dir) / "controlplane.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, sig: int = 15, timeout: float = 10) -> int | None:
+        return self.tb.stop(self.proc, sig, timeout) if self.proc else None
+
+    def kill(self) -> int | None:
+        return self.stop(9)
+
+    def bindings(self) -> list[dict]:
+        cp = self.tb.run(self.node, [str(self.binary), "bindings", "list", "--json", "--bpffs", self.bpffs], check=False)
+        return json.loads(cp.stdout) if cp.returncode == 0 and cp.stdout.strip() else []
+
+    def binding(self, hoa: str) -> dict | None:
+        return next((b for b in self.bindings() if b.get("homeAddress") == hoa), None)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def clear(self) -> None:
+        self.tb.run(self.node, [str(self.binary), "dataplane", "detach", "--bpffs", self.bpffs, "--state-dir", self.state_dir],
+                    check=False)

@@ -151,6 +151,9 @@ public struct HomeAgentCounters: Sendable, Equatable {
     /// were answered is in `AuthenticationResult.homeAgentStatus`; the answers are also in
     /// `acksByStatus` (144, 145, 146).
     public var authRefusals: [AuthenticationResult: UInt64] = [:]
+    /// Binding Updates refused because the shared binding store could not take them
+    /// (`refusingRegistrations`), answered with that status.
+    public var storeRefusals: UInt64 = 0
 
     public init() {}
 
@@ -336,6 +339,12 @@ public final class HomeAgentCore {
         guard packet.finalDestination == configuration.homeAgentAddress else {
             return [reject(request, .homeRegistrationNotSupported)]
         }
+        // The shared binding store cannot record it (no quorum): every replica answers the
+        // same, nothing changes here, the bindings already held keep forwarding.
+        if let status = refusingRegistrations {
+            counters.storeRefusals += 1
+            return [reject(request, status)]
+        }
         // §9.5.1: lifetime 0, or a care-of address equal to the home address, deletes the binding.
         if bu.lifetime == 0 || coa == hoa {
             return deregister(request)
@@ -414,6 +423,21 @@ public final class HomeAgentCore {
             reply.auth = ReplyAuthentication(association: association, timestamp: stamp, careOf: r.coa)
         }
         return .refused([acknowledge(reply, status: status, lifetime: 0)])
+    }
+
+    /// When set, authentic Binding Updates are answered with this status and change nothing
+    /// (a replica whose shared store has lost quorum: 130, insufficient resources).
+    public var refusingRegistrations: BAStatus?
+
+    /// RFC 4285 §6: the last accepted replay-protection timestamp of a home address, for the
+    /// shared store, so that another replica refuses a replay of it.
+    public func lastTimestamp(for hoa: IPv6Address) -> UInt64? { lastTimestamps[hoa] }
+
+    /// Another replica accepted a BU with this timestamp: replays of it (and older) are
+    /// silently discarded here too.
+    public func adoptTimestamp(_ ts: UInt64, for hoa: IPv6Address) {
+        if let mine = lastTimestamps[hoa], !NTPTimestamp.isNewer(ts, than: mine) { return }
+        lastTimestamps[hoa] = ts
     }
 
     private func recordTimestamp(_ ts: UInt64, for hoa: IPv6Address, now: UInt64, skew: UInt32) {

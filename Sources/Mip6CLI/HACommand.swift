@@ -82,6 +82,8 @@ struct HACommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @OptionGroup(title: "Replicas (no single point of failure)") var cluster: HAClusterOptions
+
     func validate() throws {
         if interface.isEmpty { throw ValidationError("--interface is required") }
         if !address.isUnicastRoutable { throw ValidationError("--address \(address) must be a global unicast address") }
@@ -110,6 +112,7 @@ struct HACommand: AsyncParsableCommand {
         options.allowedSkew = authSkew
         options.puntLimits = PuntLimits(rate: puntRate, burst: puntBurst, perSourceRate: puntRatePerSource,
                                         perSourceBurst: puntBurstPerSource)
+        try cluster.apply(to: &options)
         let daemon = HomeAgentDaemon(options: options, logger: logger)
         let service = DaemonService(daemon, threadName: "mip6-ha-loop")
         let metrics = HomeAgentMetrics(topBindings: metricsTopBindings)

@@ -43,6 +43,34 @@ public final class BPFBindingTable: BindingDataPlane {
 
     public var stagedCount: Int { staged.count }
 
+    /// What is staged, handed over instead of written (the shared store commits it first);
+    /// `write(_:)` writes it later. Nothing stays staged.
+    public func takeStaged() -> Staged {
+        defer {
+            staged.removeAll(keepingCapacity: true)
+            before.removeAll(keepingCapacity: true)
+        }
+        var last: [IPv6Address: Binding] = [:]
+        for b in staged { last[b.homeAddress] = b }
+        return Staged(bindings: last, before: before)
+    }
+
+    public struct Staged: Sendable {
+        public var bindings: [IPv6Address: Binding]
+        public var before: [IPv6Address: Binding?]
+        public init(bindings: [IPv6Address: Binding] = [:], before: [IPv6Address: Binding?] = [:]) {
+            self.bindings = bindings
+            self.before = before
+        }
+    }
+
+    /// Writes bindings taken with `takeStaged()` (one batch); returns those the maps refused.
+    public func write(_ s: Staged) -> [Refused] {
+        maps.installBatch(Array(s.bindings.values), ifindex: homeLinkIfindex).map {
+            Refused(homeAddress: $0.0, previous: s.before[$0.0] ?? nil, error: $0.1)
+        }
+    }
+
     /// A staged binding the maps refused: the maps still hold `previous` (nil: nothing).
     public struct Refused {
         public let homeAddress: IPv6Address

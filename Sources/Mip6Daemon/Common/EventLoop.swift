@@ -42,6 +42,12 @@ public final class EventLoop {
     /// Wakes the loop from another thread. Thread-safe.
     public func wakeUp() { wake.signal() }
 
+    /// `wakeUp` as a closure other threads and tasks may keep.
+    public var waker: @Sendable () -> Void {
+        let w = wake
+        return { w.signal() }
+    }
+
     /// Asks the loop to return after this turn's wake-up. Thread-safe; true the first time.
     @discardableResult
     public func requestStop() -> Bool {

@@ -45,6 +45,13 @@ public final class HomeAgentDaemon: LoopDaemon {
     var currentPunt: (hoa: IPv6Address?, receivedNs: UInt64)?
     /// Unsolicited NAs of the current ring drain (new home addresses), sent after the map write.
     var pendingAnnouncements: [IPv6Address] = []
+    /// The shared binding store's side (--store), and what the loop knows of it.
+    var replica: StoreReplica?
+    var storeState = StoreState()
+    /// Bindings de-registered in the current ring drain (the store deletes them before the BA).
+    var pendingRemovals: [IPv6Address: Binding] = [:]
+    /// A graceful stop has begun: withdrawn, no new announcement.
+    var stopping = false
     /// Called with BU-received-by-the-data-plane -> BA-sent, seconds (metrics).
     public var onAckLatency: ((Double) -> Void)?
     static let flushEvery = 64
@@ -105,7 +112,15 @@ public final class HomeAgentDaemon: LoopDaemon {
                 reconcileWithMaps()
                 reloadKeys()
             }
+            drainStore()
             if loop.stopRequested { try drainSignaling() } // the BUs in flight get their answers
+        }
+        if options.announce != nil || options.store != nil {
+            // Lag and store health change without an event: look every 100 ms.
+            loop.timer(deadline: { [unowned self] in clock.nanoseconds() + 100_000_000 }) { [unowned self] in
+                updateAnnouncement()
+                stateDirty = true // the lag in the state file (readiness) stays current
+            }
         }
         loop.timer(deadline: { [unowned self] in core.nextDeadline }) { [unowned self] in perform(core.expire()) }
         loop.timer(deadline: { [unowned self] in nextDADDeadline }) { [unowned self] in finishDueDADs() }
@@ -120,6 +135,7 @@ public final class HomeAgentDaemon: LoopDaemon {
     }
 
     public func shutdown() {
+        withdrawAndSettle()
         writeState()
         ring = nil
         logger.notice("stopped; the data plane keeps forwarding from the pinned state (mip6 dataplane detach removes it)",

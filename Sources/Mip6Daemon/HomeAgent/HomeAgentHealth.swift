@@ -44,6 +44,16 @@ extension HomeAgentDaemon {
         let live = livenessCheck(maxAge: 2)
         let stopping = loop.stopRequested
         checks.append(Check(name: "signaling", ok: live.ok && !stopping, detail: stopping ? "stopping" : live.detail))
+        if let want = options.store {
+            // Ready once the first list is in the maps, and while the watch keeps up with a
+            // store that answers (a store nobody reaches makes every replica alike: stay).
+            let s = publishedState?.store
+            let lag = s?.lagMilliseconds
+            let lagging = s?.refusing == false && (lag ?? 0) > Double(want.maxLagMilliseconds)
+            checks.append(Check(name: "store", ok: s?.synced == true && !lagging,
+                                detail: s.map { "\($0.synced ? "synced" : "listing"), lag \(lag.map { String(format: "%.0f ms", $0) } ?? "-")"
+                                              + ($0.refusing ? ", refusing BUs (store unreachable)" : "") } ?? "starting"))
+        }
         return checks
     }
 

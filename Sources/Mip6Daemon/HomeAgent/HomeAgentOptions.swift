@@ -21,6 +21,13 @@ public struct HomeAgentOptions: Sendable {
     /// Load the home-agent BPF object from this file instead of the one built into the
     /// binary (a rebuilt data plane swapped in without a new control plane); nil: built in.
     public var programObject: String?
+    /// The shared binding store (issue 12); nil: bindings live in this node's maps only.
+    public var store: StoreOptions?
+    /// Announce the anycast home prefix through a BGP speaker while ready (issue 12).
+    public var announce: AnnounceOptions?
+    /// The home prefix is on no link (RFC 6275 §3.1's virtual home network): the home agent
+    /// address may sit on any interface (lo), no DAD, no proxy ND.
+    public var virtualHome = false
 
     public init(interfaces: [String], address: IPv6Address, homePrefix: IPv6Prefix, maxLifetime: UInt32 = 3600,
                 maxBindings: Int = 65536, bpffs: String = "/sys/fs/bpf/mip6", stateDir: String = "/run/mip6",
@@ -35,5 +42,42 @@ public struct HomeAgentOptions: Sendable {
         self.attachMode = attachMode
         self.dadTimeoutMilliseconds = dadTimeoutMilliseconds
         self.duplicateAddressDetection = duplicateAddressDetection
+    }
+}
+
+/// --store etcd+http://... --store-prefix P --replica-id ID
+public struct StoreOptions: Sendable {
+    public var endpoints: [String]
+    public var prefix: String
+    public var replicaID: String
+    /// A watch whose newest heartbeat is older than this while the store answers withdraws
+    /// the announcement (it would forward to care-of addresses other replicas replaced).
+    public var maxLagMilliseconds: UInt32 = 1000
+
+    public init(endpoints: [String], prefix: String, replicaID: String) {
+        self.endpoints = endpoints
+        self.prefix = prefix
+        self.replicaID = replicaID
+    }
+}
+
+/// --announce bird:SOCKET:PROTOCOL: `birdc enable/disable PROTOCOL` on that control socket.
+public struct AnnounceOptions: Sendable {
+    public var birdSocket: String
+    public var protocolName: String
+    /// After withdrawing at a graceful stop, how long to keep forwarding before exiting
+    /// (the router needs a moment to move the traffic; about two BFD intervals).
+    public var withdrawDelayMilliseconds: UInt32 = 300
+
+    public init(birdSocket: String, protocolName: String) {
+        self.birdSocket = birdSocket
+        self.protocolName = protocolName
+    }
+
+    /// Parses bird:SOCKET:PROTOCOL.
+    public static func parse(_ s: String) -> AnnounceOptions? {
+        let parts = s.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, parts[0] == "bird", parts[1].hasPrefix("/"), !parts[2].isEmpty else { return nil }
+        return AnnounceOptions(birdSocket: parts[1], protocolName: parts[2])
     }
 }

@@ -23,6 +23,7 @@ extension HomeAgentDaemon {
     /// BAs. A binding the maps refused gets neither; the cache goes back to the binding the
     /// maps still hold, which keeps forwarding, and the mobile node retransmits (§11.8).
     func flushSignaling() {
+        if replica != nil { return storeFlush() }
         var refused: Set<IPv6Address> = []
         for r in table.flush() {
             mapUpdateFailures += 1
@@ -88,7 +89,14 @@ extension HomeAgentDaemon {
         switch Int32(punt.kind) {
         case Int32(MIP6_PUNT_MH.rawValue):
             let actions = core.handlePacket(packet, localAddresses: localAddresses)
-            let installed = actions.lazy.compactMap { if case let .bindingInstalled(b) = $0 { b.homeAddress } else { nil } }.first
+            // The home address whose binding this BU changed: its BA confirms that change.
+            let installed = actions.lazy.compactMap { a -> IPv6Address? in
+                switch a {
+                case let .bindingInstalled(b): return b.homeAddress
+                case let .bindingRemoved(b, reason) where reason == .deregistered: return b.homeAddress
+                default: return nil
+                }
+            }.first
             currentPunt = (installed, punt.timestampNanoseconds)
             perform(actions)
             currentPunt = nil
@@ -126,6 +134,8 @@ extension HomeAgentDaemon {
                 } else {
                     sendUnsolicitedNA(hoa)
                 }
+            case let .bindingRemoved(b, reason) where reason == .deregistered && replica != nil && table.deferring:
+                pendingRemovals[b.homeAddress] = b // the store deletes it before the BA leaves
             case .bindingInstalled, .bindingRemoved:
                 break
             }

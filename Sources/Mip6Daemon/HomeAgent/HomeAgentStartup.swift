@@ -9,9 +9,22 @@ extension HomeAgentDaemon {
     public func start() throws {
         try DaemonStartup.checkCapabilities()
         let ifaces = try DaemonStartup.interfaces(options.interfaces)
-        guard let home = ifaces.first(where: { $0.ipv6Addresses().contains(options.address) }) else {
-            throw StartupError("--address \(options.address) is not configured on \(options.interfaces.joined(separator: ", ")) "
-                               + "(add it first: ip -6 addr add \(options.address)/\(options.homePrefix.length) dev \(options.interfaces[0]))")
+        let home: NetworkInterface
+        if options.virtualHome {
+            // RFC 6275 §3.1: a virtual home network; the address is ours on any interface (lo,
+            // for an anycast address every replica holds).
+            let all = (try? NetworkInterface(named: "lo")).map { [$0] } ?? []
+            guard (all + ifaces).contains(where: { $0.ipv6Addresses().contains(options.address) }) else {
+                throw StartupError("--address \(options.address) is not configured here "
+                                   + "(with --virtual-home, add it to lo: ip -6 addr add \(options.address)/128 dev lo)")
+            }
+            home = ifaces[0]
+        } else {
+            guard let h = ifaces.first(where: { $0.ipv6Addresses().contains(options.address) }) else {
+                throw StartupError("--address \(options.address) is not configured on \(options.interfaces.joined(separator: ", ")) "
+                                   + "(add it first: ip -6 addr add \(options.address)/\(options.homePrefix.length) dev \(options.interfaces[0]))")
+            }
+            home = h
         }
         homeLink = home
         if !options.homePrefix.contains(options.address) {
@@ -99,6 +112,15 @@ extension HomeAgentDaemon {
 
         try attachPrograms(ifaces)
         setUpLoop()
+        if let s = options.store {
+            // The maps keep forwarding what they hold; the first list replaces it (readiness and
+            // the announcement wait for it).
+            replica = StoreReplica(options: s, logger: logger, wake: loop.waker)
+            replica?.start()
+            logger.notice("binding store", metadata: ["mip6.endpoints": "\(s.endpoints.joined(separator: ","))",
+                                                      "mip6.prefix": "\(s.prefix)", "mip6.replica": "\(s.replicaID)"])
+        }
+        updateAnnouncement()
         writeState()
         if options.duplicateAddressDetection == false {
             logger.notice("duplicate address detection for home addresses is off")

@@ -21,7 +21,13 @@ extension HomeAgentDaemon {
             deregistrations: c.deregistrations, expirations: c.expirations, drops: drops,
             sendFailures: sendFailures, mapUpdateFailures: mapUpdateFailures, puntsMalformed: puntsMalformed,
             authenticatedBindingUpdates: c.authenticatedBindingUpdates,
-            authRefusals: Dictionary(uniqueKeysWithValues: c.authRefusals.map { ("\($0.key)", $0.value) }))
+            authRefusals: Dictionary(uniqueKeysWithValues: c.authRefusals.map { ("\($0.key)", $0.value) }),
+            store: options.store.map { s in
+                StoreStatus(replicaID: s.replicaID, synced: storeState.synced, lagMilliseconds: storeLagMilliseconds,
+                            announced: storeState.announced, refusing: core.refusingRegistrations != nil,
+                            inFlightBatches: storeState.inFlight.count, counters: storeState.counters)
+            },
+            storeRefusals: c.storeRefusals)
         shared.write { $0.state = state }
         do { try state.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
@@ -61,6 +67,24 @@ public struct ControlPlaneState: StateFile, Sendable {
     /// RFC 4285: BUs that passed authentication, and refusals by reason (silent ones included).
     public var authenticatedBindingUpdates: UInt64 = 0
     public var authRefusals: [String: UInt64] = [:]
+    /// The shared binding store (issue 12); nil without --store.
+    public var store: StoreStatus?
+    /// BUs answered 130 because the store could not take them.
+    public var storeRefusals: UInt64 = 0
 
     public static let fileName = "controlplane.json"
+}
+
+/// `mip6 stats` and /readyz: the replica's view of the shared binding store.
+public struct StoreStatus: Codable, Sendable, Equatable {
+    public var replicaID: String
+    /// The first list is in the maps.
+    public var synced: Bool
+    /// Age of the newest heartbeat the watch delivered, ms.
+    public var lagMilliseconds: Double?
+    public var announced: Bool
+    /// BUs are refused (130): the store does not answer.
+    public var refusing: Bool
+    public var inFlightBatches: Int
+    public var counters: StoreCounters
 }

@@ -1,0 +1,158 @@
+import ControlPlane
+import DataPlane
+import Foundation
+import Logging
+import Mip6Store
+
+/// The asynchronous side of a home-agent replica's shared binding store (issue 12): list
+/// then watch (Cilium's pattern: list at a revision, watch from the next one, re-list after
+/// a compaction or an error), heartbeats, and commits. Everything it learns goes to an inbox
+/// the daemon's loop drains on the loop's thread (`wake`); nothing here touches the cache or
+/// the maps.
+final class StoreReplica: @unchecked Sendable {
+    enum Event {
+        /// Every binding at `revision`: what is not in it is gone.
+        case listed([StoredBinding], revision: Int64)
+        case changes(BindingChanges)
+        /// The watch broke; a re-list follows.
+        case syncLost(String)
+        case committed(id: Int, CommitResult)
+        case commitFailed(id: Int, String)
+        /// A heartbeat was written (the store answers) or could not be.
+        case heartbeatWritten(ok: Bool)
+    }
+
+    let store: EtcdBindingStore
+    let options: StoreOptions
+    let logger: Logger
+    private let inbox = Locked<[Event]>([])
+    private let wake: @Sendable () -> Void
+    private var tasks: [Task<Void, Never>] = []
+
+    init(options: StoreOptions, logger: Logger, wake: @escaping @Sendable () -> Void) {
+        self.options = options
+        self.logger = logger
+        self.wake = wake
+        store = EtcdBindingStore(client: EtcdClient(endpoints: options.endpoints), prefix: options.prefix)
+    }
+
+    func start() {
+        tasks.append(Task.detached { [self] in await syncLoop() })
+        tasks.append(Task.detached { [self] in await heartbeatLoop() })
+    }
+
+    func stop() {
+        for t in tasks { t.cancel() }
+        tasks.removeAll()
+    }
+
+    func takeEvents() -> [Event] {
+        inbox.write { e in
+            defer { e.removeAll(keepingCapacity: true) }
+            return e
+        }
+    }
+
+    private func post(_ e: Event) {
+        inbox.write { $0.append(e) }
+        wake()
+    }
+
+    /// Commits one batch (at most EtcdBindingStore.maxBatch writes); the result comes back as
+    /// an event with `id`.
+    func commit(id: Int, _ writes: [BindingWrite]) {
+        let now = Self.wallNanoseconds()
+        Task.detached { [self] in
+            do {
+                post(.committed(id: id, try await store.commit(writes, nowWallNs: now)))
+            } catch {
+                post(.commitFailed(id: id, "\(error)"))
+            }
+        }
+    }
+
+    private func syncLoop() async {
+        var backoffNs: UInt64 = 100_000_000
+        while !Task.isCancelled {
+            do {
+                let (bindings, revision) = try await store.list()
+                post(.listed(bindings, revision: revision))
+                backoffNs = 100_000_000
+                var from = revision + 1
+                while !Task.isCancelled {
+                    for try await c in store.watch(from: from) where !(c.upserts.isEmpty && c.deletes.isEmpty && c.heartbeats.isEmpty) {
+                        from = c.revision + 1
+                        post(.changes(c))
+                    }
+                    // The member closed the stream: watch again from the next revision.
+                }
+            } catch {
+                if Task.isCancelled { return }
+                post(.syncLost("\(error)"))
+                try? await Task.sleep(nanoseconds: backoffNs)
+                backoffNs = min(backoffNs * 2, 2_000_000_000)
+            }
+        }
+    }
+
+    /// Every 250 ms: the lag is measured on these coming back through the watch.
+    private func heartbeatLoop() async {
+        while !Task.isCancelled {
+            do {
+                try await store.heartbeat(replica: options.replicaID, wallNs: Self.wallNanoseconds())
+                post(.heartbeatWritten(ok: true))
+            } catch {
+                post(.heartbeatWritten(ok: false))
+            }
+            try? await Task.sleep(nanoseconds: 250_000_000)
+        }
+    }
+
+    static func wallNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
+
+/// What the loop knows of the store (loop thread only).
+struct StoreState {
+    /// mod_revision of each home address's key, as last listed, watched or committed.
+    var revisions: [IPv6Address: Int64] = [:]
+    /// The first list is in the maps.
+    var synced = false
+    /// Wall ns of the newest heartbeat the watch delivered; 0 before one.
+    var newestHeartbeatNs: Int64 = 0
+    /// Monotonic ns of the last heartbeat write that succeeded / failed.
+    var lastWriteOkNs: UInt64 = 0
+    var lastWriteFailedNs: UInt64 = 0
+    var nextBatch = 0
+    var inFlight: [Int: StoreBatch] = [:]
+    var counters = StoreCounters()
+    /// Whether the announcement is up (birdc enable), as last set.
+    var announced = false
+}
+
+/// A batch waiting for its commit: the writes, the bindings to put in the maps and the
+/// answers to send once the store has them.
+struct StoreBatch {
+    var writes: [BindingWrite]
+    var staged: BPFBindingTable.Staged
+    /// Bindings a de-registration removed (put back if the commit fails).
+    var removed: [IPv6Address: Binding]
+    var sends: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)]
+    var retried = false
+}
+
+public struct StoreCounters: Codable, Sendable, Equatable {
+    public var commits: UInt64 = 0
+    public var committedWrites: UInt64 = 0
+    public var conflicts: UInt64 = 0
+    public var failures: UInt64 = 0
+    public var lists: UInt64 = 0
+    public var watchBreaks: UInt64 = 0
+    public var remoteUpserts: UInt64 = 0
+    public var remoteDeletes: UInt64 = 0
+    public var heartbeatFailures: UInt64 = 0
+    public init() {}
+}
