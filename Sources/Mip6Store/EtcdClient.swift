@@ -35,18 +35,35 @@ public final class EtcdClient: Sendable {
     let http: HTTPClient
     let timeout: TimeAmount
 
-    public init(endpoints: [String], timeout: TimeAmount = .seconds(5)) {
+    /// `timeout`: a request not answered by then goes to the next member. Short on purpose: a
+    /// proposal a follower made while its leader died is dropped by raft and would only be
+    /// answered by etcd's own request timeout (5 s and more); a new one after the election
+    /// (about two election timeouts) goes through.
+    public init(endpoints: [String], timeout: TimeAmount = .milliseconds(1000)) {
         self.endpoints = endpoints
         self.timeout = timeout
         http = Self.sharedHTTP
     }
 
+    /// The member that answered last is asked first: a dead member costs one failed attempt,
+    /// not one per request.
+    private let preferred = Preferred()
+
+    /// The endpoints in the order to try them now.
+    func ordered() -> [(Int, String)] {
+        let first = preferred.value % max(endpoints.count, 1)
+        return (0..<endpoints.count).map { ((first + $0) % endpoints.count, endpoints[(first + $0) % endpoints.count]) }
+    }
+
+    func answered(_ index: Int) { preferred.value = index }
+
     /// One HTTP client for the process (it must never be deinitialised unshut): connections
-    /// pooled per member; a member that does not accept within a second is skipped.
+    /// pooled per member; a member that does not accept within 300 ms is skipped (the pool
+    /// retries a refused connection until this runs out: a dead member must cost little).
     static let sharedHTTP: HTTPClient = {
         var config = HTTPClient.Configuration()
         config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
-        config.timeout.connect = .seconds(1)
+        config.timeout.connect = .milliseconds(300)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }()
 
@@ -70,7 +87,7 @@ public final class EtcdClient: Sendable {
     func post(_ path: String, _ body: [String: Any], deadline: TimeAmount? = nil) async throws -> Data {
         let json = try JSONSerialization.data(withJSONObject: body)
         var last: Error = EtcdError("no endpoints")
-        for base in endpoints {
+        for (index, base) in ordered() {
             var request = HTTPClientRequest(url: base + path)
             request.method = .POST
             request.headers.add(name: "content-type", value: "application/json")
@@ -85,6 +102,7 @@ public final class EtcdClient: Sendable {
                     if response.status == .serviceUnavailable { last = err; continue }
                     throw err
                 }
+                answered(index)
                 return data
             } catch let e as EtcdError {
                 throw e
@@ -183,5 +201,15 @@ public final class EtcdClient: Sendable {
             let r = try decode(LeaseGrantResponse.self, await post("/v3/lease/grant", ["ID": String(id), "TTL": String(ttl)]))
             if let e = r.error, !e.isEmpty, !e.contains("already exists") { throw EtcdError("lease grant: \(e)") }
         } catch let e as EtcdError where e.description.contains("already exists") {}
+    }
+}
+
+/// The index of the member to ask first, shared by every request of a client.
+final class Preferred: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = 0
+    var value: Int {
+        get { lock.lock(); defer { lock.unlock() }; return v }
+        set { lock.lock(); v = newValue; lock.unlock() }
     }
 }

@@ -61,7 +61,7 @@ extension EtcdClient {
     /// The first member that takes the watch; every line of its reply to `line`.
     private func streamWatch(_ json: Data, line: (WatchLine) throws -> Void) async throws {
         var last: Error = EtcdError("no endpoints")
-        for base in endpoints {
+        for (index, base) in ordered() {
             var request = HTTPClientRequest(url: base + "/v3/watch")
             request.method = .POST
             request.headers.add(name: "content-type", value: "application/json")
@@ -77,6 +77,7 @@ extension EtcdClient {
                 last = EtcdError("watch: \(response.status.code)")
                 continue
             }
+            answered(index)
             var pending: [UInt8] = []
             for try await chunk in response.body {
                 pending += chunk.readableBytesView

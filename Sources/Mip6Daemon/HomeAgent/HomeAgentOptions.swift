@@ -62,9 +62,13 @@ public struct StoreOptions: Sendable {
 }
 
 /// --announce bird:SOCKET:PROTOCOL: `birdc enable/disable PROTOCOL` on that control socket.
+/// A lagging replica enables PROTOCOL_lag instead, which BIRD exports with a longer AS path:
+/// the router prefers the others, and if every replica lags (a store problem hits them all at
+/// once) it still reaches them all, instead of nobody.
 public struct AnnounceOptions: Sendable {
     public var birdSocket: String
     public var protocolName: String
+    public var laggingProtocolName: String { protocolName + "_lag" }
     /// After withdrawing at a graceful stop, how long to keep forwarding before exiting
     /// (the router needs a moment to move the traffic; about two BFD intervals).
     public var withdrawDelayMilliseconds: UInt32 = 300

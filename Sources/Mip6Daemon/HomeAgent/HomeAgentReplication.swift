@@ -24,7 +24,9 @@ extension HomeAgentDaemon {
             case let .changes(c):
                 for s in c.upserts { applyRemote(s) }
                 for hoa in c.deletes { applyRemoteDelete(hoa) }
-                if let newest = c.heartbeats.values.max() { storeState.newestHeartbeatNs = max(storeState.newestHeartbeatNs, newest) }
+                if let mine = c.heartbeats[options.store?.replicaID ?? ""] {
+                    storeState.unseenHeartbeats.removeAll { $0 <= mine }
+                }
             case let .syncLost(why):
                 storeState.counters.watchBreaks += 1
                 logger.warning("store watch broken, listing again", metadata: ["mip6.error": "\(why)"])
@@ -32,10 +34,11 @@ extension HomeAgentDaemon {
                 finishCommit(id, result)
             case let .commitFailed(id, why):
                 commitFailed(id, why)
-            case let .heartbeatWritten(ok):
+            case let .heartbeatWritten(ok, wallNs):
                 let now = clock.nanoseconds()
                 if ok {
                     storeState.lastWriteOkNs = now
+                    storeState.unseenHeartbeats.append(wallNs)
                     if core.refusingRegistrations != nil {
                         core.refusingRegistrations = nil
                         logger.notice("the binding store answers again: accepting Binding Updates")
@@ -43,13 +46,19 @@ extension HomeAgentDaemon {
                 } else {
                     storeState.lastWriteFailedNs = now
                     storeState.counters.heartbeatFailures += 1
-                    refuseRegistrations("the binding store does not answer")
+                    // An election takes about a second: only a store silent for longer is out.
+                    if now - max(storeState.lastWriteOkNs, storeState.startedNs) > Self.storeOutageNs {
+                        refuseRegistrations("the binding store has not taken a write for \(Self.storeOutageNs / 1_000_000_000) s")
+                    }
                 }
             }
             stateDirty = true
         }
         updateAnnouncement()
     }
+
+    /// How long the store must refuse every write before BUs are refused.
+    static let storeOutageNs: UInt64 = 3_000_000_000
 
     /// While the store cannot take writes (no quorum), authentic BUs get 130 and change
     /// nothing; forwarding goes on from the maps. Never a withdrawal: every replica would.
@@ -127,6 +136,32 @@ extension HomeAgentDaemon {
         pendingSends.removeAll(keepingCapacity: true)
         send(now)
 
+        // A key with a write in flight waits for it: its compare needs the revision that
+        // write makes (two batches naming the old one would conflict with each other).
+        let busy = Set(storeState.inFlight.values.flatMap { $0.writes.map(\.homeAddress) })
+        var free = BPFBindingTable.Staged()
+        var freeRemoved: [IPv6Address: Binding] = [:]
+        for hoa in waiting {
+            if busy.contains(hoa) || storeState.deferred[hoa] != nil {
+                var d = storeState.deferred[hoa] ?? DeferredWrite(binding: nil, before: staged.before[hoa] ?? nil, removed: nil, sends: [])
+                d.binding = staged.bindings[hoa]
+                if d.binding == nil { d.removed = removed[hoa] ?? d.removed }
+                d.sends += held.removeValue(forKey: hoa) ?? []
+                storeState.deferred[hoa] = d
+            } else if let b = staged.bindings[hoa] {
+                free.bindings[hoa] = b
+                free.before[hoa] = staged.before[hoa] ?? nil
+            } else if let r = removed[hoa] {
+                freeRemoved[hoa] = r
+            }
+        }
+        submit(staged: free, removed: freeRemoved, held: &held)
+    }
+
+    /// Turns bindings and de-registrations into writes against the revisions known now and
+    /// submits them, 64 a transaction.
+    func submit(staged: BPFBindingTable.Staged, removed: [IPv6Address: Binding],
+                held: inout [IPv6Address: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)]]) {
         let c = clocks
         var writes: [BindingWrite] = []
         for (hoa, b) in staged.bindings {
@@ -162,8 +197,27 @@ extension HomeAgentDaemon {
         replica?.commit(id: id, batch.writes)
     }
 
+    /// Writes that waited for a key this batch held go now.
+    func releaseDeferred(_ batch: StoreBatch) {
+        var staged = BPFBindingTable.Staged()
+        var removed: [IPv6Address: Binding] = [:]
+        var held: [IPv6Address: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)]] = [:]
+        for w in batch.writes {
+            guard let d = storeState.deferred.removeValue(forKey: w.homeAddress) else { continue }
+            if let b = d.binding {
+                staged.bindings[w.homeAddress] = b
+                staged.before[w.homeAddress] = d.before
+            } else if let r = d.removed {
+                removed[w.homeAddress] = r
+            }
+            held[w.homeAddress] = d.sends
+        }
+        if !held.isEmpty { submit(staged: staged, removed: removed, held: &held) }
+    }
+
     func finishCommit(_ id: Int, _ r: CommitResult) {
         guard let batch = storeState.inFlight.removeValue(forKey: id) else { return }
+        defer { releaseDeferred(batch) }
         if r.succeeded {
             storeState.counters.commits += 1
             storeState.counters.committedWrites += UInt64(batch.writes.count)
@@ -194,6 +248,9 @@ extension HomeAgentDaemon {
         }
         if batch.retried { conflicting = Set(batch.writes.map(\.homeAddress)) }
         for hoa in conflicting {
+            // A BU that waited behind this one was judged on state that did not hold: it
+            // goes too (its mobile node retransmits).
+            storeState.deferred[hoa] = nil
             undo(hoa, batch, error: StoreError("conflicting write in the binding store"))
             storeState.revisions[hoa] = nil
             if let current = r.current[hoa] ?? nil { applyRemote(current, relist: true) } else { applyRemoteDelete(hoa) }
@@ -208,13 +265,19 @@ extension HomeAgentDaemon {
                           sends: batch.sends.filter { $0.hoa.map { keys.contains($0) } ?? false }, retried: true))
     }
 
-    /// The store did not answer: nothing of the batch happened. The cache goes back to what
-    /// the maps hold, BAs are withheld (the mobile nodes retransmit), new BUs get 130.
+    /// The store did not take the batch in time: nothing of it happened. The cache goes back
+    /// to what the maps hold and the BAs are withheld (the mobile nodes retransmit). Whether
+    /// new BUs are refused (130) is the heartbeats' call: a slow election is no outage.
     func commitFailed(_ id: Int, _ why: String) {
         guard let batch = storeState.inFlight.removeValue(forKey: id) else { return }
+        defer { releaseDeferred(batch) }
         storeState.counters.failures += 1
-        for w in batch.writes { undo(w.homeAddress, batch, error: StoreError(why)) }
-        refuseRegistrations(why)
+        for w in batch.writes {
+            storeState.deferred[w.homeAddress] = nil
+            undo(w.homeAddress, batch, error: StoreError(why))
+        }
+        logger.warning("binding store commit failed: BAs withheld", metadata: [
+            "mip6.writes": "\(batch.writes.count)", "mip6.error": "\(why)"])
     }
 
     /// Takes one key of a batch back out of the cache: to the binding before the BU for a
@@ -238,32 +301,49 @@ extension HomeAgentDaemon {
 
     // MARK: announcement
 
-    /// Lag: how old the newest heartbeat the watch delivered is (ms); nil before one.
+    /// The watch's lag (ms): how long ago the store took the oldest of our heartbeats the
+    /// watch has not delivered; 0 when it has delivered them all.
     var storeLagMilliseconds: Double? {
-        guard storeState.newestHeartbeatNs > 0 else { return nil }
-        return Double(StoreReplica.wallNanoseconds() - storeState.newestHeartbeatNs) / 1e6
+        // A store that takes no writes has nothing new for any watch: no replica lags then.
+        if storeState.lastWriteFailedNs > storeState.lastWriteOkNs { return 0 }
+        guard let oldest = storeState.unseenHeartbeats.first else { return 0 }
+        return Double(StoreReplica.wallNanoseconds() - oldest) / 1e6
     }
 
-    /// Whether this replica should attract traffic: synced, not lagging behind a store that
-    /// answers, not stopping. A store nobody can reach is no reason: every replica would go.
-    var shouldAnnounce: Bool {
-        if stopping { return false }
-        guard let store = options.store else { return true }
-        guard storeState.synced else { return false }
-        let reachable = storeState.lastWriteOkNs > storeState.lastWriteFailedNs
-        if reachable, let lag = storeLagMilliseconds, lag > Double(store.maxLagMilliseconds) { return false }
-        return true
+    /// How this replica should attract traffic: not before the first list is in the maps nor
+    /// while stopping; less than the others while its watch lags behind a store that answers.
+    /// Never withdrawn for the store: a store problem hits every replica at once.
+    var wantedAnnouncement: Announcement {
+        if stopping { return .withdrawn }
+        guard let store = options.store else { return .preferred }
+        guard storeState.synced else { return .withdrawn }
+        if let lag = storeLagMilliseconds, lag > Double(store.maxLagMilliseconds) { return .lagging }
+        return .preferred
     }
 
     func updateAnnouncement() {
         guard let a = options.announce else { return }
-        let want = shouldAnnounce
+        let want = wantedAnnouncement
         guard want != storeState.announced else { return }
+        let bird = BirdControl(socket: a.birdSocket)
         do {
-            try BirdControl(socket: a.birdSocket).run("\(want ? "enable" : "disable") \(a.protocolName)")
+            // Make before break: the new announcement is up before the old one goes.
+            switch want {
+            case .preferred:
+                try bird.run("enable \(a.protocolName)")
+                if storeState.announced == .lagging { try? bird.run("disable \(a.laggingProtocolName)") }
+            case .lagging:
+                // A BIRD configured without the _lag protocol: keep the preferred announcement.
+                if (try? bird.run("enable \(a.laggingProtocolName)")) != nil { try bird.run("disable \(a.protocolName)") }
+            case .withdrawn:
+                try bird.run("disable \(a.protocolName)")
+                try? bird.run("disable \(a.laggingProtocolName)")
+            }
+            logger.notice(want == .preferred ? "announcing the home prefix"
+                          : want == .lagging ? "announcing the home prefix less preferred (store watch lags)" : "withdrawing the home prefix",
+                          metadata: ["mip6.protocol": "\(a.protocolName)",
+                                     "mip6.lag_ms": "\(storeLagMilliseconds.map { String(format: "%.0f", $0) } ?? "-")"])
             storeState.announced = want
-            logger.notice(want ? "announcing the home prefix" : "withdrawing the home prefix", metadata: [
-                "mip6.protocol": "\(a.protocolName)", "mip6.lag_ms": "\(storeLagMilliseconds.map { String(format: "%.0f", $0) } ?? "-")"])
         } catch {
             logger.error("cannot change the announcement", metadata: ["mip6.error": "\(error)"])
         }
@@ -273,7 +353,7 @@ extension HomeAgentDaemon {
     /// commits answer their BUs.
     func withdrawAndSettle() {
         stopping = true
-        if storeState.announced {
+        if storeState.announced != .withdrawn {
             updateAnnouncement()
             usleep((options.announce?.withdrawDelayMilliseconds ?? 0) * 1000)
         }

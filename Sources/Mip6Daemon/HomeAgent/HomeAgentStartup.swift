@@ -115,6 +115,7 @@ extension HomeAgentDaemon {
         if let s = options.store {
             // The maps keep forwarding what they hold; the first list replaces it (readiness and
             // the announcement wait for it).
+            storeState.startedNs = clock.nanoseconds()
             replica = StoreReplica(options: s, logger: logger, wake: loop.waker)
             replica?.start()
             logger.notice("binding store", metadata: ["mip6.endpoints": "\(s.endpoints.joined(separator: ","))",

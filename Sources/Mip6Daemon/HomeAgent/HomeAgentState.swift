@@ -24,7 +24,7 @@ extension HomeAgentDaemon {
             authRefusals: Dictionary(uniqueKeysWithValues: c.authRefusals.map { ("\($0.key)", $0.value) }),
             store: options.store.map { s in
                 StoreStatus(replicaID: s.replicaID, synced: storeState.synced, lagMilliseconds: storeLagMilliseconds,
-                            announced: storeState.announced, refusing: core.refusingRegistrations != nil,
+                            announced: storeState.announced != .withdrawn, announcement: storeState.announced.rawValue, refusing: core.refusingRegistrations != nil,
                             inFlightBatches: storeState.inFlight.count, counters: storeState.counters)
             },
             storeRefusals: c.storeRefusals)
@@ -83,6 +83,8 @@ public struct StoreStatus: Codable, Sendable, Equatable {
     /// Age of the newest heartbeat the watch delivered, ms.
     public var lagMilliseconds: Double?
     public var announced: Bool
+    /// withdrawn, preferred or lagging (announced with a longer AS path).
+    public var announcement: String
     /// BUs are refused (130): the store does not answer.
     public var refusing: Bool
     public var inFlightBatches: Int

@@ -18,8 +18,8 @@ final class StoreReplica: @unchecked Sendable {
         case syncLost(String)
         case committed(id: Int, CommitResult)
         case commitFailed(id: Int, String)
-        /// A heartbeat was written (the store answers) or could not be.
-        case heartbeatWritten(ok: Bool)
+        /// A heartbeat was written (the store answers; `wallNs` is what it carried) or could not be.
+        case heartbeatWritten(ok: Bool, wallNs: Int64)
     }
 
     let store: EtcdBindingStore
@@ -60,13 +60,28 @@ final class StoreReplica: @unchecked Sendable {
 
     /// Commits one batch (at most EtcdBindingStore.maxBatch writes); the result comes back as
     /// an event with `id`.
-    func commit(id: Int, _ writes: [BindingWrite]) {
+    /// A commit that fails (a member down, a leader election under way) is tried again for
+    /// up to `retryForNs` (an election takes about one election timeout) before the batch is
+    /// given up. A retry of a transaction that did go through fails its compare and comes
+    /// back as a conflict, which is handled as one.
+    func commit(id: Int, _ writes: [BindingWrite], retryForNs: UInt64 = 2_500_000_000) {
         let now = Self.wallNanoseconds()
         Task.detached { [self] in
-            do {
-                post(.committed(id: id, try await store.commit(writes, nowWallNs: now)))
-            } catch {
-                post(.commitFailed(id: id, "\(error)"))
+            let deadline = DispatchTime.now().uptimeNanoseconds + retryForNs
+            var delay: UInt64 = 50_000_000
+            while true {
+                do {
+                    post(.committed(id: id, try await store.commit(writes, nowWallNs: now)))
+                    return
+                } catch {
+                    logger.debug("store commit attempt failed", metadata: ["mip6.batch": "\(id)", "mip6.error": "\(error)"])
+                    if DispatchTime.now().uptimeNanoseconds + delay > deadline || Task.isCancelled {
+                        post(.commitFailed(id: id, "\(error)"))
+                        return
+                    }
+                    try? await Task.sleep(nanoseconds: delay)
+                    delay = min(delay * 2, 400_000_000)
+                }
             }
         }
     }
@@ -98,11 +113,13 @@ final class StoreReplica: @unchecked Sendable {
     /// Every 250 ms: the lag is measured on these coming back through the watch.
     private func heartbeatLoop() async {
         while !Task.isCancelled {
+            let ns = Self.wallNanoseconds()
             do {
-                try await store.heartbeat(replica: options.replicaID, wallNs: Self.wallNanoseconds())
-                post(.heartbeatWritten(ok: true))
+                try await store.heartbeat(replica: options.replicaID, wallNs: ns)
+                post(.heartbeatWritten(ok: true, wallNs: ns))
             } catch {
-                post(.heartbeatWritten(ok: false))
+                logger.debug("heartbeat failed", metadata: ["mip6.error": "\(error)"])
+                post(.heartbeatWritten(ok: false, wallNs: ns))
             }
             try? await Task.sleep(nanoseconds: 250_000_000)
         }
@@ -121,16 +138,30 @@ struct StoreState {
     var revisions: [IPv6Address: Int64] = [:]
     /// The first list is in the maps.
     var synced = false
-    /// Wall ns of the newest heartbeat the watch delivered; 0 before one.
-    var newestHeartbeatNs: Int64 = 0
+    /// Wall ns of this replica's heartbeats the store took but the watch has not delivered
+    /// yet, oldest first: the watch's lag is the age of the first. A store that takes no
+    /// writes (an election, no quorum) adds none, so it never looks like a lagging watch.
+    var unseenHeartbeats: [Int64] = []
+    /// Writes waiting for an earlier write of the same key to finish (its new revision).
+    var deferred: [IPv6Address: DeferredWrite] = [:]
     /// Monotonic ns of the last heartbeat write that succeeded / failed.
     var lastWriteOkNs: UInt64 = 0
     var lastWriteFailedNs: UInt64 = 0
+    /// Monotonic ns the replica started (a store down from the start counts from here).
+    var startedNs: UInt64 = 0
     var nextBatch = 0
     var inFlight: [Int: StoreBatch] = [:]
     var counters = StoreCounters()
-    /// Whether the announcement is up (birdc enable), as last set.
-    var announced = false
+    /// The announcement as last set.
+    var announced = Announcement.withdrawn
+}
+
+/// A de-registration or binding of a key whose earlier write is still in flight.
+struct DeferredWrite {
+    var binding: Binding?
+    var before: Binding?
+    var removed: Binding?
+    var sends: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)]
 }
 
 /// A batch waiting for its commit: the writes, the bindings to put in the maps and the
@@ -155,4 +186,14 @@ public struct StoreCounters: Codable, Sendable, Equatable {
     public var remoteDeletes: UInt64 = 0
     public var heartbeatFailures: UInt64 = 0
     public init() {}
+}
+
+/// How this replica attracts traffic.
+enum Announcement: String, Codable, Sendable {
+    /// Not at all: starting (not synced) or stopping.
+    case withdrawn
+    /// Like every healthy replica.
+    case preferred
+    /// Less preferred (a longer AS path): its watch lags behind a store that answers.
+    case lagging
 }

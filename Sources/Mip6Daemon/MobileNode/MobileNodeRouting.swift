@@ -25,28 +25,35 @@ extension MobileNodeDaemon {
     /// and every link, address or route event.
     func syncRoutes() {
         do {
-            var desired: Netlink.Route?
-            if let coa = core.status.tunnelCareOf, let i = owner[coa] {
-                let main = try Netlink.routes()
-                let gateway = Netlink.bestRoute(to: options.homeAgent, through: i.index, in: main)?.gateway
-                if try maps.setGateway(gateway) {
-                    logger.info("next hop to the home agent", metadata: [
-                        "mip6.coa": "\(coa)", "mip6.interface": "\(i.name)", "mip6.gateway": "\(gateway.map { "\($0)" } ?? "FIB")"])
-                }
-                desired = main.filter { $0.ifindex == i.index && $0.destination.length == 0 }.min { $0.metric < $1.metric }
+            guard let coa = core.status.tunnelCareOf, let i = owner[coa] else {
+                // The registered care-of address went with its link: until the BA of the next
+                // one, the FIB finds whatever link still reaches the home agent.
+                if try maps.setGateway(nil) { logger.info("next hop to the home agent: FIB (the care-of link is gone)") }
+                return try syncTable(nil)
             }
-            // Compared without the metric (the kernel gives ours its default): an update only on
-            // a real change, or our own route event would bring us back here for ever.
-            let present = try Netlink.routes(table: options.routeTable).filter { $0.destination.length == 0 }
-                .map { [$0.ifindex: $0.gateway] }
-            if present == (desired.map { [[$0.ifindex: $0.gateway]] } ?? []) { return }
-            try Netlink.setDefaultRoute(table: options.routeTable, ifindex: desired?.ifindex, gateway: desired?.gateway)
-            logger.info("home address traffic routed", metadata: [
-                "mip6.table": "\(options.routeTable)",
-                "mip6.via": "\(desired.map { "\($0.gateway.map { "\($0) " } ?? "")ifindex \($0.ifindex)" } ?? "main table")"])
+            let main = try Netlink.routes()
+            let gateway = Netlink.bestRoute(to: options.homeAgent, through: i.index, in: main)?.gateway
+            if try maps.setGateway(gateway) {
+                logger.info("next hop to the home agent", metadata: [
+                    "mip6.coa": "\(coa)", "mip6.interface": "\(i.name)", "mip6.gateway": "\(gateway.map { "\($0)" } ?? "FIB")"])
+            }
+            try syncTable(main.filter { $0.ifindex == i.index && $0.destination.length == 0 }.min { $0.metric < $1.metric })
         } catch {
             logger.warning("cannot update the home address's routes", metadata: ["mip6.error": "\(error)"])
         }
+    }
+
+    /// The table's one default route: `desired`, or none. Compared without the metric (the
+    /// kernel gives ours its default): an update only on a real change, or our own route
+    /// event would bring us back here for ever.
+    private func syncTable(_ desired: Netlink.Route?) throws {
+        let present = try Netlink.routes(table: options.routeTable).filter { $0.destination.length == 0 }
+            .map { [$0.ifindex: $0.gateway] }
+        if present == (desired.map { [[$0.ifindex: $0.gateway]] } ?? []) { return }
+        try Netlink.setDefaultRoute(table: options.routeTable, ifindex: desired?.ifindex, gateway: desired?.gateway)
+        logger.info("home address traffic routed", metadata: [
+            "mip6.table": "\(options.routeTable)",
+            "mip6.via": "\(desired.map { "\($0.gateway.map { "\($0) " } ?? "")ifindex \($0.ifindex)" } ?? "main table")"])
     }
 
     /// At shutdown: the route and the rule go with the daemon.
