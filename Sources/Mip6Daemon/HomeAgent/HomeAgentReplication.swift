@@ -101,6 +101,9 @@ extension HomeAgentDaemon {
         do {
             try core.cache.upsert(b)
             storeState.counters.remoteUpserts += 1
+            if !relist, s.record.writer != options.store?.replicaID {
+                storeState.noteConvergence(Double(StoreReplica.wallNanoseconds() - s.record.registeredUnixNs) / 1e6)
+            }
         } catch {
             mapUpdateFailures += 1
             logger.error("cannot install a binding from the store", metadata: ["mip6.hoa": "\(hoa)", "mip6.error": "\(error)"])

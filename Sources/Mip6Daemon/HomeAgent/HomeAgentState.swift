@@ -25,7 +25,8 @@ extension HomeAgentDaemon {
             store: options.store.map { s in
                 StoreStatus(replicaID: s.replicaID, synced: storeState.synced, lagMilliseconds: storeLagMilliseconds,
                             announced: storeState.announced != .withdrawn, announcement: storeState.announced.rawValue, refusing: core.refusingRegistrations != nil,
-                            inFlightBatches: storeState.inFlight.count, counters: storeState.counters)
+                            inFlightBatches: storeState.inFlight.count, counters: storeState.counters,
+                            convergence: storeState.convergenceSummary)
             },
             storeRefusals: c.storeRefusals)
         shared.write { $0.state = state }
@@ -89,4 +90,6 @@ public struct StoreStatus: Codable, Sendable, Equatable {
     public var refusing: Bool
     public var inFlightBatches: Int
     public var counters: StoreCounters
+    /// Bindings other replicas accepted: acceptance there -> in our maps, ms.
+    public var convergence: ConvergenceSummary?
 }

@@ -154,6 +154,22 @@ struct StoreState {
     var counters = StoreCounters()
     /// The announcement as last set.
     var announced = Announcement.withdrawn
+    /// Another replica accepted a BU -> its binding in our maps, ms (the last 4096).
+    var convergence: [Double] = []
+    var convergenceNext = 0
+
+    mutating func noteConvergence(_ ms: Double) {
+        if convergence.count < 4096 { convergence.append(ms) } else { convergence[convergenceNext] = ms }
+        convergenceNext = (convergenceNext + 1) % 4096
+    }
+
+    /// p50, p99 and max of `convergence`, ms.
+    var convergenceSummary: ConvergenceSummary? {
+        guard !convergence.isEmpty else { return nil }
+        let s = convergence.sorted()
+        func q(_ p: Double) -> Double { s[min(s.count - 1, Int(Double(s.count) * p))] }
+        return ConvergenceSummary(samples: s.count, p50: q(0.5), p99: q(0.99), max: s.last!)
+    }
 }
 
 /// A de-registration or binding of a key whose earlier write is still in flight.
@@ -196,4 +212,13 @@ enum Announcement: String, Codable, Sendable {
     case preferred
     /// Less preferred (a longer AS path): its watch lags behind a store that answers.
     case lagging
+}
+
+/// How long a binding another replica accepted took to reach this replica's maps: from the
+/// writer's acceptance (the record's registration time) to our map write, ms.
+public struct ConvergenceSummary: Codable, Sendable, Equatable {
+    public var samples: Int
+    public var p50: Double
+    public var p99: Double
+    public var max: Double
 }
