@@ -28,6 +28,9 @@ extension MobileNodeDaemon {
         maps = try MobileNodeMaps(object: obj)
         try maps.configure(homeAddress: options.homeAddress, homeAgent: options.homeAgent)
         ring = try RingBuffer(map: maps.punt) { [unowned self] record in self.handlePunt(record) }
+        // RFC 2473 §7.1(b): what the home agent had to fragment reaches us reassembled here.
+        tunnel = try TunnelSocket()
+        loopback = try RawIPv6Sender(boundTo: "lo")
         watcher = try Netlink.Watcher()
 
         let ingress = try obj.program(MIP6_PROG_MN_INGRESS), egress = try obj.program(MIP6_PROG_MN_EGRESS)
