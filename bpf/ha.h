@@ -4,7 +4,8 @@
  * ha_process(ctx, hook) is inlined into mip6_ha.bpf.c's SEC("xdp") and SEC("tc") entries
  * with a constant hook, and into perf/'s wrappers (mip6_bench.bpf.c).
  *
- *  - to a registered home address: IPv6-in-IPv6 to the care-of address (RFC 2473)
+ *  - to a registered home address: IPv6-in-IPv6 to the care-of address (RFC 2473); a packet of
+ *    1280 bytes or less whose tunnel packet would need fragments: to the control plane (§7.1(b))
  *  - to our address, next header 41 from a registered CoA: reverse tunnel, decapsulate (§10.4.5)
  *  - NS for a registered home address: answer with our link-layer address (proxy ND, §10.4.1)
  *  - Mobility Header to one of our addresses: copy to the control plane's ring, drop
@@ -189,6 +190,34 @@ static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook,
 }
 
 /*
+ * RFC 2473 §7.1(b): the packet is 1280 bytes or less, its tunnel packet exceeds the path MTU to
+ * the care-of address, and the sender cannot be asked for less (1280 is the minimum MTU): the
+ * tunnel packet must go in fragments, and one packet in, one out is all XDP and TC can do.
+ * The packet (it fits a punt record) goes to the control plane, which sends it through the
+ * kernel's tunnel socket, which fragments; dropped here. It is data, not signaling: its own
+ * bucket, and no more than MIP6_FRAG_PUNT_RING_SHARE of the ring the signaling punts share,
+ * so it can take neither the control plane's time nor the ring's room from signaling.
+ */
+static __always_inline int ha_fragment_punt(void *ctx, const enum m6_hook hook, __u32 inner_len, __u64 now)
+{
+	if (m6_gso_size(ctx, hook)) /* TC: GRO's merge of several packets, with a checksum left to offload */
+		return M6_DROP(MIP6_CNT_DROP_ENCAP_TUNNEL_MTU);
+	__u32 zero = 0;
+	struct mip6_token_bucket *tb = bpf_map_lookup_elem(&mip6_frag_tb, &zero);
+	const __u64 cost = 1000000000ULL / MIP6_FRAG_PUNTS_PER_S;
+	if (!tb || !m6_bucket_take(tb, now, cost, cost * MIP6_FRAG_PUNTS_BURST))
+		return M6_DROP(MIP6_CNT_DROP_FRAG_RATE_LIMITED);
+	if (bpf_ringbuf_query(&mip6_punt, BPF_RB_AVAIL_DATA) >= MIP6_FRAG_PUNT_RING_SHARE)
+		return M6_DROP(MIP6_CNT_DROP_FRAG_RING_FULL);
+	struct ethhdr *eth = m6_data(ctx, hook);
+	if ((void *)(eth + 1) > m6_data_end(ctx, hook))
+		return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+	if (m6_punt(ctx, hook, &mip6_punt, MIP6_PUNT_FRAGMENT, ETH_HLEN_, inner_len, eth->h_source) != M6_PUNT_OK)
+		return M6_DROP(MIP6_CNT_DROP_FRAG_RING_FULL);
+	return M6_DROP(MIP6_CNT_ENCAP_FRAG_PUNT);
+}
+
+/*
  * What goes on the wire after encapsulation must fit the route: the packet + 40, or one
  * segment of a GSO skb (TC); 0 when the tunnel cannot carry it. *flags: open_room's.
  * Encapsulating a GSO skb (bpf_skb_adjust_room with ENCAP_L3_IPV6 marks it SKB_GSO_IPXIP6,
@@ -255,10 +284,10 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		/* RFC 2473 §7.1: the tunnel MTU is the route's less our header; never below 1280.
 		 * A route too small for a 1280-byte packet plus 40 leaves packets of 1280 or less
-		 * that only a fragmented tunnel packet would carry: counted and dropped (asking the
-		 * sender for less than 1280 is not allowed, and 1280 again would loop). */
+		 * that only a fragmented tunnel packet carries (§7.1(b)): asking the sender for less
+		 * than 1280 is not allowed, and 1280 again would loop. */
 		if (fib.mtu_result < 1280 + IPV6_HLEN && inner_len <= 1280)
-			return M6_DROP(MIP6_CNT_DROP_ENCAP_TUNNEL_MTU);
+			return ha_fragment_punt(ctx, hook, inner_len, now);
 		__u32 mtu = fib.mtu_result > 1280 + IPV6_HLEN ? fib.mtu_result - IPV6_HLEN : 1280;
 		return ha_packet_too_big(ctx, hook, ha_addr, mtu, now);
 	}

@@ -66,7 +66,8 @@ struct {
 	__type(value, __u32);
 } mip6_locals SEC(".maps");
 
-/* Signaling (and NA copies during DAD) to the control plane: struct mip6_punt_record. */
+/* Signaling (and NA copies during DAD, packets for a fragmented tunnel) to the control plane:
+ * struct mip6_punt_record. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, MIP6_PUNT_RING_BYTES);
@@ -87,6 +88,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mip6_token_bucket);
 } mip6_icmp_tb SEC(".maps");
+
+/* The packets punted for a fragmented tunnel (RFC 2473 §7.1(b)), all sources, all CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mip6_token_bucket);
+} mip6_frag_tb SEC(".maps");
 
 /* Signaling token buckets per source /64 (LRU, per CPU: LRU maps cannot hold a spin lock). */
 struct {

@@ -7,6 +7,8 @@
  *  - IPv6-in-IPv6 from the home agent to the care-of address, tunnel up:
  *    decapsulate, the inner packet (to the home address) goes up the stack (§11.3.2)
  *  - any other IPv6-in-IPv6: dropped (spoofed, not to the CoA, tunnel down, malformed)
+ *  - fragments of a tunnel packet from the home agent (RFC 2473 §7.1(b)): to the kernel, which
+ *    reassembles them for the daemon's tunnel socket; other tunnel fragments are dropped
  *  - Mobility Header from the home agent (a BA behind a Type 2 Routing Header, a BRR,
  *    a BE; also inside the tunnel): copied to the control plane's ring, dropped
  *    (the kernel would discard it and answer Parameter Problem)
@@ -63,13 +65,9 @@ static __always_inline int mn_punt_mh(struct __sk_buff *skb, struct ethhdr *eth,
 	return M6_DROP(MIP6_MN_CNT_MH_PUNT);
 }
 
-/*
- * RFC 6275 §11.3.2 / RFC 2473 §3.2: a packet tunneled by the home agent to the care-of
- * address. The cursor is at the inner header, after the outer IPv6 header and its
- * extension headers.
- */
-static __always_inline int mn_decapsulate(struct __sk_buff *skb, const struct mip6_mn_config *cfg,
-					  struct ethhdr *eth, struct ipv6hdr *outer, struct cursor *c)
+/* A tunnel packet (or a fragment of one): from the home agent to the care-of address (or the
+ * care-of address of an outstanding BU) while a registration is up; 0, or the drop. */
+static __always_inline int mn_tunnel_check(const struct mip6_mn_config *cfg, const struct ipv6hdr *outer)
 {
 	int to_pending = !addr_is_unspecified(cfg->pending_coa) && addr_eq(outer->daddr.s6_addr, cfg->pending_coa);
 	if (!(cfg->flags & MIP6_MN_TUNNEL_UP) && !to_pending)
@@ -78,6 +76,20 @@ static __always_inline int mn_decapsulate(struct __sk_buff *skb, const struct mi
 		return M6_DROP(MIP6_MN_CNT_DROP_TUNNEL_NOT_COA);
 	if (!addr_eq(outer->saddr.s6_addr, cfg->ha))
 		return M6_DROP(MIP6_MN_CNT_DROP_TUNNEL_SPOOFED);
+	return 0;
+}
+
+/*
+ * RFC 6275 §11.3.2 / RFC 2473 §3.2: a packet tunneled by the home agent to the care-of
+ * address. The cursor is at the inner header, after the outer IPv6 header and its
+ * extension headers.
+ */
+static __always_inline int mn_decapsulate(struct __sk_buff *skb, const struct mip6_mn_config *cfg,
+					  struct ethhdr *eth, struct ipv6hdr *outer, struct cursor *c)
+{
+	int refused = mn_tunnel_check(cfg, outer);
+	if (refused)
+		return refused;
 
 	struct ipv6hdr *inner = parse_ipv6hdr(c);
 	if (!inner)
@@ -142,9 +154,16 @@ static __always_inline int mn_ingress(struct __sk_buff *skb)
 		return mn_decapsulate(skb, cfg, eth, ip6, &c);
 	if (nh == IPPROTO_MH_ && addr_eq(ip6->saddr.s6_addr, cfg->ha) && !addr_is_unspecified(cfg->ha))
 		return mn_punt_mh(skb, eth, ip6, ETH_HLEN_);
-	/* Neither signaling nor a tunnel is ever reassembled here: their first fragments go. */
-	if (nh == IPPROTO_FRAGMENT_ && (frag_next == IPPROTO_IPV6_ ||
-					(frag_next == IPPROTO_MH_ && addr_eq(ip6->saddr.s6_addr, cfg->ha))))
+	/* RFC 2473 §7.1(b): the home agent fragments a tunnel packet of a packet of 1280 bytes or
+	 * less when the path to the care-of address cannot carry it whole. Each fragment is
+	 * checked as a tunnel packet and left to the kernel, which reassembles it for the daemon's
+	 * tunnel socket (the Fragment header's next header is 41 in every fragment, RFC 8200 §4.5). */
+	if (nh == IPPROTO_FRAGMENT_ && frag_next == IPPROTO_IPV6_) {
+		int refused = mn_tunnel_check(cfg, ip6);
+		return refused ? refused : M6_PASS(MN_HOOK, MIP6_MN_CNT_PASS_TUNNEL_FRAGMENT);
+	}
+	/* Signaling is never reassembled: its first fragments go. */
+	if (nh == IPPROTO_FRAGMENT_ && frag_next == IPPROTO_MH_ && addr_eq(ip6->saddr.s6_addr, cfg->ha))
 		return M6_DROP(MIP6_MN_CNT_DROP_FRAGMENT);
 	return M6_PASS(MN_HOOK, MIP6_MN_CNT_IN_PASS);
 }

@@ -534,10 +534,12 @@ class MobileNode:
 
 
 def ping(tb: Testbed, node: str, dst: str, count: int = 5, interval: float = 0.2,
-         wait: float = 1.0, echo: bool = True, source: str | None = None) -> tuple[int, subprocess.CompletedProcess]:
-    """`ping -6` from `node` (from address `source` if given); returns (replies received, the finished process)."""
+         wait: float = 1.0, echo: bool = True, source: str | None = None,
+         size: int | None = None) -> tuple[int, subprocess.CompletedProcess]:
+    """`ping -6` from `node` (from address `source` if given, with `size` bytes of ICMPv6 data:
+    the packet is 48 more); returns (replies received, the finished process)."""
     cp = tb.run(node, ["ping", "-6", "-n", "-c", str(count), "-i", str(interval), "-W", str(wait),
-                       *(["-I", source] if source else []), dst],
+                       *(["-I", source] if source else []), *(["-s", str(size)] if size is not None else []), dst],
                 check=False, timeout=count * (interval + wait) + 10)
     m = re.search(r"(\d+) received", cp.stdout)
     if echo:

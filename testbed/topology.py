@@ -348,12 +348,15 @@ class Testbed:
         # BAs and tunneled packets with ICMPv6 Parameter Problems to the home
         # agent. AF_PACKET sees packets before netfilter, so drop them there
         # (only those: the MN kernel still answers the HA's pings and ND).
+        # Fragments pass (RFC 2473 §7.1(b)): this hook sees them before reassembly, and the
+        # kernel reassembles a tunnel packet the home agent had to fragment for `mip6 mn`'s
+        # tunnel socket.
         if not shutil.which("nft"):
             self.notes.append("nft not found: the MN kernel will send ICMPv6 errors to the HA")
             return
         rules = ("table ip6 mip6_testbed {\n chain input {\n"
                  "  type filter hook input priority 0; policy accept;\n"
-                 f"  ip6 saddr {self.HA} meta l4proto {{ ipv6, 135 }} counter drop\n"
+                 f"  ip6 saddr {self.HA} exthdr frag missing meta l4proto {{ ipv6, 135 }} counter drop\n"
                  f"  ip6 saddr {self.HA} rt type 2 counter drop\n }}\n}}\n")
         cp = self._host(["ip", "netns", "exec", self.ns("mn"), "nft", "-f", "-"], input=rules, check=False)
         if cp.returncode != 0:

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <linux/errqueue.h>
 #include "cmip6.h"
 
 #define MIP6_COUNTER_STR(name, str) str,
@@ -224,5 +225,78 @@ int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
 		*retval = opts.retval;
 	if (duration_ns)
 		*duration_ns = opts.duration;
+	return 0;
+}
+
+int cmip6_recv_tunnel(int fd, void *buf, unsigned int cap, unsigned char src[16], unsigned char dst[16])
+{
+	struct sockaddr_in6 from;
+	char control[CMSG_SPACE(sizeof(struct in6_pktinfo)) + 64] __attribute__((aligned(8)));
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
+	struct msghdr msg = {
+		.msg_name = &from, .msg_namelen = sizeof(from),
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control, .msg_controllen = sizeof(control),
+	};
+	memset(&from, 0, sizeof(from));
+	memset(dst, 0, 16);
+	ssize_t n;
+	do {
+		n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	memcpy(src, &from.sin6_addr, 16);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+			struct in6_pktinfo info;
+			memcpy(&info, CMSG_DATA(c), sizeof(info));
+			memcpy(dst, &info.ipi6_addr, 16);
+		}
+	}
+	return n > 0x7fffffff ? 0x7fffffff : (int)n;
+}
+
+int cmip6_recv_tunnel_error(int fd, struct cmip6_tunnel_error *out)
+{
+	struct sockaddr_in6 to;
+	unsigned char payload[64]; /* the start of our packet: not needed, the destination is in msg_name */
+	/* Room for IPV6_PKTINFO too: with IPV6_RECVPKTINFO the kernel puts it first. */
+	char control[CMSG_SPACE(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in6)) +
+		     CMSG_SPACE(sizeof(struct in6_pktinfo)) + 64] __attribute__((aligned(8)));
+	struct iovec iov = { .iov_base = payload, .iov_len = sizeof(payload) };
+	struct msghdr msg = {
+		.msg_name = &to, .msg_namelen = sizeof(to),
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control, .msg_controllen = sizeof(control),
+	};
+	memset(&to, 0, sizeof(to));
+	memset(out, 0, sizeof(*out));
+	ssize_t n;
+	do {
+		n = recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	memcpy(out->destination, &to.sin6_addr, 16);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != IPPROTO_IPV6 || c->cmsg_type != IPV6_RECVERR ||
+		    c->cmsg_len < CMSG_LEN(sizeof(struct sock_extended_err)))
+			continue;
+		struct sock_extended_err ee;
+		memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+		out->err = ee.ee_errno;
+		out->origin = ee.ee_origin;
+		out->type = ee.ee_type;
+		out->code = ee.ee_code;
+		out->info = ee.ee_info;
+		if (c->cmsg_len >= CMSG_LEN(sizeof(ee) + sizeof(struct sockaddr_in6))) {
+			struct sockaddr_in6 offender;
+			memcpy(&offender, CMSG_DATA(c) + sizeof(ee), sizeof(offender));
+			if (offender.sin6_family == AF_INET6)
+				memcpy(out->offender, &offender.sin6_addr, 16);
+		}
+	}
 	return 0;
 }

@@ -94,8 +94,9 @@ public enum IPv6PacketParser {
     }
 
     /// Walks the IPv6 header and its Hop-by-Hop, Routing, Destination Options and
-    /// Authentication headers.
-    static func walk(_ p: UnsafeRawBufferPointer) throws(PacketParseError) -> Chain {
+    /// Authentication headers. A Fragment header throws `.fragmented`, or with
+    /// `stopAtFragment` ends the walk there (next header 44, offset at the Fragment header).
+    static func walk(_ p: UnsafeRawBufferPointer, stopAtFragment: Bool = false) throws(PacketParseError) -> Chain {
         guard p.count >= 1 else { throw .truncated }
         guard p[0] >> 4 == 6 else { throw .notIPv6 }
         guard p.count >= 40 else { throw .truncated }
@@ -138,6 +139,7 @@ public enum IPv6PacketParser {
                 chain.nextHeader = p[start]
                 chain.offset = start + length
             case IPProto.fragment:
+                if stopAtFragment { break loop }
                 throw .fragmented
             default:
                 break loop

@@ -45,7 +45,10 @@ struct HomeAgentEndpoints: Sendable {
                 "binding_errors_sent": cp.bindingErrorsSent, "send_failures": cp.sendFailures,
                 "punts_malformed": cp.puntsMalformed, "map_update_failures": cp.mapUpdateFailures,
                 "authenticated_binding_updates": cp.authenticatedBindingUpdates,
+                "tunnel_fragmented": cp.tunnelFragmented, "tunnel_packet_too_big": cp.tunnelPacketTooBig,
+                "tunnel_errors": cp.tunnelErrors, "tunnel_ignored": cp.tunnelIgnored,
             ]
+            for (reason, n) in cp.tunnelFragmentedDrops { s.controlPlaneEvents["tunnel_fragmented_drop_\(reason)"] = n }
         }
         // A full scan of the per-binding counters, only when per-binding series are wanted.
         if metrics.topBindings > 0 {

@@ -95,6 +95,7 @@ struct MNCommand: AsyncParsableCommand {
             var pid: Int32
             var updatedAt: Date
             var dataplane: [String: UInt64]?
+            var reassembledTunnel: [String: UInt64]
 
             func encode(to encoder: Encoder) throws {
                 // Flat: the status fields at the top level, as operators read them.
@@ -110,10 +111,11 @@ struct MNCommand: AsyncParsableCommand {
                 try c.encode(pid, forKey: .pid)
                 try c.encode(updatedAt, forKey: .updatedAt)
                 try c.encode(dataplane, forKey: .dataplane)
+                try c.encode(reassembledTunnel, forKey: .reassembledTunnel)
             }
 
             enum Key: String, CodingKey {
-                case pid, updatedAt, dataplane
+                case pid, updatedAt, dataplane, reassembledTunnel
                 case careOfAddress, tunnelCareOf, secondsToRefresh, secondsToExpiry, sequence, lastStatus
             }
         }
@@ -126,9 +128,12 @@ struct MNCommand: AsyncParsableCommand {
             }
             let counters = try? MobileNodeMaps(pinnedAt: bpffs).readCounters()
             let dp = counters.map { Dictionary(uniqueKeysWithValues: $0.map { ($0.name, $0.value) }) }
-            if output.json { return try printJSON(Report(status: saved.status, pid: saved.pid, updatedAt: saved.updatedAt, dataplane: dp)) }
+            if output.json {
+                return try printJSON(Report(status: saved.status, pid: saved.pid, updatedAt: saved.updatedAt, dataplane: dp,
+                                            reassembledTunnel: saved.reassembledTunnel))
+            }
             let s = saved.status
-            let rows: [(String, String)] = [
+            var rows: [(String, String)] = [
                 ("home address", "\(s.homeAddress)"), ("home agent", "\(s.homeAgent)"),
                 ("care-of address", s.careOfAddress.map { "\($0)" } ?? "-"), ("tunnel from", s.tunnelCareOf.map { "\($0)" } ?? "-"),
                 ("state", s.state), ("granted lifetime", "\(s.grantedLifetime)s"),
@@ -138,6 +143,10 @@ struct MNCommand: AsyncParsableCommand {
                 ("BAs", "\(s.counters.acksAccepted) accepted, \(s.counters.acksIgnored) ignored, \(s.counters.resyncs135) resyncs (135)"),
                 ("last registration", s.counters.lastRegistrationMs.map { "\($0) ms" } ?? "-"),
             ]
+            if !saved.reassembledTunnel.isEmpty {
+                let counts: [String] = saved.reassembledTunnel.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                rows.append(("reassembled tunnel", counts.joined(separator: ", ")))
+            }
             for (k, v) in rows { print("\(k.padding(toLength: 18, withPad: " ", startingAt: 0)) \(v)") }
             if let counters {
                 print("")

@@ -43,6 +43,9 @@ struct StatsCommand: ParsableCommand {
         rows += cp.drops.sorted { $0.key < $1.key }.map { ["drop_\($0.key)", "\($0.value)"] }
         rows.append(["authenticated_binding_updates", "\(cp.authenticatedBindingUpdates)"])
         rows += cp.authRefusals.sorted { $0.key < $1.key }.map { ["auth_refused_\($0.key)", "\($0.value)"] }
+        rows += [["tunnel_fragmented", "\(cp.tunnelFragmented)"], ["tunnel_packet_too_big", "\(cp.tunnelPacketTooBig)"],
+                 ["tunnel_errors", "\(cp.tunnelErrors)"], ["tunnel_ignored", "\(cp.tunnelIgnored)"]]
+        rows += cp.tunnelFragmentedDrops.sorted { $0.key < $1.key }.map { ["tunnel_fragmented_drop_\($0.key)", "\($0.value)"] }
         printTable(["COUNTER", "VALUE"], rows.filter { all || $0[1] != "0" })
     }
 }

@@ -68,8 +68,15 @@ struct MNProgramTests {
         // Destination Options (PadN) in front of the Type 2 Routing Header.
         var baDstOpts = F.ipv6Header(src: F.homeAgent, dst: F.careOf, nextHeader: 60, payloadLength: Int(baRH2[4]) << 8 + Int(baRH2[5]) + 8)
         baDstOpts += [43, 0, 1, 4, 0, 0, 0, 0] + baRH2[40...]
-        let tunnelFragment = F.ipv6Header(src: F.homeAgent, dst: F.careOf, nextHeader: 44, payloadLength: 8 + 48)
-            + [41, 0, 0, 1, 0, 0, 0, 1] + toMN.prefix(48)
+        // RFC 2473 §7.1(b): a tunnel packet the home agent fragmented; first (more fragments,
+        // offset 0) and last (offset 48 bytes) fragments, and the first from someone else / to another address.
+        func tunnelFragment(src: IPv6Address = F.homeAgent, dst: IPv6Address = F.careOf, last: Bool = false) -> [UInt8] {
+            let part = last ? Array(toMN.dropFirst(48)) : Array(toMN.prefix(48))
+            return F.ipv6Header(src: src, dst: dst, nextHeader: 44, payloadLength: 8 + part.count)
+                + (last ? [41, 0, 0, 48, 0, 0, 0, 1] : [41, 0, 0, 1, 0, 0, 0, 1]) + part
+        }
+        let mhFragment = F.ipv6Header(src: F.homeAgent, dst: F.careOf, nextHeader: 44, payloadLength: 16)
+            + [135, 0, 0, 1, 0, 0, 0, 2] + [59, 1, 6, 0, 0, 0, 0, 0]
         // The BA at home behind an Authentication Header (RFC 4302; length in 4-octet units, minus 2).
         let baHome = bindingAck(to: F.homeAddress, homeAddress: nil)
         let ah: [UInt8] = [baHome[6], 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0]
@@ -115,8 +122,20 @@ struct MNProgramTests {
                  input: received(F.tunnel(outerSrc: F.homeAgent, outerDst: F.careOf,
                                           F.echoRequest(dst: IPv6Address("2001:db8:1::77")!))),
                  verdict: tcShot, output: nil, counters: ["drop_tunnel_not_hoa"]),
-            Case(name: "first fragment of a tunneled packet: dropped", direction: .ingress, input: received(tunnelFragment),
-                 verdict: tcShot, output: nil, counters: ["drop_fragment"]),
+            Case(name: "first fragment of a tunnel packet from the HA to the CoA: to the kernel to reassemble", direction: .ingress,
+                 input: received(tunnelFragment()), verdict: tcOK, output: received(tunnelFragment()),
+                 counters: ["pass_tunnel_fragment"]),
+            Case(name: "last fragment of a tunnel packet from the HA to the CoA: to the kernel to reassemble", direction: .ingress,
+                 input: received(tunnelFragment(last: true)), verdict: tcOK, output: received(tunnelFragment(last: true)),
+                 counters: ["pass_tunnel_fragment"]),
+            Case(name: "fragment of a tunnel packet with a spoofed outer source: dropped", direction: .ingress,
+                 input: received(tunnelFragment(src: IPv6Address("2001:db8:1::66")!)), verdict: tcShot, output: nil,
+                 counters: ["drop_tunnel_spoofed"]),
+            Case(name: "fragment of a tunnel packet to another address than the CoA: dropped", direction: .ingress,
+                 input: received(tunnelFragment(dst: IPv6Address("2001:db8:f1::200")!)), verdict: tcShot, output: nil,
+                 counters: ["drop_tunnel_not_coa"]),
+            Case(name: "first fragment of an MH from the HA: dropped (signaling is never reassembled)", direction: .ingress,
+                 input: received(mhFragment), verdict: tcShot, output: nil, counters: ["drop_fragment"]),
             Case(name: "BA behind a Type 2 Routing Header from the HA: punted, dropped", direction: .ingress,
                  input: received(baRH2), verdict: tcShot, output: nil, counters: ["mh_punt"]),
             Case(name: "BA behind Destination Options and a Type 2 Routing Header: punted", direction: .ingress,
@@ -216,6 +235,11 @@ struct MNProgramTests {
         let r1 = try env.ingress(Self.received(F.tunnel(outerSrc: F.homeAgent, outerDst: F.careOf, Self.toMN)))
         #expect(r1.verdict == Self.tcShot)
         #expect(try env.counter("drop_tunnel_down") == dropsBefore + 1)
+        // A fragment of one too: nothing to reassemble it for.
+        let fragment = F.ipv6Header(src: F.homeAgent, dst: F.careOf, nextHeader: 44, payloadLength: 8 + 48)
+            + [41, 0, 0, 1, 0, 0, 0, 1] + Self.toMN.prefix(48)
+        #expect(try env.ingress(Self.received(fragment)).verdict == Self.tcShot)
+        #expect(try env.counter("drop_tunnel_down") == dropsBefore + 2)
 
         let passBefore = try env.counter("out_pass_tunnel_down")
         let r2 = try env.egress(Self.sent(Self.fromMN))

@@ -257,6 +257,29 @@ struct TCHomeAgentTests {
         #expect(plain.output == F.ethernet(inner))
     }
 
+    @Test("TC, a route MTU of 1300 (RFC 2473 §7.1(b)): a 1280-byte skb is punted for a fragmented tunnel packet; a GSO skb of 1280 bytes is no packet to punt: counted and dropped")
+    func fragmentPunt() throws {
+        let env = try Self.env.get()
+        try XDP.resetFragmentBucket(env)
+        try env.ring.consume()
+        env.punted.removeAll()
+        try XDP.withRouteMTU(env, 1300) {
+            let inner = F.udpDatagram(dataSize: 1280 - 48)
+            let punts = try env.counter("encap_frag_punt")
+            #expect(try env.runSKB(F.ethernet(inner)).verdict == Self.tcShot)
+            #expect(try env.counter("encap_frag_punt") == punts + 1)
+            try env.ring.consume()
+            #expect(env.punted.last?.kind == UInt32(MIP6_PUNT_FRAGMENT.rawValue) && env.punted.last?.bytes == inner)
+            // GRO's merge of two UDP datagrams (1268 + 12 bytes on the wire): its bytes are not
+            // what goes out, and its checksum may be left to offload.
+            let drops = try env.counter("drop_encap_tunnel_mtu")
+            #expect(try env.runSKB(F.ethernet(inner), gsoSize: 1220, gsoSegs: 2).verdict == Self.tcShot)
+            #expect(try env.counter("drop_encap_tunnel_mtu") == drops + 1 && env.counter("encap_frag_punt") == punts + 1)
+        }
+        try env.ring.consume()
+        env.punted.removeAll()
+    }
+
     @Test("with the config disabled every skb is passed untouched")
     func disabled() throws {
         let env = try Self.env.get()

@@ -360,24 +360,125 @@ struct XDPProgramTests {
         #expect(limited > 0 && verdicts.filter { $0 == Self.xdpDrop }.count == Int(limited))
     }
 
-    @Test("a route MTU between 1280 and 1319: a packet of 1280 or less is counted and dropped, not answered with a Packet Too Big that would loop")
+    /// Runs `body` with the fixtures' route to the care-of address at a path MTU of `mtu`
+    /// (RFC 2473 §7.1: below 1280 + 40, some packets of 1280 or less do not fit the tunnel).
+    static func withRouteMTU<T>(_ env: Env, _ mtu: Int, _ body: () throws -> T) throws -> T {
+        try env.ns.ip("-6 route replace 2001:db8:f1::/64 via 2001:db8:1::1 dev t0 mtu lock \(mtu)")
+        try env.maps.bumpNextHopGeneration()
+        defer {
+            try? env.ns.ip("-6 route replace 2001:db8:f1::/64 via 2001:db8:1::1 dev t0")
+            try? env.maps.bumpNextHopGeneration()
+        }
+        return try body()
+    }
+
+    /// Empties the fragment-punt bucket's state: the next punt finds it full (MIP6_FRAG_PUNTS_BURST).
+    static func resetFragmentBucket(_ env: Env) throws {
+        let tb = try BPFMap<UInt32, mip6_token_bucket>(env.object.map(MIP6_MAP_FRAG_LIMIT))
+        try tb.update(0, zeroed())
+    }
+
+    @Test("a route MTU between 1280 and 1319 (RFC 2473 §7.1(b)): a packet of 1280 or less that does not fit with 40 more goes to the control plane for a fragmented tunnel packet, never a Packet Too Big that would loop; a larger one is asked down to 1280")
     func tunnelMTUBelowTheMinimum() throws {
         let env = try Self.env.get()
         try Self.refillICMPBucket(env)
-        try env.ns.ip("-6 route replace 2001:db8:f1::/64 via 2001:db8:1::1 dev t0 mtu lock 1300")
-        defer { try? env.ns.ip("-6 route replace 2001:db8:f1::/64 via 2001:db8:1::1 dev t0") }
-        try env.maps.bumpNextHopGeneration()
-        defer { try? env.maps.bumpNextHopGeneration() }
-        let small = F.ethernet(F.echoRequest(dataSize: 1280 - 48))   // 1280: fits no 1300-byte route with 40 more
-        let before = try env.counter("drop_encap_tunnel_mtu")
-        let r = try env.run(small)
-        let after = try env.counter("drop_encap_tunnel_mtu")
-        #expect(r.verdict == Self.xdpDrop && after == before + 1)
-        let big = F.ethernet(F.echoRequest(dataSize: 1281 - 48))     // larger than 1280: asked down to 1280
-        let p = try env.run(big)
-        #expect(p.verdict == Self.xdpTX && p.output[14 + 40] == 2, "Packet Too Big")
-        let mtu = p.output[14 + 44..<14 + 48].reduce(0) { $0 << 8 | UInt32($1) }
-        #expect(mtu == 1280, "never below the IPv6 minimum")
+        try Self.resetFragmentBucket(env)
+        try env.ring.consume()
+        env.punted.removeAll()
+        try Self.withRouteMTU(env, 1300) {
+            // 1260 + 40 = 1300 fits: tunneled whole, as ever.
+            let fits = F.echoRequest(dataSize: 1260 - 48)
+            let t = try env.run(F.ethernet(fits))
+            #expect(t.verdict == Self.xdpTX && t.output == Self.encapsulated(fits, to: F.careOf), "1260: tunneled")
+            // 1261 to 1280: only a fragmented tunnel packet carries them.
+            for size in [1261, 1280] {
+                let inner = F.echoRequest(dataSize: size - 48)
+                let (punts, tooBig, drops) = (try env.counter("encap_frag_punt"), try env.counter("encap_too_big"),
+                                              try env.counter("drop_encap_tunnel_mtu"))
+                let r = try env.run(F.ethernet(inner))
+                #expect(r.verdict == Self.xdpDrop, "\(size): dropped by the data plane")
+                #expect(try env.counter("encap_frag_punt") == punts + 1, "\(size): punted")
+                #expect(try env.counter("encap_too_big") == tooBig && env.counter("drop_encap_tunnel_mtu") == drops,
+                        "\(size): no Packet Too Big, not dropped as before")
+                try env.ring.consume()
+                #expect(env.punted.count == 1 && env.punted.last?.kind == UInt32(MIP6_PUNT_FRAGMENT.rawValue))
+                #expect(env.punted.last?.bytes == inner, "\(size): the packet as it came (the control plane decrements the hop limit)")
+                env.punted.removeAll()
+            }
+            // 1281: the sender may go down to 1280, so it is asked to (RFC 2473 §7.1(a)).
+            let p = try env.run(F.ethernet(F.echoRequest(dataSize: 1281 - 48)))
+            #expect(p.verdict == Self.xdpTX && p.output[14 + 40] == 2, "Packet Too Big")
+            let mtu = p.output[14 + 44..<14 + 48].reduce(0) { $0 << 8 | UInt32($1) }
+            #expect(mtu == 1280, "never below the IPv6 minimum")
+            try env.ring.consume()
+            #expect(env.punted.isEmpty, "nothing punted for a packet the sender can shrink")
+        }
+    }
+
+    @Test("punts for a fragmented tunnel have their own bucket (a burst of MIP6_FRAG_PUNTS_BURST, then MIP6_FRAG_PUNTS_PER_S), counted apart; signaling is still punted")
+    func fragmentPuntRateLimit() throws {
+        let env = try Self.env.get()
+        try Self.resetFragmentBucket(env)
+        try env.ring.consume()
+        env.punted.removeAll()
+        try Self.withRouteMTU(env, 1300) {
+            let frame = F.ethernet(F.echoRequest(dataSize: 1280 - 48))
+            let n = UInt64(MIP6_FRAG_PUNTS_BURST) + 600
+            let (p0, l0) = (try env.counter("encap_frag_punt"), try env.counter("drop_frag_rate_limited"))
+            let start = monotonicNanoseconds()
+            let r = try env.run(frame, repeat: UInt32(n))
+            let elapsedNs = monotonicNanoseconds() - start
+            let punted = try env.counter("encap_frag_punt") - p0, limited = try env.counter("drop_frag_rate_limited") - l0
+            print("\(n) packets in \(elapsedNs / 1000) µs: \(punted) punted, \(limited) rate-limited")
+            #expect(r.verdict == Self.xdpDrop)
+            #expect(punted + limited == n)
+            #expect(punted >= UInt64(MIP6_FRAG_PUNTS_BURST), "the burst gets through")
+            // The coarse clock may tick once more than the exact one within the run.
+            let refill = (elapsedNs + 10_000_000) * UInt64(MIP6_FRAG_PUNTS_PER_S) / 1_000_000_000
+            #expect(punted <= UInt64(MIP6_FRAG_PUNTS_BURST) + refill + 1, "no more than the burst plus the rate")
+            #expect(limited > 0)
+            try env.ring.consume()
+            #expect(UInt64(env.punted.count) == punted && env.punted.allSatisfy { $0.kind == UInt32(MIP6_PUNT_FRAGMENT.rawValue) })
+            env.punted.removeAll()
+            // The signaling buckets are another matter: a BU is punted.
+            let bu = F.ethernet(PacketBuilder.bindingUpdate(BindingUpdate(sequence: 1, flags: [.ack, .home], lifetime: 10, options: []),
+                                                            careOf: F.careOf, homeAgent: F.homeAgent, homeAddress: F.homeAddress))
+            let mh = try env.counter("mh_punt")
+            _ = try env.run(bu)
+            #expect(try env.counter("mh_punt") == mh + 1)
+            try env.ring.consume()
+            env.punted.removeAll()
+        }
+        try Self.resetFragmentBucket(env)
+    }
+
+    @Test("punts for a fragmented tunnel stop at MIP6_FRAG_PUNT_RING_SHARE of unconsumed ring: the rest is signaling's")
+    func fragmentPuntRingShare() throws {
+        let env = try Self.env.get()
+        try Self.resetFragmentBucket(env)
+        try env.ring.consume()
+        env.punted.removeAll()
+        defer {
+            _ = try? env.ring.consume()
+            env.punted.removeAll()
+        }
+        // A control plane that is behind: half the ring holds signaling it has not read yet.
+        let bu = F.ethernet(PacketBuilder.bindingUpdate(BindingUpdate(sequence: 1, flags: [.ack, .home], lifetime: 10, options: []),
+                                                        careOf: F.careOf, homeAgent: F.homeAgent, homeAddress: F.homeAddress))
+        let record = MemoryLayout<mip6_punt_hdr>.size + Int(MIP6_PUNT_SMALL) + 8 // + the ring's own record header
+        let fill = Int(MIP6_FRAG_PUNT_RING_SHARE) / record + 1
+        _ = try env.run(bu, repeat: UInt32(fill))
+        try Self.withRouteMTU(env, 1300) {
+            let (punts, full) = (try env.counter("encap_frag_punt"), try env.counter("drop_frag_ring_full"))
+            #expect(try env.run(F.ethernet(F.echoRequest(dataSize: 1280 - 48))).verdict == Self.xdpDrop)
+            #expect(try env.counter("drop_frag_ring_full") == full + 1 && env.counter("encap_frag_punt") == punts)
+        }
+        // Signaling still has the other half.
+        let mh = try env.counter("mh_punt")
+        _ = try env.run(bu)
+        #expect(try env.counter("mh_punt") == mh + 1)
+        try env.ring.consume()
+        #expect(env.punted.count == fill + 1 && env.punted.allSatisfy { $0.kind == UInt32(MIP6_PUNT_MH.rawValue) })
     }
 
     @Test("a restarted daemon never makes an earlier daemon's next-hop entries valid again")

@@ -86,5 +86,30 @@ int cmip6_skb_test_run(int prog_fd, const void *data_in, unsigned int size_in,
  * or -errno when nothing could be tried. */
 int cmip6_send_ipv6_batch(int fd, const void *const *packets, const unsigned int *lens, unsigned int n, int *errs);
 
+/* ---- the tunnel socket (raw IPv6, next header 41): fragmented tunnel packets, RFC 2473 §7.1 ---- */
+
+/* One recvmsg(2) (MSG_DONTWAIT) on a raw IPv6 socket with IPV6_RECVPKTINFO: the payload (the
+ * inner packet of a tunnel packet the kernel reassembled) into buf, the outer source into src
+ * and the outer destination (IPV6_PKTINFO; :: when absent) into dst. Returns the payload's
+ * length (more than cap when it was cut: MSG_TRUNC) or -errno (-EAGAIN: nothing queued). */
+int cmip6_recv_tunnel(int fd, void *buf, unsigned int cap, unsigned char src[16], unsigned char dst[16]);
+
+/* An ICMPv6 error the kernel queued on a socket with IPV6_RECVERR (about a packet sent from
+ * the socket's address with its protocol), from struct sock_extended_err. */
+struct cmip6_tunnel_error {
+	unsigned char destination[16]; /* the destination of the packet the error is about */
+	unsigned char offender[16];    /* the node that sent the error (:: when unknown) */
+	unsigned int info;             /* ee_info: the MTU of a Packet Too Big */
+	unsigned int err;              /* ee_errno (EMSGSIZE for a Packet Too Big) */
+	unsigned char origin;          /* SO_EE_ORIGIN_ICMP6 (3) for an ICMPv6 error */
+	unsigned char type;            /* ICMPv6 type (2: Packet Too Big) */
+	unsigned char code;
+	unsigned char _pad;
+};
+
+/* One recvmsg(2) of the error queue (MSG_ERRQUEUE | MSG_DONTWAIT). Returns 0 or -errno
+ * (-EAGAIN: the queue is empty). */
+int cmip6_recv_tunnel_error(int fd, struct cmip6_tunnel_error *out);
+
 
 #endif

@@ -28,6 +28,7 @@
 #define MIP6_MAP_SRC_LIMIT     "mip6_src_tb"     /* signaling token buckets per source /64 */
 #define MIP6_MAP_NEXTHOP       "mip6_nexthop"    /* next-hop cache (skips bpf_fib_lookup) */
 #define MIP6_MAP_ICMP_LIMIT    "mip6_icmp_tb"    /* token bucket of the ICMPv6 errors the data plane sends */
+#define MIP6_MAP_FRAG_LIMIT    "mip6_frag_tb"    /* token bucket of the packets punted for a fragmented tunnel */
 
 /* ---- capacities ----
  * Map sizes and BPF-side limits. Each may be overridden for a BPF build (-DNAME=...): the
@@ -65,6 +66,19 @@
 #ifndef MIP6_ICMP_ERRORS_BURST
 #define MIP6_ICMP_ERRORS_BURST 20
 #endif
+/* RFC 2473 §7.1(b): inner packets of 1280 bytes or less whose tunnel packet exceeds the path MTU
+ * to the care-of address are punted (MIP6_PUNT_FRAGMENT) for the control plane to send as a
+ * fragmented tunnel packet. That is data, not signaling: its own bucket (all CPUs) bounds the
+ * control plane's work, and it may fill at most MIP6_FRAG_PUNT_RING_SHARE of the ring the
+ * signaling punts share (the default burst is 1,000 x 1,320 bytes of records: 1.3 MB), so
+ * neither can starve signaling. 10,000/s of 1280-byte packets is about 100 Mbit/s. */
+#ifndef MIP6_FRAG_PUNTS_PER_S
+#define MIP6_FRAG_PUNTS_PER_S  10000
+#endif
+#ifndef MIP6_FRAG_PUNTS_BURST
+#define MIP6_FRAG_PUNTS_BURST  1000
+#endif
+#define MIP6_FRAG_PUNT_RING_SHARE (MIP6_PUNT_RING_BYTES / 2) /* bytes not yet consumed in the ring */
 
 /* ---- program names in the embedded objects ---- */
 #define MIP6_PROG_HA_XDP       "mip6_ha_xdp"
@@ -112,10 +126,16 @@
 	X(DROP_TUNNEL_EXPIRED, "drop_tunnel_expired") /* reverse tunnel from a binding whose lifetime is over */ \
 	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* too big, but the ICMPv6 error budget (RFC 4443 §2.4(f)) \
 	                                               * is spent: dropped without Packet Too Big */ \
-	X(DROP_ENCAP_TUNNEL_MTU, "drop_encap_tunnel_mtu") /* a packet of 1280 or less that does not fit a route \
-	                                               * whose MTU is below 1280 + 40: RFC 2473 §7.1 wants the tunnel \
-	                                               * packet fragmented, which this data plane does not do; no \
-	                                               * Packet Too Big (it cannot ask for less than 1280: a loop) */
+	X(DROP_ENCAP_TUNNEL_MTU, "drop_encap_tunnel_mtu") /* TC: a GSO skb of 1280 or less that does not fit a route \
+	                                               * whose MTU is below 1280 + 40: its bytes are no packet that \
+	                                               * could be punted (encap_frag_punt); no Packet Too Big (it \
+	                                               * cannot ask for less than 1280: a loop) */ \
+	X(ENCAP_FRAG_PUNT,     "encap_frag_punt")     /* a packet of 1280 or less that does not fit a route whose MTU \
+	                                               * is below 1280 + 40 (RFC 2473 §7.1(b)): punted for the control \
+	                                               * plane to send as a fragmented tunnel packet; dropped here */ \
+	X(DROP_FRAG_RATE_LIMITED, "drop_frag_rate_limited") /* ... over MIP6_FRAG_PUNTS_PER_S: dropped */ \
+	X(DROP_FRAG_RING_FULL, "drop_frag_ring_full") /* ... the ring holds MIP6_FRAG_PUNT_RING_SHARE bytes (the \
+	                                               * rest is signaling's) or is full: dropped */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
@@ -128,6 +148,9 @@ enum mip6_counter {
 enum mip6_punt_kind {
 	MIP6_PUNT_MH = 1, /* a Mobility Header packet to one of our addresses; dropped in XDP */
 	MIP6_PUNT_NA = 2, /* a Neighbor Advertisement, copied for DAD; also passed on */
+	MIP6_PUNT_FRAGMENT = 3, /* a packet for a home address of 1280 bytes or less whose tunnel packet exceeds the
+	                         * path MTU to the care-of address: the control plane sends it as a fragmented
+	                         * tunnel packet (RFC 2473 §7.1(b)); dropped in the data plane */
 };
 
 /* ---- binding flags (mip6_binding.flags), the BU flags as received ---- */
@@ -312,7 +335,7 @@ _Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt
 	X(MH_PUNT_TUNNELED,      "mh_punt_tunneled")      /* an MH inside the tunnel (a BRR); punted as above */ \
 	X(MH_PUNT_TRUNCATED,     "mh_punt_truncated")     /* punted, longer than MIP6_PUNT_MAX */ \
 	X(MH_PUNT_RING_FULL,     "drop_mh_ring_full")     /* control plane not keeping up */ \
-	X(DROP_FRAGMENT,         "drop_fragment")         /* first fragment of an MH or of a tunneled packet */ \
+	X(DROP_FRAGMENT,         "drop_fragment")         /* first fragment of an MH from the home agent (also inside the tunnel) */ \
 	X(IN_DROP_MALFORMED,     "drop_malformed")        /* IPv6 header or extension header truncated */ \
 	X(IN_PASS_EXT_CHAIN,     "pass_ext_chain")        /* more than MIP6_MAX_EXT_HEADERS: left to the kernel */ \
 	X(OUT_TOTAL,             "out_total")             /* every packet seen on egress */ \
@@ -326,7 +349,10 @@ _Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt
 	X(ENCAP_REDIRECT_NEIGH,  "encap_redirect_neigh")  /* ... bpf_redirect_neigh: neighbour unresolved or forwarding off */ \
 	X(ENCAP_TOO_BIG,         "encap_too_big")         /* Packet Too Big returned to the local stack */ \
 	X(DROP_ENCAP_FAIL,       "drop_encap_fail")       /* bpf_skb_adjust_room refused (or > 64 KiB) */ \
-	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the home agent */
+	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the home agent */ \
+	X(PASS_TUNNEL_FRAGMENT,  "pass_tunnel_fragment")  /* a fragment of a tunnel packet from the home agent to the CoA \
+	                                                   * (RFC 2473 §7.1(b)): to the kernel, which reassembles it for \
+	                                                   * the daemon's tunnel socket */
 
 #define MIP6_MN_COUNTER_ENUM(name, str) MIP6_MN_CNT_##name,
 enum mip6_mn_counter {

@@ -17,7 +17,7 @@ public final class HomeAgentMaps {
     /// The names of every map the home agent pins.
     public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_SLOT_NEXTHOP, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
                                      MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT, MIP6_MAP_PUNT_LIMIT, MIP6_MAP_SRC_LIMIT, MIP6_MAP_NEXTHOP,
-                                     MIP6_MAP_ICMP_LIMIT]
+                                     MIP6_MAP_ICMP_LIMIT, MIP6_MAP_FRAG_LIMIT]
 
     public init(object: BPFObject) throws {
         bindings = try BPFMap(object.map(MIP6_MAP_BINDINGS))

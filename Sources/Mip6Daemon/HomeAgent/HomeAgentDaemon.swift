@@ -6,9 +6,10 @@ import Glibc
 import Logging
 
 /// The `mip6 ha` daemon on the shared EventLoop: the signaling ring buffer, netlink (next-hop
-/// cache), wake-ups from other threads (stop, reload) and timers (binding expiry, DAD, the
-/// state file). Nothing blocks per BU. Start-up is in HomeAgentStartup.swift, BU handling in
-/// HomeAgentSignaling.swift, DAD and NAs in HomeAgentNeighborDiscovery.swift.
+/// cache), the tunnel socket, wake-ups from other threads (stop, reload) and timers (binding
+/// expiry, DAD, the state file). Nothing blocks per BU. Start-up is in HomeAgentStartup.swift,
+/// BU handling in HomeAgentSignaling.swift, DAD and NAs in HomeAgentNeighborDiscovery.swift,
+/// fragmented tunnel packets in HomeAgentTunnel.swift.
 public final class HomeAgentDaemon: LoopDaemon {
     let options: HomeAgentOptions
     let logger: Logger
@@ -28,6 +29,10 @@ public final class HomeAgentDaemon: LoopDaemon {
     var routing: Netlink.Watcher!
     var core: HomeAgentCore!
     var rawSender: RawIPv6Sender!
+    /// Next header 41 from the home agent address: fragmented tunnel packets (RFC 2473 §7.1(b)),
+    /// and the ICMPv6 errors about every tunnel packet of ours (path MTU). HomeAgentTunnel.swift.
+    var tunnel: TunnelSocket!
+    var fragmented = FragmentedTunnelCounters()
     var homeLink: NetworkInterface!
     var packetSender: PacketSender!
     var localAddresses: Set<IPv6Address> = []
@@ -94,6 +99,7 @@ public final class HomeAgentDaemon: LoopDaemon {
     /// is invalidated on any route, neighbour or link change), reload and stop, and timers.
     func setUpLoop() {
         loop.watch(ring.pollFD) { [unowned self] in try drainSignaling() }
+        loop.watch(tunnel.pollFD) { [unowned self] in drainTunnel() }
         loop.watch(routing.pollFD) { [unowned self] in
             guard routing.drain() else { return }
             do { try maps.bumpNextHopGeneration() } catch {

@@ -109,6 +109,8 @@ extension HomeAgentDaemon {
                 perform(core.dadFinished(homeAddress: na.target, duplicate: true))
                 updateNACopy()
             }
+        case Int32(MIP6_PUNT_FRAGMENT.rawValue):
+            sendFragmentedTunnel(packet) // RFC 2473 §7.1(b): HomeAgentTunnel.swift
         default:
             puntsMalformed += 1
         }

@@ -105,6 +105,7 @@ extension HomeAgentDaemon {
         try syncLocalAddresses()
 
         rawSender = try RawIPv6Sender()
+        tunnel = try TunnelSocket(source: options.address, hopLimit: UInt8(MIP6_TUNNEL_HOP_LIMIT), reportErrors: true)
         packetSender = try PacketSender(interface: home)
         ring = try RingBuffer(map: obj.map(MIP6_MAP_PUNT)) { [unowned self] record in self.handlePunt(record) }
         // Route, neighbour and link changes invalidate the data plane's next-hop cache.

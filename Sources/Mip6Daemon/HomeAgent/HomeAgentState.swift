@@ -28,7 +28,10 @@ extension HomeAgentDaemon {
                             inFlightBatches: storeState.inFlight.count, counters: storeState.counters,
                             convergence: storeState.convergenceSummary)
             },
-            storeRefusals: c.storeRefusals)
+            storeRefusals: c.storeRefusals,
+            tunnelFragmented: fragmented.sent, tunnelFragmentedDrops: fragmented.drops,
+            tunnelPacketTooBig: fragmented.packetTooBig, tunnelErrors: fragmented.otherErrors,
+            tunnelIgnored: fragmented.ignored)
         shared.write { $0.state = state }
         do { try state.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
@@ -72,6 +75,16 @@ public struct ControlPlaneState: StateFile, Sendable {
     public var store: StoreStatus?
     /// BUs answered 130 because the store could not take them.
     public var storeRefusals: UInt64 = 0
+    /// RFC 2473 §7.1(b): packets sent as fragmented tunnel packets, and those punted for it but
+    /// not sent, by reason (no_binding, expired, malformed, hop_limit, send_failed).
+    public var tunnelFragmented: UInt64 = 0
+    public var tunnelFragmentedDrops: [String: UInt64] = [:]
+    /// ICMPv6 errors about our tunnel packets: Packet Too Big (the path MTU to a care-of address
+    /// went down), and the others.
+    public var tunnelPacketTooBig: UInt64 = 0
+    public var tunnelErrors: UInt64 = 0
+    /// Tunnel packets to us that the kernel reassembled (a fragmented reverse tunnel): not decapsulated.
+    public var tunnelIgnored: UInt64 = 0
 
     public static let fileName = "controlplane.json"
 }

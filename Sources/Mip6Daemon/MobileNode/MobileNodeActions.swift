@@ -100,7 +100,8 @@ extension MobileNodeDaemon {
 
     func writeStatus() {
         lastStatusWrite = clock.nanoseconds()
-        let report = MobileNodeReport(status: core.status, pid: getpid(), updatedAt: Date(), interfaces: options.interfaces)
+        let report = MobileNodeReport(status: core.status, pid: getpid(), updatedAt: Date(), interfaces: options.interfaces,
+                                      reassembledTunnel: reassembledTunnel)
         do { try report.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
         }

@@ -5,10 +5,11 @@ import Foundation
 import Glibc
 import Logging
 
-/// The `mip6 mn` daemon on the shared EventLoop: the BA ring buffer, netlink (movement),
-/// wake-ups (stop) and the state machine's next timer. Start-up is in
+/// The `mip6 mn` daemon on the shared EventLoop: the BA ring buffer, netlink (movement), the
+/// tunnel socket, wake-ups (stop) and the state machine's next timer. Start-up is in
 /// MobileNodeStartup.swift, movement in MobileNodeMovement.swift, what the state machine
-/// asks for (BUs, tunnel up/down, coming home) in MobileNodeActions.swift.
+/// asks for (BUs, tunnel up/down, coming home) in MobileNodeActions.swift, fragmented tunnel
+/// packets in MobileNodeTunnel.swift.
 public final class MobileNodeDaemon: LoopDaemon {
     let options: MobileNodeOptions
     let logger: Logger
@@ -26,6 +27,11 @@ public final class MobileNodeDaemon: LoopDaemon {
     var watcher: Netlink.Watcher!
     var core: MobileNodeCore!
     var senders: [String: RawIPv6Sender] = [:]
+    /// Tunnel packets from the home agent that the kernel reassembled (RFC 2473 §7.1(b)), and
+    /// the socket that delivers their inner packets to the home address. MobileNodeTunnel.swift.
+    var tunnel: TunnelSocket!
+    var loopback: RawIPv6Sender!
+    var reassembledTunnel: [String: UInt64] = [:]
     var interfaces: [NetworkInterface] = []
     /// Which interface holds which of our addresses, from the last scan.
     var owner: [IPv6Address: NetworkInterface] = [:]
@@ -55,6 +61,7 @@ public final class MobileNodeDaemon: LoopDaemon {
     func setUpLoop() {
         loop.watch(ring.pollFD) { [unowned self] in try ring.consume() }
         loop.watch(watcher.pollFD) { [unowned self] in if watcher.drain() { rescan() } }
+        loop.watch(tunnel.pollFD) { [unowned self] in drainTunnel() }
         loop.onWake = { [unowned self] in
             guard loop.stopRequested else { return }
             logger.notice("stopping: de-registering")

@@ -40,6 +40,9 @@ public struct MobileNodeReport: StateFile, Sendable {
     public var pid: Int32
     public var updatedAt: Date
     public var interfaces: [String]
+    /// Tunnel packets from the home agent that came in fragments and the kernel reassembled
+    /// (RFC 2473 §7.1(b)): "delivered", "signaling", "drop_<reason>", "deliver_failed".
+    public var reassembledTunnel: [String: UInt64] = [:]
 
     public static let fileName = "mobilenode.json"
 }

@@ -28,6 +28,9 @@ extension MobileNodeDaemon {
         maps = try MobileNodeMaps(object: obj)
         try maps.configure(homeAddress: options.homeAddress, homeAgent: options.homeAgent)
         ring = try RingBuffer(map: maps.punt) { [unowned self] record in self.handlePunt(record) }
+        // RFC 2473 §7.1(b): what the home agent had to fragment reaches us reassembled here.
+        tunnel = try TunnelSocket()
+        loopback = try RawIPv6Sender(boundTo: "lo")
         // Route events too: a default route appearing on the care-of link moves the home route.
         watcher = try Netlink.Watcher(groups: Netlink.rtmgrpLink | Netlink.rtmgrpIPv6IfAddr | Netlink.rtmgrpIPv6Route)
         try installSourceRule()
