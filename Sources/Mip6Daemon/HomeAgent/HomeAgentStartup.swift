@@ -13,10 +13,16 @@ extension HomeAgentDaemon {
         if options.virtualHome {
             // RFC 6275 §3.1: a virtual home network; the address is ours on any interface (lo,
             // for an anycast address every replica holds).
+            // Absent: we put it on lo ourselves (a pod has nobody else to do it), and leave it.
             let all = (try? NetworkInterface(named: "lo")).map { [$0] } ?? []
-            guard (all + ifaces).contains(where: { $0.ipv6Addresses().contains(options.address) }) else {
-                throw StartupError("--address \(options.address) is not configured here "
-                                   + "(with --virtual-home, add it to lo: ip -6 addr add \(options.address)/128 dev lo)")
+            if !(all + ifaces).contains(where: { $0.ipv6Addresses().contains(options.address) }) {
+                do {
+                    try Netlink.changeAddress(add: true, options.address, prefixLength: 128, ifindex: if_nametoindex("lo"))
+                } catch {
+                    throw StartupError("--address \(options.address) is not configured here and adding it to lo failed: \(error) "
+                                       + "(ip -6 addr add \(options.address)/128 dev lo)")
+                }
+                logger.notice("home agent address added to lo (virtual home network)", metadata: ["mip6.address": "\(options.address)"])
             }
             home = ifaces[0]
         } else {
