@@ -113,24 +113,17 @@ static __always_inline int ha_fib(void *ctx, const struct mip6_config *cfg, __u6
 	return rc;
 }
 
-/* The route to binding `b`'s care-of address: its slot's entry while it is fresh and was
+/* The route to binding `b`'s care-of address when its slot's entry cannot answer: the FIB,
+ * whose answer is written back in place. An entry answers only while it is fresh and was
  * filled for the binding's current sequence number (each accepted BU, a move or a slot
- * handed to another binding, asks the FIB again), else the FIB, written back in place.
- * Two CPUs may refill one entry at once: both write the FIB's answer of the same moment;
- * the payload is written before the generation and sequence that make it valid. */
-static __always_inline int ha_fib_binding(void *ctx, const struct mip6_config *cfg, const struct mip6_binding *b,
-					  __u64 now, struct bpf_fib_lookup *fib)
+ * handed to another binding, asks the FIB again). Two CPUs may refill one entry at once:
+ * both write the FIB's answer of the same moment; the payload is written before the
+ * generation that makes it valid. */
+static __always_inline int ha_fib_refill(void *ctx, const struct mip6_config *cfg, const struct mip6_binding *b,
+					 struct mip6_slot_nexthop *e, int fresh, __u64 now, struct bpf_fib_lookup *fib)
 {
-	__u32 slot = b->slot;
-	__u32 gen = cfg->nh_gen;
-	struct mip6_slot_nexthop *e = bpf_map_lookup_elem(&mip6_slot_nh, &slot);
-	int fresh = e && e->seq == b->seq && m6_nh_fresh(&e->nh, gen, now);
-	if (fresh && fib->tot_len <= e->nh.max_len) {
-		m6_nh_apply(&e->nh, fib);
-		ha_count(MIP6_CNT_NH_CACHE_HIT);
-		return BPF_FIB_LKUP_RET_SUCCESS;
-	}
 	ha_count(MIP6_CNT_NH_CACHE_MISS);
+	__u32 gen = cfg->nh_gen;
 	__u32 len = fib->tot_len;
 	int rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && e) {
@@ -159,16 +152,16 @@ static __always_inline void ha_hop_limit_dec(void *ctx, const enum m6_hook hook,
 	m6_csum_replaced(ctx, hook, &old_word, 4, &new_word, 4);
 }
 
-/* To the next hop the FIB found: out of the arrival interface (counted as `tx`), or
- * redirected to another one (`redirect`). */
-static __always_inline int ha_forward(void *ctx, const enum m6_hook hook, struct ethhdr *eth,
-				      const struct bpf_fib_lookup *fib, __u32 tx, __u32 redirect)
+/* To the next hop (the FIB's, or the cache's): out of the arrival interface (counted as
+ * `tx`), or redirected to another one (`redirect`). */
+static __always_inline int ha_forward(void *ctx, const enum m6_hook hook, struct ethhdr *eth, __u32 ifindex,
+				      const __u8 *smac, const __u8 *dmac, __u32 tx, __u32 redirect)
 {
-	mac_copy(eth->h_dest, fib->dmac);
-	mac_copy(eth->h_source, fib->smac);
-	if (fib->ifindex == m6_ifindex(ctx, hook))
+	mac_copy(eth->h_dest, dmac);
+	mac_copy(eth->h_source, smac);
+	if (ifindex == m6_ifindex(ctx, hook))
 		return M6_OUT(tx, m6_tx(ctx, hook));
-	return M6_OUT(redirect, m6_redirect(ctx, hook, fib->ifindex, 0));
+	return M6_OUT(redirect, m6_redirect(ctx, hook, ifindex, 0));
 }
 
 /* The sender's packet does not fit the tunnel: Packet Too Big back out of the arrival interface. */
@@ -259,6 +252,23 @@ static __always_inline int ha_binding_live(const struct mip6_binding *b, __u64 n
 	return now < b->expires_ns;
 }
 
+/* Room for the outer header and the header written in it, *eth set to the Ethernet header
+ * in front of it. 0, or the drop reason. */
+static __always_inline __u32 ha_tunnel_open(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
+					    __u32 first_word, __u32 inner_len, __u64 room_flags,
+					    const __u8 *ha_addr, const __u8 *coa, struct ethhdr **eth)
+{
+	int err = m6_open_room(ctx, hook, IPV6_HLEN, room_flags);
+	if (err == -ENOTSUPP_) /* a GSO type the kernel cannot re-segment behind an outer header */
+		return MIP6_CNT_DROP_ENCAP_GSO;
+	if (err)
+		return MIP6_CNT_DROP_ADJUST_FAIL;
+	__u8 hop_limit = cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT;
+	if (!m6_tunnel_header(ctx, hook, eth, first_word, inner_len, hop_limit, ha_addr, coa))
+		return MIP6_CNT_DROP_ADJUST_FAIL;
+	return 0;
+}
+
 /* RFC 6275 §10.4.1-2: tunnel a packet for a registered home address to its care-of address. */
 static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
 					  struct ipv6hdr *ip6, const struct mip6_binding *b, __u64 now)
@@ -278,9 +288,27 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	if (wire_len == 0 || wire_len > 0xffff || inner_len > 0xffff)
 		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
 
+	/* The common case: the binding's slot knows the next hop (an inlined array lookup; no
+	 * FIB, not even the lookup structure to fill). */
+	__u32 slot = b->slot;
+	struct mip6_slot_nexthop *e = bpf_map_lookup_elem(&mip6_slot_nh, &slot);
+	int fresh = e && e->seq == b->seq && m6_nh_fresh(&e->nh, cfg->nh_gen, now);
+	if (fresh && wire_len <= e->nh.max_len) {
+		ha_count(MIP6_CNT_NH_CACHE_HIT);
+		ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
+		struct ethhdr *eth;
+		__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, ha_addr, coa, &eth);
+		if (why)
+			return M6_DROP(why);
+		ha_count(MIP6_CNT_ENCAP);
+		ha_stats_add(b, inner_len, m6_segs(ctx, hook), 1);
+		return ha_forward(ctx, hook, eth, e->nh.ifindex, e->nh.smac, e->nh.dmac, MIP6_CNT_ENCAP_TX,
+				  MIP6_CNT_ENCAP_REDIRECT);
+	}
+
 	struct bpf_fib_lookup fib;
 	m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
-	int rc = ha_fib_binding(ctx, cfg, b, now, &fib);
+	int rc = ha_fib_refill(ctx, cfg, b, e, fresh, now, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		/* RFC 2473 §7.1: the tunnel MTU is the route's less our header; never below 1280.
 		 * A route too small for a 1280-byte packet plus 40 leaves packets of 1280 or less
@@ -295,23 +323,16 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 		return M6_DROP(MIP6_CNT_ENCAP_FIB_FAIL);
 
 	ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
-
-	int err = m6_open_room(ctx, hook, IPV6_HLEN, room_flags);
-	if (err == -ENOTSUPP_) /* a GSO type the kernel cannot re-segment behind an outer header */
-		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
-	if (err)
-		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
 	struct ethhdr *eth;
-	__u8 hop_limit = cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT;
-	if (!m6_tunnel_header(ctx, hook, &eth, first_word, inner_len, hop_limit, ha_addr, coa))
-		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
-
+	__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, ha_addr, coa, &eth);
+	if (why)
+		return M6_DROP(why);
 	ha_count(MIP6_CNT_ENCAP);
 	ha_stats_add(b, inner_len, m6_segs(ctx, hook), 1);
 
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) /* the kernel resolves the next hop and forwards */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_PASS_NO_NEIGH);
-	return ha_forward(ctx, hook, eth, &fib, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
+	return ha_forward(ctx, hook, eth, fib.ifindex, fib.smac, fib.dmac, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
 }
 
 /* RFC 6275 §10.4.5: reverse tunnel from a registered care-of address. `inner` follows
@@ -356,7 +377,7 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) /* no neighbour yet, too big, hop limit: the kernel knows best */
 		return M6_PASS(hook, MIP6_CNT_DECAP_PASS_KERNEL);
 	ha_hop_limit_dec(ctx, hook, ip6);
-	return ha_forward(ctx, hook, eth, &fib, MIP6_CNT_DECAP_TX, MIP6_CNT_DECAP_REDIRECT);
+	return ha_forward(ctx, hook, eth, fib.ifindex, fib.smac, fib.dmac, MIP6_CNT_DECAP_TX, MIP6_CNT_DECAP_REDIRECT);
 }
 
 /* Packets to one of our addresses: MH to the control plane, IPv6-in-IPv6 to decapsulation. */

@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Binding Updates through the shared store (issue 12): `mip6-bench bu-load` against three
+`mip6 ha` replicas sharing a real 3-member etcd (testbed/cluster.py).
+
+    sudo /usr/bin/python3 perf/cluster.py [--rates 100,2000,5000,10000,max] [--seconds 2]
+    sudo /usr/bin/python3 perf/cluster.py --quick        # a few seconds, for CI's smoke
+
+From the mobile node's namespace the generator sends BUs from COA1 for new home addresses
+(every BU a new registration committed to etcd with a create-only compare) at each offered
+rate and matches the BAs. All BUs of one care-of address reach one replica (the router's ECMP
+hashes the flow); the other two learn every binding through their watch, and report how long
+that took (acceptance at the writer -> in their maps: `store.convergence` in `mip6 stats`).
+The first step (100 BU/s) gives the idle single-BU latency. Punt rate limits are off.
+Everything runs on this machine's 2 CPUs: 3 replicas, 3 etcd members, BIRD, the generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from testbed.cluster import REPLICAS, ClusterTestbed, Replica  # noqa: E402
+from testbed.harness import bench_binary, default_binary, ping  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", default="100,2000,5000,10000,15000,max")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--max-count", type=int, default=60000, help="BUs in a max step")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tag", default="m6pc")
+    ap.add_argument("--bin", default=os.environ.get("MIP6_BIN", str(default_binary())))
+    ap.add_argument("--output", default=str(Path(tempfile.gettempdir()) / "mip6-cluster.json"))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, TC, BIRD, etcd)", file=sys.stderr)
+        return 1
+    if args.quick:
+        args.rates, args.seconds, args.max_count = "100,1000", 0.5, 2000
+    rates = [0 if r == "max" else int(r) for r in args.rates.split(",")]
+    results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": []}
+    logs = Path(tempfile.gettempdir())
+    with ClusterTestbed(args.tag) as tb:
+        reps = [Replica(tb, n, Path(args.bin), logs, extra=["--punt-rate", "0", "--punt-rate-per-source", "0",
+                                                            "--max-bindings", "262144", "--log-level", "notice"])
+                for n in REPLICAS]
+        try:
+            for r in reps:
+                r.start()
+            tb.wait_nexthops(3)
+            ping(tb, "mn", tb.HA, count=2, interval=0.1, echo=False)
+            rtr_mac = tb.mac("rtr", "r-f1")
+            first = 0
+            for rate in rates:
+                count = args.max_count if rate == 0 else int(rate * args.seconds)
+                step_args = ["--interface", tb.MN_IF1, "--destination-mac", rtr_mac, "--care-of", tb.COA1,
+                             "--home-agent", tb.HA, "--home-prefix", tb.HOME_PREFIX, "--lifetime", "600",
+                             "--rates", "max" if rate == 0 else str(rate), "--seconds", str(args.seconds),
+                             "--max-count", str(args.max_count), "--drain", "5",
+                             "--first-home-address", f"{0xb000_0000_0000_0000 + first:x}"]
+                first += count
+                out = tb.run("mn", [bench_binary(args.bin), "bu-load", *step_args, "--json"], timeout=300)
+                step = json.loads(out.stdout)["steps"][0]
+                results["steps"].append(step)
+                print(f"offered {'max' if rate == 0 else rate:>6} BU/s: sent {step['sent']}, accepted {step['accepted']}, "
+                      f"missing {step['missing']}, accepted/s {step['acceptedPerSecond']:,.0f}, "
+                      f"BU->BA p50 {step['p50Microseconds'] / 1000:.1f} ms p99 {step['p99Microseconds'] / 1000:.1f} ms", flush=True)
+            time.sleep(1)
+            results["replicas"] = {r.node: (r.state() or {}).get("store") for r in reps}
+            for node, s in results["replicas"].items():
+                c = (s or {}).get("convergence") or {}
+                print(f"{node}: commits {s['counters']['commits']}, conflicts {s['counters']['conflicts']}, remote upserts "
+                      f"{s['counters']['remoteUpserts']}; convergence p50 {c.get('p50', 0):.1f} ms p99 {c.get('p99', 0):.1f} ms "
+                      f"max {c.get('max', 0):.1f} ms over {c.get('samples', 0)}")
+        finally:
+            for r in reps:
+                r.stop()
+    Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"JSON: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
