@@ -671,6 +671,23 @@ public final class HomeAgentCore {
     /// (the binding before this BU, which keeps forwarding; nil for a new home address), and
     /// the acceptance is taken off the counters.
     public func dataPlaneWriteFailed(homeAddress hoa: IPv6Address, previous: Binding?, error: any Error) {
+        takeBack(hoa, previous: previous)
+        logger.error("the data plane refused the binding: its BA is withheld, the previous binding stays", metadata: [
+            "mip6.hoa": "\(hoa)", "mip6.previous_coa": "\(previous.map { "\($0.careOfAddress)" } ?? "none")",
+            "mip6.error": "\(error)",
+        ])
+    }
+
+    /// The shared binding store did not take a binding accepted in memory (another replica
+    /// wrote the key first, or the store did not answer): as a refused map write, logged
+    /// once per kind (a conflict storm must not become a log flood).
+    public func storeWriteFailed(homeAddress hoa: IPv6Address, previous: Binding?, reason: String) {
+        takeBack(hoa, previous: previous)
+        logOnce("binding not committed to the store (\(reason)): its BA is withheld", [
+            "mip6.hoa": "\(hoa)", "mip6.previous_coa": "\(previous.map { "\($0.careOfAddress)" } ?? "none")"])
+    }
+
+    private func takeBack(_ hoa: IPv6Address, previous: Binding?) {
         cache.revert(hoa, to: previous)
         counters.dataPlaneErrors += 1
         if let n = counters.acksByStatus[BAStatus.accepted.rawValue], n > 0 { counters.acksByStatus[BAStatus.accepted.rawValue] = n - 1 }
@@ -679,10 +696,6 @@ public final class HomeAgentCore {
         } else if counters.refreshes > 0 {
             counters.refreshes -= 1
         }
-        logger.error("the data plane refused the binding: its BA is withheld, the previous binding stays", metadata: [
-            "mip6.hoa": "\(hoa)", "mip6.previous_coa": "\(previous.map { "\($0.careOfAddress)" } ?? "none")",
-            "mip6.error": "\(error)",
-        ])
     }
 
     /// The first event of each kind at info (saying the rest are counted), later ones at debug.

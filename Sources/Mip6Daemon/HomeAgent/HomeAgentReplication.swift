@@ -227,45 +227,59 @@ extension HomeAgentDaemon {
             for w in batch.writes {
                 if case .put = w { storeState.revisions[w.homeAddress] = r.revision } else { storeState.revisions[w.homeAddress] = nil }
             }
-            var refused: Set<IPv6Address> = []
-            for f in table.write(batch.staged) {
-                mapUpdateFailures += 1
-                refused.insert(f.homeAddress)
-                core.dataPlaneWriteFailed(homeAddress: f.homeAddress, previous: f.previous, error: f.error)
-            }
-            send(batch.sends.filter { $0.hoa.map { !refused.contains($0) } ?? true })
+            confirm(batch)
             return
         }
         // Someone else wrote one of these keys first. Those take the store's value and lose
         // their BA (the mobile node retransmits and is judged on the fresh state); the rest
         // of the batch goes again, once.
-        storeState.counters.conflicts += 1
         var conflicting: Set<IPv6Address> = []
+        var ours: [IPv6Address: Int64?] = [:] // keys that already hold this batch's write
         for w in batch.writes {
-            let expected: Int64?
+            let current = r.current[w.homeAddress] ?? nil
             switch w {
-            case let .put(_, _, e): expected = e
-            case let .delete(_, e): expected = e
+            case let .put(hoa, record, expected):
+                // A retry of a transaction that went through (its answer was late): our record is there.
+                if let current, current.record == record { ours[hoa] = current.modRevision; continue }
+                if current?.modRevision != expected { conflicting.insert(hoa) }
+            case let .delete(hoa, expected):
+                if current == nil { ours[hoa] = .some(nil); continue }
+                if current?.modRevision != expected { conflicting.insert(hoa) }
             }
-            if (r.current[w.homeAddress] ?? nil)?.modRevision != expected { conflicting.insert(w.homeAddress) }
         }
-        if batch.retried { conflicting = Set(batch.writes.map(\.homeAddress)) }
+        // What an earlier attempt did commit is confirmed now.
+        for (hoa, rev) in ours { storeState.revisions[hoa] = rev }
+        if !ours.isEmpty {
+            storeState.counters.commits += 1
+            storeState.counters.committedWrites += UInt64(ours.count)
+            confirm(batch.subset(Set(ours.keys)))
+        }
+        if batch.retried { conflicting = Set(batch.writes.map(\.homeAddress)).subtracting(ours.keys) }
+        if !conflicting.isEmpty { storeState.counters.conflicts += 1 }
         for hoa in conflicting {
             // A BU that waited behind this one was judged on state that did not hold: it
             // goes too (its mobile node retransmits).
             storeState.deferred[hoa] = nil
-            undo(hoa, batch, error: StoreError("conflicting write in the binding store"))
+            undo(hoa, batch, reason: "another replica wrote it first")
             storeState.revisions[hoa] = nil
             if let current = r.current[hoa] ?? nil { applyRemote(current, relist: true) } else { applyRemoteDelete(hoa) }
         }
-        let rest = batch.writes.filter { !conflicting.contains($0.homeAddress) }
+        let rest = Set(batch.writes.map(\.homeAddress)).subtracting(conflicting).subtracting(ours.keys)
         guard !rest.isEmpty else { return }
-        let keys = Set(rest.map(\.homeAddress))
-        submit(StoreBatch(writes: rest,
-                          staged: BPFBindingTable.Staged(bindings: batch.staged.bindings.filter { keys.contains($0.key) },
-                                                         before: batch.staged.before.filter { keys.contains($0.key) }),
-                          removed: batch.removed.filter { keys.contains($0.key) },
-                          sends: batch.sends.filter { $0.hoa.map { keys.contains($0) } ?? false }, retried: true))
+        var again = batch.subset(rest)
+        again.retried = true
+        submit(again)
+    }
+
+    /// The store has the batch: into the maps, then the BAs that confirm it.
+    private func confirm(_ batch: StoreBatch) {
+        var refused: Set<IPv6Address> = []
+        for f in table.write(batch.staged) {
+            mapUpdateFailures += 1
+            refused.insert(f.homeAddress)
+            core.dataPlaneWriteFailed(homeAddress: f.homeAddress, previous: f.previous, error: f.error)
+        }
+        send(batch.sends.filter { $0.hoa.map { !refused.contains($0) } ?? true })
     }
 
     /// The store did not take the batch in time: nothing of it happened. The cache goes back
@@ -277,7 +291,7 @@ extension HomeAgentDaemon {
         storeState.counters.failures += 1
         for w in batch.writes {
             storeState.deferred[w.homeAddress] = nil
-            undo(w.homeAddress, batch, error: StoreError(why))
+            undo(w.homeAddress, batch, reason: "the store did not answer")
         }
         logger.warning("binding store commit failed: BAs withheld", metadata: [
             "mip6.writes": "\(batch.writes.count)", "mip6.error": "\(why)"])
@@ -285,9 +299,9 @@ extension HomeAgentDaemon {
 
     /// Takes one key of a batch back out of the cache: to the binding before the BU for a
     /// put (never written to the maps), back into the cache and the maps for a de-registration.
-    private func undo(_ hoa: IPv6Address, _ batch: StoreBatch, error: Error) {
+    private func undo(_ hoa: IPv6Address, _ batch: StoreBatch, reason: String) {
         if batch.staged.bindings[hoa] != nil {
-            core.dataPlaneWriteFailed(homeAddress: hoa, previous: batch.staged.before[hoa] ?? nil, error: error)
+            core.storeWriteFailed(homeAddress: hoa, previous: batch.staged.before[hoa] ?? nil, reason: reason)
         } else if let b = batch.removed[hoa] {
             try? core.cache.upsert(b)
         }

@@ -189,6 +189,15 @@ struct StoreBatch {
     var removed: [IPv6Address: Binding]
     var sends: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)]
     var retried = false
+
+    /// The part of the batch for `keys`.
+    func subset(_ keys: Set<IPv6Address>) -> StoreBatch {
+        StoreBatch(writes: writes.filter { keys.contains($0.homeAddress) },
+                   staged: BPFBindingTable.Staged(bindings: staged.bindings.filter { keys.contains($0.key) },
+                                                  before: staged.before.filter { keys.contains($0.key) }),
+                   removed: removed.filter { keys.contains($0.key) },
+                   sends: sends.filter { $0.hoa.map { keys.contains($0) } ?? false }, retried: retried)
+    }
 }
 
 public struct StoreCounters: Codable, Sendable, Equatable {
