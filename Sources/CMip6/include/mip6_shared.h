@@ -109,12 +109,16 @@
 	                                               * §10.3.1): not tunneled, not defended, to the kernel; the daemon, when it \
 	                                               * runs, removes such bindings itself */ \
 	X(DROP_TUNNEL_EXPIRED, "drop_tunnel_expired") /* reverse tunnel from a binding whose lifetime is over */ \
-	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* too big, but the ICMPv6 error budget (RFC 4443 §2.4(f)) \
-	                                               * is spent: dropped without Packet Too Big */ \
+	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* too big or out of encapsulation limit, but the ICMPv6 \
+	                                               * error budget (RFC 4443 §2.4(f)) is spent: dropped without \
+	                                               * Packet Too Big or Parameter Problem */ \
 	X(DROP_ENCAP_TUNNEL_MTU, "drop_encap_tunnel_mtu") /* a packet of 1280 or less that does not fit a route \
 	                                               * whose MTU is below 1280 + 40: RFC 2473 §7.1 wants the tunnel \
 	                                               * packet fragmented, which this data plane does not do; no \
-	                                               * Packet Too Big (it cannot ask for less than 1280: a loop) */
+	                                               * Packet Too Big (it cannot ask for less than 1280: a loop) */ \
+	X(DROP_ENCAP_LIMIT,    "drop_encap_limit")    /* RFC 2473 §5.1: its Tunnel Encapsulation Limit is 0, so it may \
+	                                               * not be tunneled again: discarded, its frame turned into an ICMPv6 \
+	                                               * Parameter Problem (code 0, pointing at the limit) to its source */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
@@ -313,7 +317,9 @@ _Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt
 	X(ENCAP_REDIRECT_NEIGH,  "encap_redirect_neigh")  /* ... bpf_redirect_neigh: neighbour unresolved or forwarding off */ \
 	X(ENCAP_TOO_BIG,         "encap_too_big")         /* Packet Too Big returned to the local stack */ \
 	X(DROP_ENCAP_FAIL,       "drop_encap_fail")       /* bpf_skb_adjust_room refused (or > 64 KiB) */ \
-	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the home agent */
+	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the home agent */ \
+	X(DROP_ENCAP_LIMIT,      "drop_encap_limit")      /* RFC 2473 §5.1: Tunnel Encapsulation Limit 0: Parameter \
+	                                                   * Problem to the local stack instead of the tunnel */
 
 #define MIP6_MN_COUNTER_ENUM(name, str) MIP6_MN_CNT_##name,
 enum mip6_mn_counter {
@@ -349,7 +355,9 @@ _Static_assert(sizeof(struct mip6_mn_config) == 72, "mip6_mn_config size");
 #define MIP6_META_MAGIC        0x4d495036u /* "MIP6" */
 /* Bump when a pinned map's layout or meaning changes without its sizes changing
  * (the fingerprint catches size, type and flag changes by itself). */
-#define MIP6_STATE_VERSION     2  /* 2: bindings expire in the data plane, next hops carry their age */
+#define MIP6_STATE_VERSION     3  /* 2: bindings expire in the data plane, next hops carry their age;
+                                    * 3: drop_encap_limit (the counters map grew: libbpf would refuse
+                                    *    to reuse the pinned one, the fingerprint leaves sizes out) */
 
 /* mip6_meta: array of one. */
 struct mip6_meta {
