@@ -4,8 +4,10 @@
  * ha_process(ctx, hook) is inlined into mip6_ha.bpf.c's SEC("xdp") and SEC("tc") entries
  * with a constant hook, and into perf/'s wrappers (mip6_bench.bpf.c).
  *
- *  - to a registered home address: IPv6-in-IPv6 to the care-of address (RFC 2473); a packet of
- *    1280 bytes or less whose tunnel packet would need fragments: to the control plane (§7.1(b))
+ *  - to a registered home address: IPv6-in-IPv6 to the care-of address (RFC 2473), with the
+ *    packet's Tunnel Encapsulation Limit less one, or Parameter Problem when it is 0 (§5.1); a
+ *    packet of 1280 bytes or less whose tunnel packet would need fragments: to the control
+ *    plane (§7.1(b))
  *  - to our address, next header 41 from a registered CoA: reverse tunnel, decapsulate (§10.4.5)
  *  - NS for a registered home address: answer with our link-layer address (proxy ND, §10.4.1)
  *  - Mobility Header to one of our addresses: copy to the control plane's ring, drop
@@ -164,15 +166,21 @@ static __always_inline int ha_forward(void *ctx, const enum m6_hook hook, struct
 	return M6_OUT(redirect, m6_redirect(ctx, hook, ifindex, 0));
 }
 
+/* RFC 4443 §2.4(f): a node MUST limit the rate of the ICMPv6 errors it originates. One bucket
+ * for every error, source and CPU; 1 when this one may go. */
+static __always_inline int ha_icmp_error_allowed(__u64 now)
+{
+	__u32 zero = 0;
+	struct mip6_token_bucket *tb = bpf_map_lookup_elem(&mip6_icmp_tb, &zero);
+	const __u64 cost = 1000000000ULL / MIP6_ICMP_ERRORS_PER_S;
+	return tb && m6_bucket_take(tb, now, cost, cost * MIP6_ICMP_ERRORS_BURST);
+}
+
 /* The sender's packet does not fit the tunnel: Packet Too Big back out of the arrival interface. */
 static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook, const __u8 *ha_addr, __u32 mtu,
 					     __u64 now)
 {
-	/* RFC 4443 §2.4(f): a node MUST limit the rate of the ICMPv6 errors it originates. */
-	__u32 zero = 0;
-	struct mip6_token_bucket *tb = bpf_map_lookup_elem(&mip6_icmp_tb, &zero);
-	const __u64 cost = 1000000000ULL / MIP6_ICMP_ERRORS_PER_S;
-	if (!tb || !m6_bucket_take(tb, now, cost, cost * MIP6_ICMP_ERRORS_BURST))
+	if (!ha_icmp_error_allowed(now))
 		return M6_DROP(MIP6_CNT_DROP_ICMP_RATE_LIMITED);
 	int rc = m6_packet_too_big(ctx, hook, ha_addr, mtu);
 	if (rc == M6_PTB_NOT_TOO_BIG) /* cannot happen for a genuine too-big packet; let the kernel judge */
@@ -180,6 +188,21 @@ static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook,
 	if (rc)
 		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
 	return M6_OUT(MIP6_CNT_ENCAP_TOO_BIG, m6_tx(ctx, hook));
+}
+
+/* RFC 2473 §5.1: the packet's Tunnel Encapsulation Limit is 0. It is discarded and its source
+ * gets a Parameter Problem, code 0, pointing at the limit (`pointer`, from the IPv6 header),
+ * back out of the arrival interface; none to a source that names no node (RFC 4443 §2.4(e)). */
+static __always_inline int ha_encap_limit_spent(void *ctx, const enum m6_hook hook, const __u8 *ha_addr,
+						struct ipv6hdr *ip6, __u32 pointer, __u32 inner_len, __u64 now)
+{
+	if (addr_is_multicast(ip6->saddr.s6_addr) || addr_is_unspecified(ip6->saddr.s6_addr))
+		return M6_DROP(MIP6_CNT_DROP_ENCAP_LIMIT);
+	if (!ha_icmp_error_allowed(now))
+		return M6_DROP(MIP6_CNT_DROP_ICMP_RATE_LIMITED);
+	if (m6_param_problem(ctx, hook, ha_addr, pointer, inner_len))
+		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
+	return M6_OUT(MIP6_CNT_DROP_ENCAP_LIMIT, m6_tx(ctx, hook));
 }
 
 /*
@@ -211,35 +234,36 @@ static __always_inline int ha_fragment_punt(void *ctx, const enum m6_hook hook, 
 }
 
 /*
- * What goes on the wire after encapsulation must fit the route: the packet + 40, or one
- * segment of a GSO skb (TC); 0 when the tunnel cannot carry it. *flags: open_room's.
+ * What goes on the wire after encapsulation must fit the route: the packet + `overhead` (40,
+ * or 48 with our Destination Options header), or one segment of a GSO skb (TC); 0 when the
+ * tunnel cannot carry it. *flags: open_room's.
  * Encapsulating a GSO skb (bpf_skb_adjust_room with ENCAP_L3_IPV6 marks it SKB_GSO_IPXIP6,
- * so TSO/GSO segment it with an outer header on every segment):
- *  - TCP: without FIXED_GSO the kernel lowers gso_size by 40, so every segment on the wire
- *    is exactly as long as the segment that arrived: one segment must fit the route.
+ * so TSO/GSO segment it with the outer headers on every segment):
+ *  - TCP: without FIXED_GSO the kernel lowers gso_size by the overhead, so every segment on
+ *    the wire is exactly as long as the segment that arrived: one segment must fit the route.
  *  - UDP (UDP_L4 GSO): gso_size is each datagram's payload and cannot change (the kernel
- *    answers -ENOTSUPP); with FIXED_GSO every datagram grows by 40, and must still fit
- *    (if not, the sender gets Packet Too Big, as for a single datagram).
+ *    answers -ENOTSUPP); with FIXED_GSO every datagram grows by the overhead, and must still
+ *    fit (if not, the sender gets Packet Too Big, as for a single datagram).
  *  - anything else (extension headers first, another GSO type): 0, counted and dropped
  *    as drop_encap_gso; the kernel's -ENOTSUPP for a type it cannot handle goes there too.
  */
 static __always_inline __u32 ha_encap_wire_len(void *ctx, const enum m6_hook hook, struct ipv6hdr *ip6,
-					       __u32 inner_len, __u64 *flags)
+					       __u32 inner_len, __u32 overhead, __u64 *flags)
 {
 	if (hook == M6_XDP)
-		return inner_len + IPV6_HLEN;
+		return inner_len + overhead;
 	*flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV6;
 	__u32 gso = m6_gso_size(ctx, hook);
 	if (!gso)
-		return inner_len + IPV6_HLEN;
+		return inner_len + overhead;
 	__u32 seg = m6_seg_len(ctx, hook, ETH_HLEN_, ip6->nexthdr, inner_len);
 	if (seg == 0)
 		return 0;
 	if (ip6->nexthdr == IPPROTO_UDP_) {
 		*flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
-		return seg + IPV6_HLEN;
+		return seg + overhead;
 	}
-	if (gso <= 2 * IPV6_HLEN) /* nothing left of a segment once it shrinks by 40 */
+	if (gso <= overhead + IPV6_HLEN) /* nothing left of a segment once it shrinks by the overhead */
 		return 0;
 	return seg;
 }
@@ -252,19 +276,20 @@ static __always_inline int ha_binding_live(const struct mip6_binding *b, __u64 n
 	return now < b->expires_ns;
 }
 
-/* Room for the outer header and the header written in it, *eth set to the Ethernet header
- * in front of it. 0, or the drop reason. */
+/* Room for the outer header (and our Destination Options header with the Tunnel
+ * Encapsulation Limit `tel`, M6_TEL_NONE: none) and the headers written in it, *eth set to
+ * the Ethernet header in front of it. 0, or the drop reason. */
 static __always_inline __u32 ha_tunnel_open(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
-					    __u32 first_word, __u32 inner_len, __u64 room_flags,
+					    __u32 first_word, __u32 inner_len, __u64 room_flags, __u32 overhead, int tel,
 					    const __u8 *ha_addr, const __u8 *coa, struct ethhdr **eth)
 {
-	int err = m6_open_room(ctx, hook, IPV6_HLEN, room_flags);
+	int err = m6_open_room(ctx, hook, overhead, room_flags);
 	if (err == -ENOTSUPP_) /* a GSO type the kernel cannot re-segment behind an outer header */
 		return MIP6_CNT_DROP_ENCAP_GSO;
 	if (err)
 		return MIP6_CNT_DROP_ADJUST_FAIL;
 	__u8 hop_limit = cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT;
-	if (!m6_tunnel_header(ctx, hook, eth, first_word, inner_len, hop_limit, ha_addr, coa))
+	if (!m6_tunnel_header(ctx, hook, eth, first_word, inner_len, hop_limit, ha_addr, coa, tel))
 		return MIP6_CNT_DROP_ADJUST_FAIL;
 	return 0;
 }
@@ -283,9 +308,25 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	__u32 inner_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
 	__u32 first_word = *(__u32 *)ip6; /* version, traffic class, flow label: copied out (RFC 2473 §6.4) */
 
+	/* RFC 2473 §5.1: a packet with a Tunnel Encapsulation Limit of 0 is not tunneled again;
+	 * one above 0 goes out with the limit less one in our own Destination Options header
+	 * (§4.1.1). One test for a packet that cannot carry one. */
+	int tel = M6_TEL_NONE;
+	if (m6_may_carry_tel(ip6->nexthdr)) {
+		__u32 pointer = 0;
+		tel = m6_tel_find(ctx, hook, ETH_HLEN_, inner_len, ip6->nexthdr, &pointer);
+		if (tel == M6_TEL_MALFORMED)
+			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+		if (tel == 0)
+			return ha_encap_limit_spent(ctx, hook, ha_addr, ip6, pointer, inner_len, now);
+		if (tel > 0)
+			tel--;
+	}
+	__u32 overhead = m6_tunnel_overhead(tel);
+
 	__u64 room_flags = 0;
-	__u32 wire_len = ha_encap_wire_len(ctx, hook, ip6, inner_len, &room_flags);
-	if (wire_len == 0 || wire_len > 0xffff || inner_len > 0xffff)
+	__u32 wire_len = ha_encap_wire_len(ctx, hook, ip6, inner_len, overhead, &room_flags);
+	if (wire_len == 0 || wire_len > 0xffff || inner_len + overhead - IPV6_HLEN > 0xffff) /* the outer payload length */
 		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
 
 	/* The common case: the binding's slot knows the next hop (an inlined array lookup; no
@@ -297,7 +338,7 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 		ha_count(MIP6_CNT_NH_CACHE_HIT);
 		ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
 		struct ethhdr *eth;
-		__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, ha_addr, coa, &eth);
+		__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, overhead, tel, ha_addr, coa, &eth);
 		if (why)
 			return M6_DROP(why);
 		ha_count(MIP6_CNT_ENCAP);
@@ -310,13 +351,13 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
 	int rc = ha_fib_refill(ctx, cfg, b, e, fresh, now, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		/* RFC 2473 §7.1: the tunnel MTU is the route's less our header; never below 1280.
-		 * A route too small for a 1280-byte packet plus 40 leaves packets of 1280 or less
+		/* RFC 2473 §7.1: the tunnel MTU is the route's less our headers; never below 1280.
+		 * A route too small for a 1280-byte packet plus them leaves packets of 1280 or less
 		 * that only a fragmented tunnel packet carries (§7.1(b)): asking the sender for less
 		 * than 1280 is not allowed, and 1280 again would loop. */
-		if (fib.mtu_result < 1280 + IPV6_HLEN && inner_len <= 1280)
+		if (fib.mtu_result < 1280 + overhead && inner_len <= 1280)
 			return ha_fragment_punt(ctx, hook, inner_len, now);
-		__u32 mtu = fib.mtu_result > 1280 + IPV6_HLEN ? fib.mtu_result - IPV6_HLEN : 1280;
+		__u32 mtu = fib.mtu_result > 1280 + overhead ? fib.mtu_result - overhead : 1280;
 		return ha_packet_too_big(ctx, hook, ha_addr, mtu, now);
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -324,7 +365,7 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 
 	ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
 	struct ethhdr *eth;
-	__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, ha_addr, coa, &eth);
+	__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, overhead, tel, ha_addr, coa, &eth);
 	if (why)
 		return M6_DROP(why);
 	ha_count(MIP6_CNT_ENCAP);

@@ -81,7 +81,7 @@ struct {
 	__type(value, struct mip6_token_bucket);
 } mip6_punt_tb SEC(".maps");
 
-/* The ICMPv6 errors this program originates (Packet Too Big), all sources, all CPUs. */
+/* The ICMPv6 errors this program originates (Packet Too Big, Parameter Problem), all sources, all CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

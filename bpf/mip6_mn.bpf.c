@@ -19,6 +19,9 @@
  *    tunnel, §11.3.1), out of the care-of interface; GSO packets stay GSO
  *    (bpf_skb_adjust_room with ENCAP_L3_IPV6 lowers gso_size by 40 and marks IPXIP6)
  *  - too big for the tunnel and not GSO: Packet Too Big to the local stack
+ *  - RFC 2473 §5.1, the node is a tunnel entry point too: a Tunnel Encapsulation Limit of 0
+ *    becomes Parameter Problem to the local stack; one above 0 goes out, less one, in a
+ *    Destination Options header after the outer header
  *  - left alone: Neighbor Discovery, multicast and link-local destinations,
  *    anything not from the home address (the CoA's BUs, our own tunnel packets)
  *
@@ -187,6 +190,17 @@ static __always_inline int mn_packet_too_big(struct __sk_buff *skb, const struct
 	return M6_OUT(MIP6_MN_CNT_ENCAP_TOO_BIG, m6_redirect(skb, MN_HOOK, skb->ifindex, BPF_F_INGRESS));
 }
 
+/* RFC 2473 §5.1: the packet's Tunnel Encapsulation Limit is 0: Parameter Problem (code 0,
+ * pointing at the limit) from the care-of address, handed to this interface's ingress as a
+ * Packet Too Big is. */
+static __always_inline int mn_encap_limit_spent(struct __sk_buff *skb, const struct mip6_mn_config *cfg, __u32 pointer,
+						__u32 inner_len)
+{
+	if (m6_param_problem(skb, MN_HOOK, cfg->coa, pointer, inner_len))
+		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
+	return M6_OUT(MIP6_MN_CNT_DROP_ENCAP_LIMIT, m6_redirect(skb, MN_HOOK, skb->ifindex, BPF_F_INGRESS));
+}
+
 /* Out of the care-of interface towards the home agent. An output lookup: the packet is
  * ours. tot_len 0: the kernel checks the skb itself against the MTU (GSO-aware). */
 static __always_inline int mn_route_to_ha(struct __sk_buff *skb, const struct mip6_mn_config *cfg, struct ethhdr *eth)
@@ -235,16 +249,32 @@ static __always_inline int mn_encapsulate(struct __sk_buff *skb, const struct mi
 	if (skb->len < ETH_HLEN_ || inner_len > 0xffff) /* no jumbograms (BIG TCP) in a tunnel */
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
 
-	/* Must fit with 40 more bytes; bpf_check_mtu passes GSO packets (segmented later). */
+	/* RFC 2473 §5.1: one test for a packet that cannot carry a Tunnel Encapsulation Limit. */
+	int tel = M6_TEL_NONE;
+	if (m6_may_carry_tel(inner->nexthdr)) {
+		__u32 pointer = 0;
+		tel = m6_tel_find(skb, MN_HOOK, ETH_HLEN_, inner_len, inner->nexthdr, &pointer);
+		if (tel == M6_TEL_MALFORMED)
+			return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
+		if (tel == 0)
+			return mn_encap_limit_spent(skb, cfg, pointer, inner_len);
+		if (tel > 0)
+			tel--;
+	}
+	__u32 overhead = m6_tunnel_overhead(tel);
+	if (inner_len + overhead - IPV6_HLEN > 0xffff) /* the outer payload length */
+		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
+
+	/* Must fit with our headers; bpf_check_mtu passes GSO packets (segmented later). */
 	__u32 mtu_len = 0;
-	if (bpf_check_mtu(skb, cfg->coa_ifindex, &mtu_len, IPV6_HLEN, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED) {
-		__u32 mtu = mtu_len > 1280 + IPV6_HLEN ? mtu_len - IPV6_HLEN : 1280;
+	if (bpf_check_mtu(skb, cfg->coa_ifindex, &mtu_len, overhead, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED) {
+		__u32 mtu = mtu_len > 1280 + overhead ? mtu_len - overhead : 1280;
 		return mn_packet_too_big(skb, cfg, mtu);
 	}
 
-	/* Room for the outer header between Ethernet and IPv6; the packet is marked
+	/* Room for the outer headers between Ethernet and IPv6; the packet is marked
 	 * SKB_GSO_IPXIP6 + encapsulation so TSO/GSO segment it correctly, and gso_size
-	 * shrinks by 40 so every segment still fits. Not when TCP already sized its segments
+	 * shrinks by the overhead so every segment still fits. Not when TCP already sized its segments
 	 * for the tunnel (after a Packet Too Big): they fit as they are (FIXED_GSO).
 	 * UDP GSO refuses a changing gso_size (-ENOTSUPP): its datagrams keep their size. */
 	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV6;
@@ -252,17 +282,17 @@ static __always_inline int mn_encapsulate(struct __sk_buff *skb, const struct mi
 	if (gso_size && inner->nexthdr == IPPROTO_TCP_) {
 		__u8 *tcp = (void *)(inner + 1);
 		if ((void *)(tcp + 13) <= m6_data_end(skb, MN_HOOK) &&
-		    IPV6_HLEN + (__u32)(tcp[12] >> 4) * 4 + gso_size + IPV6_HLEN <= mtu_len)
+		    IPV6_HLEN + (__u32)(tcp[12] >> 4) * 4 + gso_size + overhead <= mtu_len)
 			flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
 	}
-	int rc = m6_open_room(skb, MN_HOOK, IPV6_HLEN, flags);
+	int rc = m6_open_room(skb, MN_HOOK, overhead, flags);
 	if (rc == -ENOTSUPP_)
-		rc = m6_open_room(skb, MN_HOOK, IPV6_HLEN, flags | BPF_F_ADJ_ROOM_FIXED_GSO);
+		rc = m6_open_room(skb, MN_HOOK, overhead, flags | BPF_F_ADJ_ROOM_FIXED_GSO);
 	if (rc < 0)
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
 
 	struct ethhdr *eth;
-	if (!m6_tunnel_header(skb, MN_HOOK, &eth, first_word, inner_len, MIP6_TUNNEL_HOP_LIMIT, cfg->coa, cfg->ha))
+	if (!m6_tunnel_header(skb, MN_HOOK, &eth, first_word, inner_len, MIP6_TUNNEL_HOP_LIMIT, cfg->coa, cfg->ha, tel))
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
 	mn_count(MIP6_MN_CNT_ENCAP);
 	return mn_route_to_ha(skb, cfg, eth);

@@ -44,6 +44,23 @@ public enum PacketFixtures {
         ipv6Header(src: outerSrc, dst: outerDst, nextHeader: 41, payloadLength: inner.count, hopLimit: hopLimit) + inner
     }
 
+    /// `packet` (IPv6) with an extension header of `type` (0 Hop-by-Hop Options, 43 Routing,
+    /// 60 Destination Options) right after its IPv6 header, holding `body` padded to 8 octets
+    /// with PadN (Pad1 for one octet), as RFC 8200 §4.2 and scapy pad.
+    public static func withExtensionHeader(_ packet: [UInt8], type: UInt8 = 60, _ body: [UInt8]) -> [UInt8] {
+        var ext: [UInt8] = [packet[6], 0] + body
+        let pad = (8 - ext.count % 8) % 8
+        if pad == 1 { ext.append(0) } else if pad > 1 { ext += [1, UInt8(pad - 2)] + [UInt8](repeating: 0, count: pad - 2) }
+        ext[1] = UInt8(ext.count / 8 - 1)
+        var ip = Array(packet[0..<40])
+        let payloadLength = packet.count - 40 + ext.count
+        (ip[4], ip[5], ip[6]) = (UInt8(payloadLength >> 8), UInt8(payloadLength & 0xFF), type)
+        return ip + ext + packet[40...]
+    }
+
+    /// RFC 2473 §4.1.1: a Tunnel Encapsulation Limit option (type 4, length 1).
+    public static func encapsulationLimit(_ limit: UInt8) -> [UInt8] { [4, 1, limit] }
+
     /// Fixture frames for benchmarks: encapsulation, reverse-tunnel decapsulation, proxy NS, pass-through.
     public static func encapFrame(dataSize: Int = 56) -> [UInt8] {
         ethernet(echoRequest(dataSize: dataSize))

@@ -177,7 +177,7 @@ struct MNProgramTests {
             Case(name: "IPv6 header with version 4 from the HoA: left alone", direction: .egress, input: sent(notVersion6Out),
                  verdict: tcOK, output: sent(notVersion6Out), counters: ["out_pass"]),
             Case(name: "ARP: left alone", direction: .egress, input: arp, verdict: tcOK, output: arp, counters: ["out_pass"]),
-        ]
+        ] + encapsulationLimitCases
     }
 
     nonisolated(unsafe) static let env: Result<Env, Error> = Result { try Env() }

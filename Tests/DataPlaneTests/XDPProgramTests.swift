@@ -32,10 +32,17 @@ struct XDPProgramTests {
 
     static let xdpDrop: UInt32 = 1, xdpPass: UInt32 = 2, xdpTX: UInt32 = 3, xdpRedirect: UInt32 = 4
 
-    static func encapsulated(_ inner: [UInt8], to coa: IPv6Address, dstMAC: [UInt8] = F.routerMAC, srcMAC: [UInt8] = t0MAC) -> [UInt8] {
+    /// `inner` as the home agent tunnels it to `coa`; with `limit`, behind a Destination Options
+    /// header holding a Tunnel Encapsulation Limit of that value and PadN (RFC 2473 §4.1.1, §5.1).
+    static func encapsulated(_ inner: [UInt8], to coa: IPv6Address, limit: UInt8? = nil, dstMAC: [UInt8] = F.routerMAC,
+                             srcMAC: [UInt8] = t0MAC) -> [UInt8] {
         var inner = inner
         inner[7] -= 1 // the inner hop limit is decremented (RFC 2473 §3.1)
         var outer = F.tunnel(outerSrc: F.homeAgent, outerDst: coa, hopLimit: 64, inner)
+        if let limit {
+            outer = F.ipv6Header(src: F.homeAgent, dst: coa, nextHeader: 60, payloadLength: inner.count + 8, hopLimit: 64)
+                + [41, 0, 4, 1, limit, 1, 1, 0] + inner
+        }
         outer[0...3] = inner[0...3] // version, traffic class and flow label copied out
         return F.ethernet(dst: dstMAC, src: srcMAC, outer)
     }
@@ -145,7 +152,7 @@ struct XDPProgramTests {
                  verdict: xdpDrop, output: nil, counters: ["drop_tunnel_expired"]),
             Case(name: "NS for an expired binding's home address: not defended, to the kernel", input: nsExpired,
                  verdict: xdpPass, output: nsExpired, counters: ["pass_expired"]),
-        ]
+        ] + encapsulationLimitCases
     }
 
     nonisolated(unsafe) static let env: Result<Env, Error> = Result { try Env() }

@@ -30,6 +30,7 @@
 #define IPPROTO_MH_       135
 
 #define ICMPV6_PKT_TOOBIG_ 2
+#define ICMPV6_PARAMPROB_  4
 #define ND_NS_            135
 #define ND_NA_            136
 #define ND_OPT_SLLA_      1

@@ -124,8 +124,9 @@
 	                                               * §10.3.1): not tunneled, not defended, to the kernel; the daemon, when it \
 	                                               * runs, removes such bindings itself */ \
 	X(DROP_TUNNEL_EXPIRED, "drop_tunnel_expired") /* reverse tunnel from a binding whose lifetime is over */ \
-	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* too big, but the ICMPv6 error budget (RFC 4443 §2.4(f)) \
-	                                               * is spent: dropped without Packet Too Big */ \
+	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* too big or out of encapsulation limit, but the ICMPv6 \
+	                                               * error budget (RFC 4443 §2.4(f)) is spent: dropped without \
+	                                               * Packet Too Big or Parameter Problem */ \
 	X(DROP_ENCAP_TUNNEL_MTU, "drop_encap_tunnel_mtu") /* TC: a GSO skb of 1280 or less that does not fit a route \
 	                                               * whose MTU is below 1280 + 40: its bytes are no packet that \
 	                                               * could be punted (encap_frag_punt); no Packet Too Big (it \
@@ -135,7 +136,10 @@
 	                                               * plane to send as a fragmented tunnel packet; dropped here */ \
 	X(DROP_FRAG_RATE_LIMITED, "drop_frag_rate_limited") /* ... over MIP6_FRAG_PUNTS_PER_S: dropped */ \
 	X(DROP_FRAG_RING_FULL, "drop_frag_ring_full") /* ... the ring holds MIP6_FRAG_PUNT_RING_SHARE bytes (the \
-	                                               * rest is signaling's) or is full: dropped */
+	                                               * rest is signaling's) or is full: dropped */ \
+	X(DROP_ENCAP_LIMIT,    "drop_encap_limit")    /* RFC 2473 §5.1: its Tunnel Encapsulation Limit is 0, so it may \
+	                                               * not be tunneled again: discarded, its frame turned into an ICMPv6 \
+	                                               * Parameter Problem (code 0, pointing at the limit) to its source */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
@@ -352,7 +356,9 @@ _Static_assert(sizeof(struct mip6_punt_record) == 32 + MIP6_PUNT_MAX, "mip6_punt
 	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the home agent */ \
 	X(PASS_TUNNEL_FRAGMENT,  "pass_tunnel_fragment")  /* a fragment of a tunnel packet from the home agent to the CoA \
 	                                                   * (RFC 2473 §7.1(b)): to the kernel, which reassembles it for \
-	                                                   * the daemon's tunnel socket */
+	                                                   * the daemon's tunnel socket */ \
+	X(DROP_ENCAP_LIMIT,      "drop_encap_limit")      /* RFC 2473 §5.1: Tunnel Encapsulation Limit 0: Parameter \
+	                                                   * Problem to the local stack instead of the tunnel */
 
 #define MIP6_MN_COUNTER_ENUM(name, str) MIP6_MN_CNT_##name,
 enum mip6_mn_counter {
@@ -392,7 +398,9 @@ _Static_assert(sizeof(struct mip6_mn_config) == 88, "mip6_mn_config size");
 /* Bump when a pinned map's layout or meaning changes without its sizes changing
  * (the fingerprint catches size, type and flag changes by itself). */
 #define MIP6_STATE_VERSION     3  /* 2: bindings expire in the data plane, next hops carry their age;
-                                    3: per-binding stats and next hops in arrays by slot */
+                                    * 3: per-binding stats and next hops in arrays by slot, new counters
+                                    *    (the counters map grew: libbpf would refuse to reuse the pinned
+                                    *    one, the fingerprint leaves sizes out) */
 
 /* mip6_meta: array of one. */
 struct mip6_meta {
