@@ -17,7 +17,22 @@ extension HomeAgentDaemon {
     /// Everything the store side posted since the last call.
     func drainStore() {
         guard let replica else { return }
-        for event in replica.takeEvents() {
+        let events = replica.takeEvents()
+        guard !events.isEmpty else { return }
+        // Remote bindings go to the maps in one batched write per drain (as BUs do), not one
+        // map update each.
+        let wasDeferring = table.deferring
+        table.deferring = true
+        defer {
+            if !wasDeferring {
+                for f in table.flush() {
+                    mapUpdateFailures += 1
+                    core.dataPlaneWriteFailed(homeAddress: f.homeAddress, previous: f.previous, error: f.error)
+                }
+                table.deferring = false
+            }
+        }
+        for event in events {
             switch event {
             case let .listed(bindings, revision):
                 applyList(bindings, revision: revision)
