@@ -31,6 +31,13 @@ public final class BPFBindingTable: BindingDataPlane {
         }
         if let error = refuse?(binding.homeAddress) { throw error }
         try maps.install(binding, ifindex: homeLinkIfindex, createStats: isNew)
+        if droppedLinkLocal(binding, previous: current?(binding.homeAddress)) { try? maps.removeLinkLocal(of: binding.homeAddress) }
+    }
+
+    /// A refresh without L after one with it: the link-local entry can go (tidiness only: the
+    /// data plane defends nothing for a binding without L).
+    private func droppedLinkLocal(_ b: Binding, previous: Binding?) -> Bool {
+        !b.flags.contains(.linkLocal) && previous?.flags.contains(.linkLocal) == true
     }
 
     public func remove(homeAddress: IPv6Address) throws {
@@ -72,8 +79,13 @@ public final class BPFBindingTable: BindingDataPlane {
                 writes.append((b, createStats[b.homeAddress] ?? false))
             }
         }
-        for (hoa, error) in maps.installBatch(writes, ifindex: homeLinkIfindex) {
+        let failed = maps.installBatch(writes, ifindex: homeLinkIfindex)
+        for (hoa, error) in failed {
             refused.append(Refused(homeAddress: hoa, previous: before[hoa] ?? nil, error: error))
+        }
+        for (b, _) in writes where droppedLinkLocal(b, previous: before[b.homeAddress] ?? nil)
+            && !failed.contains(where: { $0.0 == b.homeAddress }) {
+            try? maps.removeLinkLocal(of: b.homeAddress)
         }
         return refused
     }

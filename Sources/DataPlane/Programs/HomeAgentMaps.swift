@@ -11,11 +11,13 @@ public final class HomeAgentMaps {
     public let config: BPFMap<UInt32, mip6_config>
     public let ifaces: BPFMap<UInt32, mip6_iface>
     public let locals: BPFMap<mip6_addr_key, UInt32>
+    /// Link-local address -> home address, for bindings with the L flag (HomeAgentMaps+LinkLocal.swift).
+    public let linkLocalProxy: BPFMap<mip6_addr_key, mip6_binding_key>
 
     /// The names of every map the home agent pins.
     public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
                                      MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT, MIP6_MAP_PUNT_LIMIT, MIP6_MAP_SRC_LIMIT, MIP6_MAP_NEXTHOP,
-                                     MIP6_MAP_ICMP_LIMIT]
+                                     MIP6_MAP_ICMP_LIMIT, MIP6_MAP_LL_PROXY]
 
     public init(object: BPFObject) throws {
         bindings = try BPFMap(object.map(MIP6_MAP_BINDINGS))
@@ -24,6 +26,7 @@ public final class HomeAgentMaps {
         config = try BPFMap(object.map(MIP6_MAP_CONFIG))
         ifaces = try BPFMap(object.map(MIP6_MAP_IFACES))
         locals = try BPFMap(object.map(MIP6_MAP_LOCAL_ADDRS))
+        linkLocalProxy = try BPFMap(object.map(MIP6_MAP_LL_PROXY))
     }
 
     /// Opens the pins under `directory` (default /sys/fs/bpf/mip6).
@@ -35,6 +38,7 @@ public final class HomeAgentMaps {
         config = try BPFMap(open(MIP6_MAP_CONFIG))
         ifaces = try BPFMap(open(MIP6_MAP_IFACES))
         locals = try BPFMap(open(MIP6_MAP_LOCAL_ADDRS))
+        linkLocalProxy = try BPFMap(open(MIP6_MAP_LL_PROXY))
     }
 
     // MARK: configuration
@@ -117,14 +121,21 @@ public final class HomeAgentMaps {
         return k
     }
 
-    /// Writes many bindings with one bpf_map_update_batch (counters entries of new ones
-    /// first, each on its own: BPF_NOEXIST). Returns the ones that could not be written.
+    /// Writes many bindings with one bpf_map_update_batch (counters entries of new ones and
+    /// link-local entries of L ones first, each on its own). Returns the ones that could not be
+    /// written.
     public func installBatch(_ items: [(Binding, createStats: Bool)], ifindex: UInt32) -> [(IPv6Address, Error)] {
         var failed: [(IPv6Address, Error)] = []
         var pairs: [(mip6_binding_key, mip6_binding)] = []
         pairs.reserveCapacity(items.count)
         for (b, createStats) in items {
             let k = Self.key(b.homeAddress)
+            if b.flags.contains(.linkLocal) {
+                do { try addLinkLocal(of: b.homeAddress) } catch {
+                    failed.append((b.homeAddress, error))
+                    continue
+                }
+            }
             if createStats {
                 do { try bindingStats.update(k, zeroed(), flags: UInt64(BPF_NOEXIST)) } catch let e as SystemError where e.errno == EEXIST {} catch {
                     failed.append((b.homeAddress, error))
@@ -159,10 +170,13 @@ public final class HomeAgentMaps {
     }
 
     /// Writes the binding (one map update). With `createStats`, first its zeroed counters
-    /// entry, unless one is there (a binding adopted from pinned state keeps its counters).
+    /// entry, unless one is there (a binding adopted from pinned state keeps its counters);
+    /// with the L flag, first its link-local entry.
     public func install(_ b: Binding, ifindex: UInt32, createStats: Bool = true) throws {
         let v = Self.value(b, ifindex: ifindex)
         let k = Self.key(b.homeAddress)
+        // Its index first: the data plane defends the link-local address once the binding says L.
+        if b.flags.contains(.linkLocal) { try addLinkLocal(of: b.homeAddress) }
         // Counters first, so the data plane never forwards for a binding it cannot count.
         if createStats {
             do {
@@ -172,10 +186,13 @@ public final class HomeAgentMaps {
         try bindings.update(k, v)
     }
 
+    /// Removes the binding, its counters and its link-local entry (the binding first: without
+    /// it neither the home address nor its link-local address is defended any more).
     public func remove(_ hoa: IPv6Address) throws {
         let k = Self.key(hoa)
         try bindings.delete(k)
         try bindingStats.delete(k)
+        try removeLinkLocal(of: hoa)
     }
 
     /// Every binding in the map (for inspection and for adopting pinned state).
@@ -200,11 +217,12 @@ public final class HomeAgentMaps {
 }
 
 extension BPFObject {
-    /// Sizes the home-agent object's per-binding maps (the bindings and their counters, which
-    /// hold one entry per home address each) for `n` bindings, before load.
+    /// Sizes the home-agent object's per-binding maps (the bindings, their counters and their
+    /// link-local entries, at most one per home address each) for `n` bindings, before load.
     public func setBindingCapacity(_ n: UInt32) throws(SystemError) {
         try setMaxEntries(map: MIP6_MAP_BINDINGS, n)
         try setMaxEntries(map: MIP6_MAP_BINDING_STATS, n)
+        try setMaxEntries(map: MIP6_MAP_LL_PROXY, n)
     }
 }
 
