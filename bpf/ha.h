@@ -9,7 +9,8 @@
  *    packet of 1280 bytes or less whose tunnel packet would need fragments: to the control
  *    plane (§7.1(b))
  *  - to our address, next header 41 from a registered CoA: reverse tunnel, decapsulate (§10.4.5)
- *  - NS for a registered home address: answer with our link-layer address (proxy ND, §10.4.1)
+ *  - NS for a registered home address: answer with our link-layer address (proxy ND, §10.4.1),
+ *    and for the link-local address of a binding with the L flag (§10.3.1; never tunneled)
  *  - Mobility Header to one of our addresses: copy to the control plane's ring, drop
  *    (this kernel would discard a BU for its Home Address option and answer Parameter Problem)
  *  - everything else: XDP_PASS / TC_ACT_OK
@@ -449,8 +450,28 @@ static __always_inline int ha_to_local(void *ctx, const enum m6_hook hook, const
 }
 
 /*
- * RFC 6275 §10.4.1 proxy Neighbor Discovery for a registered home address, with the
- * validity checks of RFC 4861 §7.1.1. An NS we do not answer goes to the kernel.
+ * RFC 6275 §10.3.1, L flag: the binding whose mobile node's link-local address `ll` is, through
+ * mip6_ll_proxy. The index is not the truth: the home address's binding must carry L and `ll`
+ * must be fe80::/64 with its interface identifier, so a binding that lost L (a refresh without
+ * it) or went (de-registration, `mip6 bindings delete`) stops the defence at once, whatever
+ * the index still holds. Only proxy ND looks here, never the tunnel path.
+ */
+static __always_inline struct mip6_binding *ha_link_local_binding(const __u8 *ll)
+{
+	struct mip6_binding_key *hoa = bpf_map_lookup_elem(&mip6_ll_proxy, ll);
+	if (!hoa)
+		return NULL;
+	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, hoa);
+	const __u64 *l = (const __u64 *)ll, *h = (const __u64 *)hoa->hoa;
+	if (!b || !(b->flags & MIP6_BU_FLAG_L) || l[0] != bpf_cpu_to_be64(0xfe80000000000000ULL) || l[1] != h[1])
+		return NULL;
+	return b;
+}
+
+/*
+ * RFC 6275 §10.4.1 proxy Neighbor Discovery for a registered home address (and, L flag, its
+ * link-local address), with the validity checks of RFC 4861 §7.1.1. An NS we do not answer
+ * goes to the kernel.
  */
 #define HA_NA_LEN (ETH_HLEN_ + IPV6_HLEN + 32)
 static __always_inline int ha_proxy_na(void *ctx, const enum m6_hook hook, struct ipv6hdr *ip6, __u8 *icmp,
@@ -461,6 +482,8 @@ static __always_inline int ha_proxy_na(void *ctx, const enum m6_hook hook, struc
 		return not_ours;
 	__u8 *target = icmp + 8;
 	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, target);
+	if (!b && addr_is_link_local(target))
+		b = ha_link_local_binding(target);
 	if (!b)
 		return not_ours;
 	if (b->ifindex && b->ifindex != m6_ifindex(ctx, hook))
@@ -591,7 +614,9 @@ static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 	/* The fast path first: a packet for a registered home address costs one hash lookup.
 	 * Neighbor Discovery for it (unicast NUD, DAD) goes on below, to be answered, not tunneled;
 	 * our own addresses are never home addresses (the control plane refuses them), and
-	 * neither is a multicast address: those two cost no lookup here. */
+	 * neither is a multicast address: those two cost no lookup here. Nor is a link-local
+	 * address (RFC 6275 §9.5.1): one defended for an L binding is in mip6_ll_proxy, which
+	 * only proxy ND reads, so it is never tunneled. */
 	int to_us = addr_eq(ip6->daddr.s6_addr, cfg->ha_addr);
 	struct mip6_binding *b = NULL;
 	if (!to_us && !addr_is_multicast(ip6->daddr.s6_addr))

@@ -17,6 +17,17 @@ struct {
 	__type(value, struct mip6_binding);
 } mip6_bindings SEC(".maps");
 
+/* RFC 6275 §10.3.1, L flag: a mobile node's link-local address -> its home address, for proxy
+ * ND only; answered while that home address's binding lives and carries L (resized with the
+ * bindings). Never consulted to tunnel: link-local packets are not forwarded (RFC 4291 §2.5.6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MIP6_MAX_BINDINGS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mip6_addr_key);
+	__type(value, struct mip6_binding_key);
+} mip6_ll_proxy SEC(".maps");
+
 /* Per-binding traffic by mip6_binding.slot; atomic adds (a per-CPU array would need
  * capacity x CPUs x 32 bytes). Resized with mip6_bindings. */
 struct {

@@ -105,6 +105,8 @@ public final class BindingCache {
     private let dataPlane: BindingDataPlane
     private var bindings: [IPv6Address: Binding]
     private var heap = ExpiryHeap()
+    /// Derived link-local address -> the home address whose binding (L flag) defends it.
+    private var linkLocalOwners: [IPv6Address: IPv6Address] = [:]
 
     public init(capacity: Int, dataPlane: BindingDataPlane) {
         precondition(capacity > 0)
@@ -115,6 +117,12 @@ public final class BindingCache {
 
     public subscript(homeAddress: IPv6Address) -> Binding? {
         bindings[homeAddress]
+    }
+
+    /// The home address whose binding defends `linkLocal` (L flag, RFC 6275 §10.3.1), if any.
+    /// Two can only claim one when the home prefix is shorter than /64.
+    public func linkLocalOwner(_ linkLocal: IPv6Address) -> IPv6Address? {
+        linkLocalOwners[linkLocal]
     }
 
     public var count: Int { bindings.count }
@@ -132,6 +140,7 @@ public final class BindingCache {
         if old == nil && isFull { throw BindingCacheError.full(capacity: capacity) }
         try dataPlane.install(binding, isNew: old == nil)
         bindings[binding.homeAddress] = binding
+        reindex(from: old, to: binding)
         if old?.expiresAt != binding.expiresAt {
             heap.push(ExpiryHeap.Entry(expiresAt: binding.expiresAt, homeAddress: binding.homeAddress))
             compactIfNeeded()
@@ -144,6 +153,7 @@ public final class BindingCache {
         guard let old = bindings[hoa] else { return nil }
         try dataPlane.remove(homeAddress: hoa)
         bindings[hoa] = nil
+        reindex(from: old, to: nil)
         compactIfNeeded()
         return old
     }
@@ -152,6 +162,7 @@ public final class BindingCache {
     /// plane: for a write the data plane took as staged and then refused, so that it still
     /// holds `previous`. The cache and the maps agree again.
     public func revert(_ hoa: IPv6Address, to previous: Binding?) {
+        reindex(from: bindings[hoa], to: previous)
         bindings[hoa] = previous
         if let previous {
             heap.push(ExpiryHeap.Entry(expiresAt: previous.expiresAt, homeAddress: hoa))
@@ -173,6 +184,7 @@ public final class BindingCache {
                 throw BindingCacheError.expiryInterrupted(expired: expired, underlying: error)
             }
             bindings[top.homeAddress] = nil
+            reindex(from: binding, to: nil)
             expired.append(binding)
         }
         return expired
@@ -193,8 +205,22 @@ public final class BindingCache {
     /// restart, from state the data plane already holds). Capacity is not enforced here.
     public func restore(_ restored: [Binding]) {
         bindings.removeAll(keepingCapacity: true)
-        for b in restored { bindings[b.homeAddress] = b }
+        linkLocalOwners.removeAll()
+        for b in restored {
+            bindings[b.homeAddress] = b
+            reindex(from: nil, to: b)
+        }
         rebuildHeap()
+    }
+
+    private func reindex(from old: Binding?, to new: Binding?) {
+        if let old, old.flags.contains(.linkLocal) {
+            let ll = old.homeAddress.derivedLinkLocal
+            if linkLocalOwners[ll] == old.homeAddress { linkLocalOwners[ll] = nil }
+        }
+        if let new, new.flags.contains(.linkLocal) {
+            linkLocalOwners[new.homeAddress.derivedLinkLocal] = new.homeAddress
+        }
     }
 
     private func compactIfNeeded() {

@@ -77,12 +77,14 @@ public enum RemovalReason: String, Sendable, Hashable, Codable {
 public enum HomeAgentAction: Equatable, Sendable {
     /// Send this complete IPv6 packet (a Binding Acknowledgement, Binding Error or ICMPv6 error).
     case send(packet: [UInt8], description: String)
-    /// Run Duplicate Address Detection for the home address on the home link (RFC 4862 §5.4)
-    /// and report with `dadFinished(homeAddress:duplicate:)`.
-    case startDAD(homeAddress: IPv6Address)
-    /// Multicast an unsolicited Neighbor Advertisement for the home address with the home
-    /// agent's link-layer address, to start intercepting for it (RFC 6275 §10.4.1).
-    case sendUnsolicitedNA(homeAddress: IPv6Address)
+    /// Run Duplicate Address Detection for the home address on the home link (RFC 4862 §5.4),
+    /// and for `linkLocal` too when the BU set L (RFC 6275 §10.3.1), and report with
+    /// `dadFinished(homeAddress:duplicate:)`: a duplicate of either fails the registration.
+    case startDAD(homeAddress: IPv6Address, linkLocal: IPv6Address? = nil)
+    /// Multicast an unsolicited Neighbor Advertisement for the home address (and `linkLocal`,
+    /// L flag) with the home agent's link-layer address, to start intercepting for it (RFC 6275
+    /// §10.4.1).
+    case sendUnsolicitedNA(homeAddress: IPv6Address, linkLocal: IPv6Address? = nil)
     /// The binding was added or changed; the data plane already has it (written through).
     case bindingInstalled(Binding)
     /// The binding is gone; the data plane no longer has it.
@@ -518,8 +520,17 @@ public final class HomeAgentCore {
             return [reject(r, .prohibited)]
         }
 
+        // §10.3.1, L=1: the derived link-local address is defended too. One that is ours, or
+        // another binding's (two home addresses share an interface identifier only under a
+        // home prefix shorter than /64), is a duplicate: DAD for it could only fail.
+        let linkLocal = r.bu.flags.contains(.linkLocal) ? r.hoa.derivedLinkLocal : nil
+        if let linkLocal, linkLocalTaken(linkLocal, for: r.hoa, localAddresses: localAddresses) {
+            return [reject(r, .duplicateAddressDetectionFailed)]
+        }
+
         if let existing {
-            // Refresh or care-of address change: no DAD, the address is already ours to defend.
+            // Refresh or care-of address change: no DAD, the address is already ours to defend
+            // (§10.3.1 asks for DAD only without a binding, link-local address included).
             let binding = makeBinding(r.hoa, r.coa, r.bu.sequence, r.bu.flags, units)
             do {
                 try cache.upsert(binding)
@@ -529,7 +540,11 @@ public final class HomeAgentCore {
             counters.refreshes += 1
             let event = existing.careOfAddress == r.coa ? "binding refreshed" : "binding moved"
             logOnce(event, metadata(r, lifetime: binding.lifetime))
-            return [.bindingInstalled(binding), acknowledge(r, status: .accepted, lifetime: units)]
+            var actions: [HomeAgentAction] = [.bindingInstalled(binding)]
+            if let linkLocal, !existing.flags.contains(.linkLocal) { // §10.4.1: newly defended, announced
+                actions.append(.sendUnsolicitedNA(homeAddress: r.hoa, linkLocal: linkLocal))
+            }
+            return actions + [acknowledge(r, status: .accepted, lifetime: units)]
         }
 
         // A new home address: room for it? (§10.3.1 allows rejecting with 130.)
@@ -546,11 +561,22 @@ public final class HomeAgentCore {
                 deadline: now + UInt64(configuration.dadTimeout) * 1_000_000_000, auth: r.auth)
             counters.dadStarted += 1
             logOnce("DAD started for new registration", metadata(r, lifetime: UInt32(units) * 4))
-            return [.startDAD(homeAddress: r.hoa)]
+            return [.startDAD(homeAddress: r.hoa, linkLocal: linkLocal)]
         }
         return install(PendingRegistration(homeAddress: r.hoa, careOfAddress: r.coa, sequence: r.bu.sequence,
                                            flags: r.bu.flags, grantedUnits: units, route: r.route, deadline: now,
                                            auth: r.auth))
+    }
+
+    /// Whether `linkLocal`, derived from `hoa`, is ours or already defended for another home
+    /// address (bound, or waiting for DAD).
+    private func linkLocalTaken(_ linkLocal: IPv6Address, for hoa: IPv6Address, localAddresses: Set<IPv6Address>) -> Bool {
+        if localAddresses.contains(linkLocal) { return true }
+        if let owner = cache.linkLocalOwner(linkLocal), owner != hoa { return true }
+        guard configuration.homePrefix.length < 64 else { return false } // interface identifiers differ
+        return pending.values.contains {
+            $0.homeAddress != hoa && $0.flags.contains(.linkLocal) && $0.homeAddress.derivedLinkLocal == linkLocal
+        }
     }
 
     // MARK: DAD
@@ -580,8 +606,9 @@ public final class HomeAgentCore {
         }
         counters.registrations += 1
         logOnce("binding registered", metadata(r, lifetime: binding.lifetime))
+        let linkLocal = p.flags.contains(.linkLocal) ? p.homeAddress.derivedLinkLocal : nil
         return [.bindingInstalled(binding),
-                .sendUnsolicitedNA(homeAddress: p.homeAddress),
+                .sendUnsolicitedNA(homeAddress: p.homeAddress, linkLocal: linkLocal),
                 acknowledge(r, status: .accepted, lifetime: p.grantedUnits)]
     }
 
@@ -641,13 +668,17 @@ public final class HomeAgentCore {
         counters.acksByStatus[status.rawValue, default: 0] += 1
         let packet: [UInt8]
         var note = ""
+        // The BA has no L flag (§6.1.8); an accepted L registration says what it defends here.
+        if status == .accepted, lifetime > 0, r.bu.flags.contains(.linkLocal) {
+            note = ", link-local \(r.hoa.derivedLinkLocal) defended too"
+        }
         if let auth = r.auth {
             packet = PacketBuilder.bindingAcknowledgement(
                 ba, from: r.route.from, to: r.route.to, homeAddress: r.route.routingHeaderHomeAddress,
                 hopLimit: configuration.hopLimit,
                 authentication: MNHASeal(association: auth.association, timestamp: auth.timestamp,
                                          careOf: auth.careOf, homeAddress: r.hoa))
-            note = " (MN-HA SPI \(auth.association.spi))"
+            note += " (MN-HA SPI \(auth.association.spi))"
         } else {
             packet = PacketBuilder.bindingAcknowledgement(ba, from: r.route.from, to: r.route.to,
                                                           homeAddress: r.route.routingHeaderHomeAddress,
@@ -764,8 +795,10 @@ public final class HomeAgentCore {
     }
 
     private func metadata(_ r: Request, lifetime: UInt32) -> Logger.Metadata {
-        ["mip6.hoa": "\(r.hoa)", "mip6.coa": "\(r.coa)", "mip6.seq": "\(r.bu.sequence)",
-         "mip6.lifetime": "\(lifetime)"]
+        var meta: Logger.Metadata = ["mip6.hoa": "\(r.hoa)", "mip6.coa": "\(r.coa)", "mip6.seq": "\(r.bu.sequence)",
+                                     "mip6.lifetime": "\(lifetime)"]
+        if r.bu.flags.contains(.linkLocal) { meta["mip6.link_local"] = "\(r.hoa.derivedLinkLocal)" }
+        return meta
     }
 }
 

@@ -108,6 +108,13 @@ public struct IPv6Address: Hashable, Sendable, Comparable, CustomStringConvertib
         IPv6Address(high: 0xff02_0000_0000_0000, low: 0x0000_0001_ff00_0000 | (low & 0x00ff_ffff))
     }
 
+    /// The "derived link-local" of RFC 6275 §10.3.1: fe80::/64 with this address's interface
+    /// identifier (its low 64 bits, RFC 4291 §2.5.6). For a home address, the mobile node's
+    /// link-local address, which a home registration with the L flag has the home agent defend too.
+    public var derivedLinkLocal: IPv6Address {
+        IPv6Address(high: 0xfe80_0000_0000_0000, low: low)
+    }
+
     // MARK: Codable as text
 
     public init(from decoder: any Decoder) throws {

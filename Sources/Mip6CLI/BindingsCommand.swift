@@ -29,8 +29,10 @@ struct BindingsCommand: ParsableCommand {
                        views.map(Self.row))
         }
 
+        /// FLAGS shows the link-local address L defends: "AHL fe80::100".
         static func row(_ v: BindingView) -> [String] {
-            [v.homeAddress, v.careOfAddress, "\(v.sequence)", "\(v.lifetime)s", "\(v.remaining)s", v.flags.joined(),
+            [v.homeAddress, v.careOfAddress, "\(v.sequence)", "\(v.lifetime)s", "\(v.remaining)s",
+             v.flags.joined() + (v.linkLocal.map { " \($0)" } ?? ""),
              "\(v.packetsToMN)/\(v.bytesToMN)", "\(v.packetsFromMN)/\(v.bytesFromMN)"]
         }
     }
@@ -47,12 +49,13 @@ struct BindingsCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             if output.json { return try printJSON(v) }
-            let lines: [(String, String)] = [
+            var lines: [(String, String)] = [
                 ("home address", v.homeAddress), ("care-of address", v.careOfAddress), ("sequence", "\(v.sequence)"),
                 ("lifetime", "\(v.lifetime)s"), ("remaining", "\(v.remaining)s"), ("flags", v.flags.joined()),
                 ("to MN", "\(v.packetsToMN) packets, \(v.bytesToMN) bytes"),
                 ("from MN", "\(v.packetsFromMN) packets, \(v.bytesFromMN) bytes"),
             ]
+            if let ll = v.linkLocal { lines.insert(("link-local", "\(ll) (defended, never tunneled)"), at: 6) }
             for (k, val) in lines { print("\(k.padding(toLength: 16, withPad: " ", startingAt: 0)) \(val)") }
         }
     }
@@ -69,7 +72,8 @@ extension BindingsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Evict the binding of one home address (exit 1 if there is none).",
             discussion: """
-                Removes it from the data plane at once (tunneling and proxy ND for the home address stop), \
+                Removes it from the data plane at once (tunneling and proxy ND for the home address, and for \
+                its link-local address with the L flag, stop), \
                 then tells a running `mip6 ha` (SIGHUP), which drops it from its binding cache too. The \
                 mobile node's next Binding Update registers it again, as a new registration.
                 """)

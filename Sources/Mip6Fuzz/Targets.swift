@@ -79,8 +79,8 @@ enum Fuzz {
     static func describe(_ a: HomeAgentAction) -> String {
         switch a {
         case .send(_, let description): return "send \(description)"
-        case .startDAD(let hoa): return "startDAD \(hoa)"
-        case .sendUnsolicitedNA(let hoa): return "NA \(hoa)"
+        case .startDAD(let hoa, let ll): return "startDAD \(hoa)" + (ll.map { " + \($0)" } ?? "")
+        case .sendUnsolicitedNA(let hoa, let ll): return "NA \(hoa)" + (ll.map { " + \($0)" } ?? "")
         case .bindingInstalled(let b): return "installed \(b.homeAddress) -> \(b.careOfAddress) seq \(b.sequence) \(b.lifetime)s"
         case .bindingRemoved(let b, let why): return "removed \(b.homeAddress) (\(why))"
         }
@@ -191,7 +191,7 @@ enum Fuzz {
             if config.authentication != nil {
                 checkAuthenticatedOutcome(actions, request: packet, now: clock.ntp, lastAccepted: &acceptedTimestamps)
             }
-            for case .startDAD(let hoa) in actions {
+            for case .startDAD(let hoa, _) in actions {
                 if op & 8 != 0 {
                     heldDAD.append(hoa)
                 } else {
@@ -328,8 +328,9 @@ enum Fuzz {
                 check(core.cache[b.homeAddress] == b, "installed binding is not the cached one")
             case .bindingRemoved(let b, _):
                 check(core.cache[b.homeAddress] == nil, "removed binding \(b.homeAddress) still cached")
-            case .startDAD(let hoa), .sendUnsolicitedNA(let hoa):
+            case .startDAD(let hoa, let ll), .sendUnsolicitedNA(let hoa, let ll):
                 check(config.homePrefix.contains(hoa), "DAD/NA for \(hoa) outside the home prefix")
+                check(ll == nil || ll == hoa.derivedLinkLocal, "link-local \(String(describing: ll)) is not \(hoa)'s")
             }
         }
     }

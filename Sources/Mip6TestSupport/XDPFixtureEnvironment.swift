@@ -19,6 +19,9 @@ public final class XDPFixtureEnvironment {
     /// A binding whose lifetime is over (expires_ns in the past) that no daemon removed.
     public static let hoaExpired = IPv6Address("2001:db8:1::105")!
     public static let coaExpired = IPv6Address("2001:db8:f1::105")!
+    /// A binding registered with the L flag: its link-local address fe80::107 is defended too.
+    public static let hoaLinkLocal = IPv6Address("2001:db8:1::107")!
+    public static let coaLinkLocal = IPv6Address("2001:db8:f1::107")!
 
     public let ns: ScratchNamespace
     public let object: BPFObject
@@ -61,6 +64,8 @@ public final class XDPFixtureEnvironment {
             try maps.install(Binding(homeAddress: hoa, careOfAddress: coa, sequence: 7, flags: [.ack, .home], lifetime: 600,
                                      registeredAt: 1, expiresAt: UInt64.max), ifindex: t0)
         }
+        try maps.install(Binding(homeAddress: Self.hoaLinkLocal, careOfAddress: Self.coaLinkLocal, sequence: 7,
+                                 flags: [.ack, .home, .linkLocal], lifetime: 600, registeredAt: 1, expiresAt: UInt64.max), ifindex: t0)
         try maps.install(Binding(homeAddress: Self.hoaExpired, careOfAddress: Self.coaExpired, sequence: 7, flags: [.ack, .home],
                                  lifetime: 4, registeredAt: 1, expiresAt: 2), ifindex: t0)
         ring = try RingBuffer(map: object.map(MIP6_MAP_PUNT)) { [unowned self] rec in

@@ -33,6 +33,7 @@ struct LayoutTests {
             (MIP6_MAP_NEXTHOP, MemoryLayout<mip6_addr_key>.size, MemoryLayout<mip6_nexthop>.size),
             (MIP6_MAP_ICMP_LIMIT, 4, MemoryLayout<mip6_token_bucket>.size),
             (MIP6_MAP_FRAG_LIMIT, 4, MemoryLayout<mip6_token_bucket>.size),
+            (MIP6_MAP_LL_PROXY, MemoryLayout<mip6_addr_key>.size, MemoryLayout<mip6_binding_key>.size),
         ]
         for (name, k, v) in expected {
             let s = try obj.mapSizes(name)

@@ -152,7 +152,7 @@ struct XDPProgramTests {
                  verdict: xdpDrop, output: nil, counters: ["drop_tunnel_expired"]),
             Case(name: "NS for an expired binding's home address: not defended, to the kernel", input: nsExpired,
                  verdict: xdpPass, output: nsExpired, counters: ["pass_expired"]),
-        ] + encapsulationLimitCases
+        ] + encapsulationLimitCases + linkLocalCases
     }
 
     nonisolated(unsafe) static let env: Result<Env, Error> = Result { try Env() }

@@ -15,6 +15,7 @@ from conftest import REPO_ROOT, counter_delta, mip6_binary, ping_cn, wait_for
 
 ACCEPTED = 0
 NOT_HOME_SUBNET = 132
+DAD_FAILED = 134
 SEQUENCE_OUT_OF_WINDOW = 135
 BE_UNRECOGNIZED_MH_TYPE = 2
 FIRST_REGISTRATION_BUDGET_MS = 1500   # InitialBindackTimeoutFirstReg: the MN would retransmit after this
@@ -296,6 +297,71 @@ def test_unsolicited_na_overrides_stale_router_entry(testbed, daemon, mn):
     print(f"router: {router_neigh(testbed)}")
     assert entry, (f"router still maps {testbed.HOA} to {router_neigh(testbed)}: no unsolicited NA "
                    f"with the Override flag from the home agent ({ha_mac})")
+
+
+def derived_link_local(hoa: str) -> str:
+    """fe80::/64 + the home address's interface identifier (RFC 6275 §10.3.1)."""
+    return str(ipaddress.IPv6Address((0xFE80 << 112) | (int(ipaddress.IPv6Address(hoa)) & ((1 << 64) - 1))))
+
+
+def router_resolves(tb, ll: str, count: int = 1) -> dict | None:
+    """The router forgets `ll`, pings it on the home link (NS first) and returns its neighbour entry."""
+    tb.run("rtr", ["ip", "-6", "neigh", "flush", "to", ll, "dev", tb.HOME_BRIDGE], check=False)
+    tb.run("rtr", ["ping", "-6", "-c", str(count), "-i", "0.2", "-W", "1", f"{ll}%{tb.HOME_BRIDGE}"], check=False)
+    entries = json.loads(tb.run("rtr", ["ip", "-j", "-6", "neigh", "show", ll, "dev", tb.HOME_BRIDGE]).stdout or "[]")
+    return entries[0] if entries else None
+
+
+def test_l_flag_defends_the_link_local_address(testbed, daemon, mn):
+    """RFC 6275 §10.3.1: with L=1 the home agent defends the mobile node's link-local address
+    too (after DAD for both), answers the router's NS for it with its own MAC, never tunnels
+    to it, and stops with the binding; with L=0 it does not defend it."""
+    ha_mac = testbed.mac("ha", testbed.HA_IF)
+    ll = derived_link_local(testbed.HOA)
+
+    ba = mn.register(seq=1, lifetime=60, extra=("--flags", "AHL"))
+    assert_accepted(ba, testbed, 1, 60, testbed.COA1)
+    binding = daemon.binding(testbed.HOA)
+    assert "L" in binding["flags"] and binding.get("linkLocal") == ll, binding
+
+    before = daemon.stats()["dataplane"]
+    r = mn.responder(iface="mn-f1", duration=8)
+    try:
+        entry = router_resolves(testbed, ll, count=3)
+    finally:
+        seen = r.finish()
+    print(f"router's entry for {ll}: {entry}; responder {seen}")
+    assert (entry or {}).get("lladdr") == ha_mac, f"{ll} not resolved to the home agent ({ha_mac}): {entry}"
+    assert seen["tunneled_requests"] == 0 and seen["other_tunneled"] == 0, "a link-local packet was tunneled"
+    after = daemon.stats()["dataplane"]
+    assert after.get("encap", 0) == before.get("encap", 0), "the pings to the link-local address were encapsulated"
+    assert after.get("na_proxy", 0) > before.get("na_proxy", 0)
+
+    ba = mn.register(seq=2, lifetime=0, extra=("--flags", "AHL"))
+    assert_accepted(ba, testbed, 2, 0, testbed.COA1)
+    entry = router_resolves(testbed, ll)
+    print(f"after de-registration: {entry}")
+    assert (entry or {}).get("lladdr") != ha_mac, "still defended after de-registration"
+
+    register_ok(mn, testbed, seq=3)   # L=0
+    assert daemon.binding(testbed.HOA).get("linkLocal") is None
+    entry = router_resolves(testbed, ll)
+    print(f"registered without L: {entry}")
+    assert (entry or {}).get("lladdr") != ha_mac, "defended without the L flag"
+
+
+def test_l_flag_link_local_address_in_use_gets_134(testbed, daemon, mn):
+    """RFC 6275 §10.3.1: with L=1 DAD covers the derived link-local address too; a node on the
+    home link that answers for it fails the whole registration with 134."""
+    ll = derived_link_local(testbed.HOA)
+    testbed.run("rtr", ["ip", "-6", "addr", "add", f"{ll}/64", "dev", testbed.HOME_BRIDGE, "nodad"])
+    try:
+        ba = mn.register(seq=1, lifetime=60, extra=("--flags", "AHL"))
+        assert ba.get("status") == DAD_FAILED, ba
+        assert daemon.binding(testbed.HOA) is None
+        register_ok(mn, testbed, seq=2)   # without L only the home address is probed: free
+    finally:
+        testbed.run("rtr", ["ip", "-6", "addr", "del", f"{ll}/64", "dev", testbed.HOME_BRIDGE], check=False)
 
 
 # --- robustness --------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import READY_TIMEOUT, REPO_ROOT, HarnessError, HomeAgent, ping, ping_cn
+from test_home_agent import derived_link_local, router_resolves
 from test_mobile_node import assert_binding, counter
 from testbed.harness import Capture
 
@@ -169,6 +170,27 @@ def test_sigterm_then_newer_build_loses_no_packet(testbed, daemon, mobile_node, 
     assert daemon.binding(tb.HOA) is not None, "the rollback lost the binding"
     received, _ = ping(tb, "cn", tb.HOA, count=3, interval=0.2)
     assert received == 3, "CN -> home address after the rollback"
+
+
+def test_link_local_defence_is_pinned_state_too(testbed, daemon, mn):
+    """L flag (RFC 6275 §10.3.1): the link-local address is defended by the pinned data plane
+    like the home address: on while the control plane is down, adopted by the next start, and
+    over when the binding's lifetime is, daemon or not (ha_binding_live)."""
+    tb = testbed
+    ha_mac, ll = tb.mac("ha", tb.HA_IF), derived_link_local(tb.HOA)
+    ba = mn.register(seq=1, lifetime=8, extra=("--flags", "AHL"))
+    assert ba.get("status") == 0, ba
+    granted_until = time.monotonic() + ba["lifetime"]
+    assert daemon.kill() == -9
+    assert (router_resolves(tb, ll) or {}).get("lladdr") == ha_mac, "not defended while the daemon was down"
+    daemon.start(READY_TIMEOUT, append=True)
+    assert daemon.binding(tb.HOA).get("linkLocal") == ll, "the restart did not adopt the link-local defence"
+    assert (router_resolves(tb, ll) or {}).get("lladdr") == ha_mac
+    daemon.kill()
+    time.sleep(max(0.0, granted_until - time.monotonic()) + 1.5)
+    entry = router_resolves(tb, ll)
+    print(f"after the lifetime, no daemon: {entry}")
+    assert (entry or {}).get("lladdr") != ha_mac, "defended past the binding's lifetime"
 
 
 FOREIGN_OBJECT = """\

@@ -29,6 +29,7 @@
 #define MIP6_MAP_NEXTHOP       "mip6_nexthop"    /* next-hop cache (skips bpf_fib_lookup) */
 #define MIP6_MAP_ICMP_LIMIT    "mip6_icmp_tb"    /* token bucket of the ICMPv6 errors the data plane sends */
 #define MIP6_MAP_FRAG_LIMIT    "mip6_frag_tb"    /* token bucket of the packets punted for a fragmented tunnel */
+#define MIP6_MAP_LL_PROXY      "mip6_ll_proxy"   /* link-local address -> home address (BU L flag): proxy ND only */
 
 /* ---- capacities ----
  * Map sizes and BPF-side limits. Each may be overridden for a BPF build (-DNAME=...): the
@@ -157,7 +158,9 @@ enum mip6_punt_kind {
 	                         * tunnel packet (RFC 2473 §7.1(b)); dropped in the data plane */
 };
 
-/* ---- binding flags (mip6_binding.flags), the BU flags as received ---- */
+/* ---- binding flags (mip6_binding.flags), the BU flags as received ----
+ * L (RFC 6275 §10.3.1): the home agent defends the link-local address formed from the home
+ * address's interface identifier too (mip6_ll_proxy), with proxy ND only: never tunneled. */
 #define MIP6_BU_FLAG_A 0x8000
 #define MIP6_BU_FLAG_H 0x4000
 #define MIP6_BU_FLAG_L 0x2000
@@ -186,6 +189,11 @@ struct mip6_binding {
 	                          * plane hands them out): arrays, looked up inline, no second hash */
 };
 _Static_assert(sizeof(struct mip6_binding) == 48, "mip6_binding size");
+
+/* mip6_ll_proxy: key = a mobile node's link-local address (struct mip6_addr_key: fe80::/64 +
+ * the home address's interface identifier), value = its home address (struct mip6_binding_key).
+ * Consulted only by proxy ND, and only while that home address's binding lives and carries
+ * MIP6_BU_FLAG_L: the binding is the truth, this is its index. Sized like mip6_bindings. */
 
 /* mip6_bind_stats: array indexed by mip6_binding.slot, atomic adds. Kept apart from the
  * binding so a re-registration does not reset them and BPF never writes the binding. */
@@ -400,7 +408,8 @@ _Static_assert(sizeof(struct mip6_mn_config) == 88, "mip6_mn_config size");
 #define MIP6_STATE_VERSION     3  /* 2: bindings expire in the data plane, next hops carry their age;
                                     * 3: per-binding stats and next hops in arrays by slot, new counters
                                     *    (the counters map grew: libbpf would refuse to reuse the pinned
-                                    *    one, the fingerprint leaves sizes out) */
+                                    *    one, the fingerprint leaves sizes out); mip6_ll_proxy,
+                                    *    link-local addresses of L bindings */
 
 /* mip6_meta: array of one. */
 struct mip6_meta {

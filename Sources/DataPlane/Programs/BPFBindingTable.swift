@@ -32,6 +32,13 @@ public final class BPFBindingTable: BindingDataPlane {
         }
         if let error = refuse?(binding.homeAddress) { throw error }
         try maps.install(binding, ifindex: homeLinkIfindex)
+        if droppedLinkLocal(binding, previous: current?(binding.homeAddress)) { try? maps.removeLinkLocal(of: binding.homeAddress) }
+    }
+
+    /// A refresh without L after one with it: the link-local entry can go (tidiness only: the
+    /// data plane defends nothing for a binding without L).
+    private func droppedLinkLocal(_ b: Binding, previous: Binding?) -> Bool {
+        !b.flags.contains(.linkLocal) && previous?.flags.contains(.linkLocal) == true
     }
 
     public func remove(homeAddress: IPv6Address) throws {
@@ -66,9 +73,12 @@ public final class BPFBindingTable: BindingDataPlane {
 
     /// Writes bindings taken with `takeStaged()` (one batch); returns those the maps refused.
     public func write(_ s: Staged) -> [Refused] {
-        maps.installBatch(Array(s.bindings.values), ifindex: homeLinkIfindex).map {
-            Refused(homeAddress: $0.0, previous: s.before[$0.0] ?? nil, error: $0.1)
+        let failed = maps.installBatch(Array(s.bindings.values), ifindex: homeLinkIfindex)
+        for b in s.bindings.values where droppedLinkLocal(b, previous: s.before[b.homeAddress] ?? nil)
+            && !failed.contains(where: { $0.0 == b.homeAddress }) {
+            try? maps.removeLinkLocal(of: b.homeAddress)
         }
+        return failed.map { Refused(homeAddress: $0.0, previous: s.before[$0.0] ?? nil, error: $0.1) }
     }
 
     /// A staged binding the maps refused: the maps still hold `previous` (nil: nothing).
@@ -97,8 +107,13 @@ public final class BPFBindingTable: BindingDataPlane {
                 writes.append(b)
             }
         }
-        for (hoa, error) in maps.installBatch(writes, ifindex: homeLinkIfindex) {
+        let failed = maps.installBatch(writes, ifindex: homeLinkIfindex)
+        for (hoa, error) in failed {
             refused.append(Refused(homeAddress: hoa, previous: before[hoa] ?? nil, error: error))
+        }
+        for b in writes where droppedLinkLocal(b, previous: before[b.homeAddress] ?? nil)
+            && !failed.contains(where: { $0.0 == b.homeAddress }) {
+            try? maps.removeLinkLocal(of: b.homeAddress)
         }
         return refused
     }

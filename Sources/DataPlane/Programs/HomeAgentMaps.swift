@@ -13,11 +13,13 @@ public final class HomeAgentMaps {
     public let config: BPFMap<UInt32, mip6_config>
     public let ifaces: BPFMap<UInt32, mip6_iface>
     public let locals: BPFMap<mip6_addr_key, UInt32>
+    /// Link-local address -> home address, for bindings with the L flag (HomeAgentMaps+LinkLocal.swift).
+    public let linkLocalProxy: BPFMap<mip6_addr_key, mip6_binding_key>
 
     /// The names of every map the home agent pins.
     public static let pinnedNames = [MIP6_MAP_BINDINGS, MIP6_MAP_BINDING_STATS, MIP6_MAP_SLOT_NEXTHOP, MIP6_MAP_COUNTERS, MIP6_MAP_CONFIG,
                                      MIP6_MAP_IFACES, MIP6_MAP_LOCAL_ADDRS, MIP6_MAP_PUNT, MIP6_MAP_PUNT_LIMIT, MIP6_MAP_SRC_LIMIT, MIP6_MAP_NEXTHOP,
-                                     MIP6_MAP_ICMP_LIMIT, MIP6_MAP_FRAG_LIMIT]
+                                     MIP6_MAP_ICMP_LIMIT, MIP6_MAP_FRAG_LIMIT, MIP6_MAP_LL_PROXY]
 
     public init(object: BPFObject) throws {
         bindings = try BPFMap(object.map(MIP6_MAP_BINDINGS))
@@ -27,6 +29,7 @@ public final class HomeAgentMaps {
         config = try BPFMap(object.map(MIP6_MAP_CONFIG))
         ifaces = try BPFMap(object.map(MIP6_MAP_IFACES))
         locals = try BPFMap(object.map(MIP6_MAP_LOCAL_ADDRS))
+        linkLocalProxy = try BPFMap(object.map(MIP6_MAP_LL_PROXY))
     }
 
     /// Opens the pins under `directory` (default /sys/fs/bpf/mip6).
@@ -39,6 +42,7 @@ public final class HomeAgentMaps {
         config = try BPFMap(open(MIP6_MAP_CONFIG))
         ifaces = try BPFMap(open(MIP6_MAP_IFACES))
         locals = try BPFMap(open(MIP6_MAP_LOCAL_ADDRS))
+        linkLocalProxy = try BPFMap(open(MIP6_MAP_LL_PROXY))
     }
 
     // MARK: configuration
@@ -175,15 +179,18 @@ public final class HomeAgentMaps {
 
     // MARK: bindings
 
-    /// Writes many bindings with one bpf_map_update_batch (a new one gets its slot first).
-    /// Returns the ones that could not be written.
+    /// Writes many bindings with one bpf_map_update_batch (a new one gets its slot first, an
+    /// L one its link-local entry). Returns the ones that could not be written.
     public func installBatch(_ items: [Binding], ifindex: UInt32) -> [(IPv6Address, Error)] {
         var failed: [(IPv6Address, Error)] = []
         var pairs: [(mip6_binding_key, mip6_binding)] = []
         pairs.reserveCapacity(items.count)
         for b in items {
             var v = Self.value(b, ifindex: ifindex)
-            do { v.slot = try slot(for: b.homeAddress) } catch {
+            do {
+                if b.flags.contains(.linkLocal) { try addLinkLocal(of: b.homeAddress) }
+                v.slot = try slot(for: b.homeAddress)
+            } catch {
                 failed.append((b.homeAddress, error))
                 continue
             }
@@ -215,18 +222,23 @@ public final class HomeAgentMaps {
     }
 
     /// Writes the binding (one map update), in the slot it has or a new one (counters
-    /// zeroed; a binding adopted from pinned state keeps its slot and counters). The slot
-    /// is ready before the binding points at it.
+    /// zeroed; a binding adopted from pinned state keeps its slot and counters); with the L
+    /// flag, its link-local entry first. The slot is ready before the binding points at it.
     public func install(_ b: Binding, ifindex: UInt32) throws {
         var v = Self.value(b, ifindex: ifindex)
+        // Its index first: the data plane defends the link-local address once the binding says L.
+        if b.flags.contains(.linkLocal) { try addLinkLocal(of: b.homeAddress) }
         v.slot = try slot(for: b.homeAddress)
         try bindings.update(Self.key(b.homeAddress), v)
     }
 
+    /// Removes the binding, its counters and its link-local entry (the binding first: without
+    /// it neither the home address nor its link-local address is defended any more).
     public func remove(_ hoa: IPv6Address) throws {
         _ = try slotTable()
         try bindings.delete(Self.key(hoa))
         releaseSlot(of: hoa)
+        try removeLinkLocal(of: hoa)
     }
 
     /// Every binding in the map (for inspection and for adopting pinned state).
@@ -252,12 +264,13 @@ public final class HomeAgentMaps {
 }
 
 extension BPFObject {
-    /// Sizes the home-agent object's per-binding maps (the bindings and their counters, which
-    /// hold one entry per home address each) for `n` bindings, before load.
+    /// Sizes the home-agent object's per-binding maps (the bindings, their counters and their
+    /// link-local entries, at most one per home address each) for `n` bindings, before load.
     public func setBindingCapacity(_ n: UInt32) throws(SystemError) {
         try setMaxEntries(map: MIP6_MAP_BINDINGS, n)
         try setMaxEntries(map: MIP6_MAP_BINDING_STATS, n)
         try setMaxEntries(map: MIP6_MAP_SLOT_NEXTHOP, n)
+        try setMaxEntries(map: MIP6_MAP_LL_PROXY, n)
     }
 }
 

@@ -10,6 +10,9 @@ public struct BindingView: Codable, Sendable, Equatable {
     public var lifetime: UInt32
     public var remaining: UInt32
     public var flags: [String]
+    /// With L: the link-local address defended with the home address (RFC 6275 §10.3.1);
+    /// absent otherwise, or when its data-plane entry is missing.
+    public var linkLocal: String?
     public var packetsToMN: UInt64
     public var bytesToMN: UInt64
     public var packetsFromMN: UInt64
@@ -37,9 +40,11 @@ extension HomeAgentMaps {
         let flags = BUFlags(rawValue: v.flags)
         var names: [String] = []
         for (f, n) in [(BUFlags.ack, "A"), (.home, "H"), (.linkLocal, "L"), (.key, "K")] where flags.contains(f) { names.append(n) }
-        let remaining = v.expires_ns > now ? UInt32((v.expires_ns - now) / 1_000_000_000) : 0
+        let remaining = v.expires_ns > now ? UInt32(clamping: (v.expires_ns - now) / 1_000_000_000) : 0
+        let ll = hoa.derivedLinkLocal
+        let linkLocal = try flags.contains(.linkLocal) && linkLocalEntry(ll) == hoa ? "\(ll)" : nil
         return BindingView(homeAddress: "\(hoa)", careOfAddress: "\(IPv6Address(cAddress: v.coa))", sequence: v.seq,
-                           lifetime: v.lifetime_s, remaining: remaining, flags: names,
+                           lifetime: v.lifetime_s, remaining: remaining, flags: names, linkLocal: linkLocal,
                            packetsToMN: s.to_mn_packets, bytesToMN: s.to_mn_bytes,
                            packetsFromMN: s.from_mn_packets, bytesFromMN: s.from_mn_bytes)
     }

@@ -37,6 +37,8 @@ public final class HomeAgentDaemon: LoopDaemon {
     var packetSender: PacketSender!
     var localAddresses: Set<IPv6Address> = []
     var dadPending: [IPv6Address: UInt64] = [:]  // HoA -> deadline (monotonic ns)
+    /// Link-local addresses probed with their home address (L flag) -> that home address.
+    var dadLinkLocal: [IPv6Address: IPv6Address] = [:]
     var dadTimeoutNs: UInt64 = 1_000_000_000
     var stateDirty = true
     var lastStateWrite: UInt64 = 0
@@ -49,7 +51,7 @@ public final class HomeAgentDaemon: LoopDaemon {
     var pendingSends: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)] = []
     var currentPunt: (hoa: IPv6Address?, receivedNs: UInt64)?
     /// Unsolicited NAs of the current ring drain (new home addresses), sent after the map write.
-    var pendingAnnouncements: [IPv6Address] = []
+    var pendingAnnouncements: [(hoa: IPv6Address, linkLocal: IPv6Address?)] = []
     /// The shared binding store's side (--store), and what the loop knows of it.
     var replica: StoreReplica?
     var storeState = StoreState()

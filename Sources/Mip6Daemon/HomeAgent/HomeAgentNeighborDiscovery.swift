@@ -14,32 +14,52 @@ extension HomeAgentDaemon {
         let now = clock.nanoseconds()
         let due = dadPending.filter { $0.value <= now }.map(\.key)
         for hoa in due {
-            dadPending[hoa] = nil
+            endDAD(hoa)
             perform(core.dadFinished(homeAddress: hoa, duplicate: false))
         }
         if !due.isEmpty { updateNACopy() }
     }
 
     /// RFC 6275 §10.3.1 / RFC 4862 §5.4.2: one NS from the unspecified address to the
-    /// solicited-node group; an NA within RetransTimer means another node owns the HoA.
-    func startDAD(_ hoa: IPv6Address) {
+    /// solicited-node group, for the HoA and (L flag) its link-local address; an NA for either
+    /// within RetransTimer means another node owns it.
+    func startDAD(_ hoa: IPv6Address, linkLocal: IPv6Address?) {
         dadPending[hoa] = clock.nanoseconds() + dadTimeoutNs
+        if let linkLocal { dadLinkLocal[linkLocal] = hoa }
         updateNACopy()
-        let group = hoa.solicitedNodeMulticast
-        let ns = PacketBuilder.neighborSolicitation(target: hoa, source: .unspecified, destination: group, sourceLinkLayer: nil)
-        do { try packetSender.send(ipv6: ns, to: PacketSender.multicastMAC(group)) } catch {
-            sendFailed("DAD probe for \(hoa)", error)
+        for target in [hoa] + (linkLocal.map { [$0] } ?? []) {
+            let group = target.solicitedNodeMulticast
+            let ns = PacketBuilder.neighborSolicitation(target: target, source: .unspecified, destination: group, sourceLinkLayer: nil)
+            do { try packetSender.send(ipv6: ns, to: PacketSender.multicastMAC(group)) } catch {
+                sendFailed("DAD probe for \(target)", error)
+            }
         }
     }
 
-    /// RFC 6275 §10.4.1: tell the link that the HoA now lives at our link-layer address.
-    func sendUnsolicitedNA(_ hoa: IPv6Address) {
+    /// The home address whose DAD probes `target` (itself, or its link-local address), if one runs.
+    func dadHomeAddress(probing target: IPv6Address) -> IPv6Address? {
+        if dadPending[target] != nil { return target }
+        return dadLinkLocal[target].flatMap { dadPending[$0] != nil ? $0 : nil }
+    }
+
+    /// The DAD of `hoa` is over (its link-local address's with it).
+    func endDAD(_ hoa: IPv6Address) {
+        dadPending[hoa] = nil
+        let ll = hoa.derivedLinkLocal
+        if dadLinkLocal[ll] == hoa { dadLinkLocal[ll] = nil }
+    }
+
+    /// RFC 6275 §10.4.1: tell the link that the HoA (and, L flag, its link-local address) now
+    /// lives at our link-layer address.
+    func sendUnsolicitedNA(_ hoa: IPv6Address, linkLocal: IPv6Address? = nil) {
         let allNodes = IPv6Address("ff02::1")!
-        let na = PacketBuilder.neighborAdvertisement(target: hoa, source: hoa, destination: allNodes,
-                                                     flags: (router: false, solicited: false, override: true),
-                                                     targetLinkLayer: homeLink.mac)
-        do { try packetSender.send(ipv6: na, to: PacketSender.multicastMAC(allNodes)) } catch {
-            sendFailed("unsolicited NA for \(hoa)", error)
+        for target in [hoa] + (linkLocal.map { [$0] } ?? []) {
+            let na = PacketBuilder.neighborAdvertisement(target: target, source: target, destination: allNodes,
+                                                         flags: (router: false, solicited: false, override: true),
+                                                         targetLinkLayer: homeLink.mac)
+            do { try packetSender.send(ipv6: na, to: PacketSender.multicastMAC(allNodes)) } catch {
+                sendFailed("unsolicited NA for \(target)", error)
+            }
         }
     }
 

@@ -30,9 +30,9 @@ extension HomeAgentDaemon {
             refused.insert(r.homeAddress)
             core.dataPlaneWriteFailed(homeAddress: r.homeAddress, previous: r.previous, error: r.error)
         }
-        let announcements = pendingAnnouncements.filter { !refused.contains($0) }
+        let announcements = pendingAnnouncements.filter { !refused.contains($0.hoa) }
         pendingAnnouncements.removeAll(keepingCapacity: true)
-        for hoa in announcements { sendUnsolicitedNA(hoa) }
+        for a in announcements { sendUnsolicitedNA(a.hoa, linkLocal: a.linkLocal) }
         guard !pendingSends.isEmpty else { return }
         let sends = refused.isEmpty ? pendingSends : pendingSends.filter { $0.hoa.map { !refused.contains($0) } ?? true }
         pendingSends.removeAll(keepingCapacity: true)
@@ -102,11 +102,13 @@ extension HomeAgentDaemon {
             currentPunt = nil
             if table.stagedCount >= Self.flushEvery || pendingSends.count >= Self.flushEvery { flushSignaling() }
         case Int32(MIP6_PUNT_NA.rawValue):
-            // RFC 4862 §5.4.4: an NA for a tentative home address means it is in use.
-            if let na = IPv6PacketParser.parseNeighborAdvertisement(packet), dadPending[na.target] != nil {
-                dadPending[na.target] = nil
-                logger.warning("duplicate address detected for home address", metadata: ["mip6.hoa": "\(na.target)", "mip6.from": "\(na.source)"])
-                perform(core.dadFinished(homeAddress: na.target, duplicate: true))
+            // RFC 4862 §5.4.4: an NA for a tentative home address (or, L flag, its link-local
+            // address, RFC 6275 §10.3.1) means it is in use.
+            if let na = IPv6PacketParser.parseNeighborAdvertisement(packet), let hoa = dadHomeAddress(probing: na.target) {
+                endDAD(hoa)
+                logger.warning("duplicate address detected for home address", metadata: [
+                    "mip6.hoa": "\(hoa)", "mip6.target": "\(na.target)", "mip6.from": "\(na.source)"])
+                perform(core.dadFinished(homeAddress: hoa, duplicate: true))
                 updateNACopy()
             }
         case Int32(MIP6_PUNT_FRAGMENT.rawValue):
@@ -128,13 +130,13 @@ extension HomeAgentDaemon {
                         sendFailed(description, error)
                     }
                 }
-            case let .startDAD(hoa):
-                startDAD(hoa)
-            case let .sendUnsolicitedNA(hoa):
+            case let .startDAD(hoa, linkLocal):
+                startDAD(hoa, linkLocal: linkLocal)
+            case let .sendUnsolicitedNA(hoa, linkLocal):
                 if table.deferring {
-                    pendingAnnouncements.append(hoa) // after the map write (flushSignaling)
+                    pendingAnnouncements.append((hoa, linkLocal)) // after the map write (flushSignaling)
                 } else {
-                    sendUnsolicitedNA(hoa)
+                    sendUnsolicitedNA(hoa, linkLocal: linkLocal)
                 }
             case let .bindingRemoved(b, reason) where reason == .deregistered && replica != nil && table.deferring:
                 pendingRemovals[b.homeAddress] = b // the store deletes it before the BA leaves

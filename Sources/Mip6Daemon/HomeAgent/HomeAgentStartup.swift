@@ -92,6 +92,11 @@ extension HomeAgentDaemon {
         }
         cache.restore(adopted)
         if !adopted.isEmpty { logger.info("adopted pinned bindings", metadata: ["mip6.count": "\(adopted.count)"]) }
+        // Their link-local entries (L flag): exactly those of the adopted bindings.
+        let (llAdded, llRemoved) = try maps.syncLinkLocal(adopted)
+        if llAdded + llRemoved > 0 {
+            logger.info("link-local entries made to match the bindings", metadata: ["mip6.added": "\(llAdded)", "mip6.removed": "\(llRemoved)"])
+        }
 
         var configuration = HomeAgentConfiguration(homeAgentAddress: options.address, homePrefix: options.homePrefix,
                                                    maxLifetime: options.maxLifetime, capacity: options.maxBindings,
