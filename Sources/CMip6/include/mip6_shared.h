@@ -135,7 +135,13 @@
 	                                               * plane to send as a fragmented tunnel packet; dropped here */ \
 	X(DROP_FRAG_RATE_LIMITED, "drop_frag_rate_limited") /* ... over MIP6_FRAG_PUNTS_PER_S: dropped */ \
 	X(DROP_FRAG_RING_FULL, "drop_frag_ring_full") /* ... the ring holds MIP6_FRAG_PUNT_RING_SHARE bytes (the \
-	                                               * rest is signaling's) or is full: dropped */
+	                                               * rest is signaling's) or is full: dropped */ \
+	X(FWD_PASS_MH,         "fwd_pass_mh")         /* forwarder-only node (MIP6_CFG_FORWARDER): a Mobility Header \
+	                                               * (or a first fragment of one) to the home agent address, \
+	                                               * passed to the kernel, which routes it on to the replicas */ \
+	X(FWD_PASS_ENCAP_FRAG, "fwd_pass_encap_frag") /* forwarder-only node: a packet that needs a fragmented tunnel \
+	                                               * packet (RFC 2473 §7.1(b)) passed on to the replicas, which \
+	                                               * have the tunnel socket; a forwarder punts nothing */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
@@ -162,6 +168,9 @@ enum mip6_punt_kind {
 /* ---- config flags ---- */
 #define MIP6_CFG_ENABLED   0x1  /* forwarding on; off means every packet is passed */
 #define MIP6_CFG_PUNT_NA   0x2  /* copy NAs to the control plane (DAD in progress) */
+#define MIP6_CFG_FORWARDER 0x4  /* forwarder-only node (mip6 forwarder): tunnel and decapsulate only; Mobility
+                                 * Headers, ND and packets needing a fragmented tunnel go to the kernel (routed on
+                                 * to the replicas), nothing is punted, no proxy ND */
 
 /* mip6_bindings: key = home address. */
 struct mip6_binding_key {
