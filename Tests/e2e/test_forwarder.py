@@ -24,6 +24,7 @@ from testbed.stream import summary
 RATE = 1000
 CLUSTER_TAG = (TAG[:9] + "fw")[:12]
 COLD_BINDINGS = 100_000
+HTTP = "[::1]:9466"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def cluster(tmp_path_factory):
         for n in REPLICAS:
             state["replicas"][n] = Replica(tb, n, binary, logs).start()
         tb.wait_nexthops(3)
-        fwd = Forwarder(tb, binary, logs)
+        fwd = Forwarder(tb, binary, logs, extra=["--http-listen", HTTP])
         fwd.clear()
         state["fwd"] = fwd.start()
         fwd.wait_synced(5)
@@ -103,6 +104,10 @@ def test_forwarder_has_the_binding_and_status(cluster):
     assert st["state"]["lagMilliseconds"] < 1000
     text = tb.run("rtr", [str(cluster["binary"]), "forwarder", "status", "--state-dir", fwd.state_dir]).stdout
     assert "yes: forwarding" in text
+    get = ("import sys, urllib.request\nfor p in ('/readyz', '/metrics'):\n"
+           f"    r = urllib.request.urlopen('http://{HTTP}' + p, timeout=2); print(r.status, r.read().decode())")
+    out = tb.run("rtr", [PYTHON, "-c", get]).stdout
+    assert out.startswith("200") and "mip6_forwarder_synced 1" in out, out
 
 
 def test_downlink_is_tunneled_at_the_edge(cluster):
