@@ -14,6 +14,8 @@
  *  - Mobility Header to one of our addresses: copy to the control plane's ring, drop
  *    (this kernel would discard a BU for its Home Address option and answer Parameter Problem)
  *  - everything else: XDP_PASS / TC_ACT_OK
+ *  - MIP6_CFG_FORWARDER (mip6 forwarder, a data-plane-only node fed from the shared store):
+ *    only the two tunnels above; Mobility Headers, ND and what would be punted go to the kernel
  *
  * Each function returns an outcome (lib/verdict.h): a drop reason or a counter and a
  * verdict, both named by the counters of mip6_shared.h; ha_process counts it once.
@@ -356,8 +358,11 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 		 * A route too small for a 1280-byte packet plus them leaves packets of 1280 or less
 		 * that only a fragmented tunnel packet carries (§7.1(b)): asking the sender for less
 		 * than 1280 is not allowed, and 1280 again would loop. */
-		if (fib.mtu_result < 1280 + overhead && inner_len <= 1280)
+		if (fib.mtu_result < 1280 + overhead && inner_len <= 1280) {
+			if (cfg->flags & MIP6_CFG_FORWARDER) /* no tunnel socket here: the replicas' job */
+				return M6_PASS(hook, MIP6_CNT_FWD_PASS_ENCAP_FRAG);
 			return ha_fragment_punt(ctx, hook, inner_len, now);
+		}
 		__u32 mtu = fib.mtu_result > 1280 + overhead ? fib.mtu_result - overhead : 1280;
 		return ha_packet_too_big(ctx, hook, ha_addr, mtu, now);
 	}
@@ -432,6 +437,13 @@ static __always_inline int ha_to_local(void *ctx, const enum m6_hook hook, const
 		return M6_DROP(MIP6_CNT_DROP_MALFORMED);
 	if (nh == M6_WALK_TOO_LONG)
 		return M6_DROP(MIP6_CNT_DROP_EXT_CHAIN);
+	if (nh == IPPROTO_IPV6_)
+		return ha_decapsulate(ctx, hook, cfg, ip6, c->pos, c->pos - (void *)ip6, c->end);
+	/* A forwarder-only node: signaling is the replicas' (the kernel routes it on to them),
+	 * fragments included; it punts nothing. */
+	if ((cfg->flags & MIP6_CFG_FORWARDER) &&
+	    (nh == IPPROTO_MH_ || (nh == IPPROTO_FRAGMENT_ && frag_next == IPPROTO_MH_)))
+		return M6_PASS(hook, MIP6_CNT_FWD_PASS_MH);
 	if (nh == IPPROTO_MH_) {
 		__u32 limited = ha_punt_limited(cfg, ip6);
 		if (limited)
@@ -440,8 +452,6 @@ static __always_inline int ha_to_local(void *ctx, const enum m6_hook hook, const
 			return M6_DROP(MIP6_CNT_MH_PUNT_RING_FULL);
 		return M6_DROP(MIP6_CNT_MH_PUNT);
 	}
-	if (nh == IPPROTO_IPV6_)
-		return ha_decapsulate(ctx, hook, cfg, ip6, c->pos, c->pos - (void *)ip6, c->end);
 	/* Signaling is never reassembled: a first fragment of an MH is dropped here,
 	 * later fragments die in the kernel's reassembly queue. */
 	if (nh == IPPROTO_FRAGMENT_ && frag_next == IPPROTO_MH_)
@@ -640,6 +650,11 @@ static __always_inline int ha_handle(void *ctx, const enum m6_hook hook)
 			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
 		return ha_to_local(ctx, hook, cfg, eth, ip6, &c);
 	}
+
+	/* A forwarder-only node neither answers nor copies Neighbor Discovery (no proxy ND: the
+	 * home link is the replicas'), nor tunnels it. */
+	if (cfg->flags & MIP6_CFG_FORWARDER)
+		return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
 
 	if (ip6->nexthdr == IPPROTO_ICMPV6_) {
 		__u8 *icmp = c.pos;

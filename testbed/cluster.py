@@ -290,3 +290,94 @@ class Replica:
     def clear(self) -> None:
         self.tb.run(self.node, [str(self.binary), "dataplane", "detach", "--bpffs", self.bpffs, "--state-dir", self.state_dir],
                     check=False)
+
+
+class ForwarderClusterTestbed(ClusterTestbed):
+    """ClusterTestbed whose router is on the management network too, so `mip6 forwarder`
+    there reads etcd (a forwarder-only node at the edge, README "Forwarder-only nodes")."""
+
+    ROUTER_MGMT = "fd00:ff::fe"
+    VETHS = ClusterTestbed.VETHS + (Veth("db", "m-rtr", "02:00:00:00:ff:fe", "rtr", "mgmt0", "02:00:00:00:fe:fe"),)
+    MGMT_PORTS = ClusterTestbed.MGMT_PORTS + ("m-rtr",)
+    ADDRESSES = {**ClusterTestbed.ADDRESSES, ("rtr", "mgmt0"): [f"{ROUTER_MGMT}/64"]}
+
+
+class Forwarder:
+    """`mip6 forwarder` in the router of a ForwarderClusterTestbed, TC on `interfaces`.
+    start() returns once it has started (wait_synced() for its first list)."""
+
+    def __init__(self, tb: ClusterTestbed, binary: Path, log_dir: Path, interfaces=("r-cn",), name: str = "fwd",
+                 store: str | None = None, store_prefix: str | None = None, extra: list[str] = ()):
+        self.tb, self.binary, self.name = tb, Path(binary), name
+        self.node = "rtr"
+        self.bpffs = f"/sys/fs/bpf/mip6-{tb.tag}-{name}"
+        self.state_dir = str(tb.run_dir / f"{name}-state")
+        self.log_path = Path(log_dir) / f"mip6-{tb.tag}-{name}.log"
+        self.interfaces = list(interfaces)
+        self.store = store or tb.store_url
+        self.store_prefix = store_prefix or f"/mip6/{tb.tag}"
+        self.extra = list(extra)
+        self.proc = None
+
+    @property
+    def argv(self) -> list[str]:
+        ifs = [a for i in self.interfaces for a in ("--interface", i)]
+        return [str(self.binary), "forwarder", *ifs, "--address", self.tb.HA, "--home-prefix", self.tb.HOME_PREFIX,
+                "--store", self.store, "--store-prefix", self.store_prefix, "--forwarder-id", f"{self.name}-{self.tb.tag}",
+                "--bpffs", self.bpffs, "--state-dir", self.state_dir, "--attach-mode", "tc", "--log-level", "info", *self.extra]
+
+    def start(self, timeout: float = 10) -> "Forwarder":
+        log = open(self.log_path, "ab")
+        self.proc = self.tb.popen(self.node, self.argv, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while not (self.state() or {}).get("interfaces"):
+            if self.proc.poll() is not None:
+                raise TestbedError(f"{self.name}: mip6 forwarder exited {self.proc.returncode}:\n{self.log_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{self.name}: not started in {timeout} s:\n{self.log_text()[-2000:]}")
+            time.sleep(0.02)
+        return self
+
+    def wait_synced(self, timeout: float = 10, synced: bool = True) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state() or {}
+            if st.get("synced") == synced:
+                return st
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{self.name}: synced != {synced} after {timeout} s: {st}\n{self.log_text()[-1500:]}")
+            time.sleep(0.02)
+
+    def state(self) -> dict | None:
+        try:
+            return json.loads((Path(self.state_dir) / "forwarder.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def status(self) -> dict:
+        cp = self.tb.run(self.node, [str(self.binary), "forwarder", "status", "--json", "--state-dir", self.state_dir], check=False)
+        return json.loads(cp.stdout) if cp.stdout.strip() else {}
+
+    def stop(self, sig: int = 15, timeout: float = 10) -> int | None:
+        return self.tb.stop(self.proc, sig, timeout) if self.proc else None
+
+    def bindings(self) -> list[dict]:
+        cp = self.tb.run(self.node, [str(self.binary), "bindings", "list", "--json", "--bpffs", self.bpffs], check=False)
+        return json.loads(cp.stdout) if cp.returncode == 0 and cp.stdout.strip() else []
+
+    def binding(self, hoa: str) -> dict | None:
+        return next((b for b in self.bindings() if b.get("homeAddress") == hoa), None)
+
+    def counters(self) -> dict:
+        cp = self.tb.run(self.node, [str(self.binary), "stats", "--json", "--bpffs", self.bpffs, "--state-dir", self.state_dir])
+        return json.loads(cp.stdout)["dataplane"]
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def clear(self) -> None:
+        self.tb.run(self.node, [str(self.binary), "dataplane", "detach", "--bpffs", self.bpffs, "--state-dir", self.state_dir],
+                    check=False)

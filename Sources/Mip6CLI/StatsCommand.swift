@@ -23,17 +23,24 @@ struct StatsCommand: ParsableCommand {
     struct Report: Encodable {
         var dataplane: [String: UInt64]
         var controlplane: ControlPlaneState?
+        /// A forwarder's store view (its --state-dir given as --state-dir).
+        var forwarder: ForwarderState?
     }
 
     func run() throws {
         let counters = try withMaps(pins) { try $0.readCounters() }
         let cp = try? ControlPlaneState.read(stateDir: stateDir)
+        let fwd = try? ForwarderState.read(stateDir: stateDir)
         if output.json {
-            return try printJSON(Report(dataplane: Dictionary(uniqueKeysWithValues: counters.map { ($0.name, $0.value) }), controlplane: cp))
+            return try printJSON(Report(dataplane: Dictionary(uniqueKeysWithValues: counters.map { ($0.name, $0.value) }), controlplane: cp,
+                                        forwarder: fwd))
         }
         print("data plane (\(pins.bpffs))")
         printTable(["COUNTER", "PACKETS"], counters.filter { all || $0.value != 0 }.map { [$0.name, "\($0.value)"] })
         print("")
+        if let fwd {
+            return print("forwarder \(fwd.forwarderID): \(fwd.synced ? "synced" : "not synced"), \(fwd.bindings) bindings (mip6 forwarder status)")
+        }
         guard let cp else { return print("control plane: no state file in \(stateDir) (daemon not running with this --state-dir?)") }
         print("control plane (pid \(cp.pid), \(cp.bindings) bindings, \(cp.dadInProgress) DAD in progress)")
         var rows: [[String]] = [["binding_updates", "\(cp.bindingUpdates)"], ["binding_errors_sent", "\(cp.bindingErrorsSent)"],

@@ -27,8 +27,14 @@ struct XDPProgramTests {
         /// Exact output frame; nil when only the verdict and counters matter.
         let output: [UInt8]?
         let counters: [String]
+        /// Config flags set for this run only (MIP6_CFG_FORWARDER).
+        var flags: UInt32 = 0
+        /// Counters that must not move (a forwarder punts nothing).
+        var unchanged: [String] = []
         var testDescription: String { name }
     }
+
+    static let forwarder = UInt32(MIP6_CFG_FORWARDER)
 
     static let xdpDrop: UInt32 = 1, xdpPass: UInt32 = 2, xdpTX: UInt32 = 3, xdpRedirect: UInt32 = 4
 
@@ -152,6 +158,25 @@ struct XDPProgramTests {
                  verdict: xdpDrop, output: nil, counters: ["drop_tunnel_expired"]),
             Case(name: "NS for an expired binding's home address: not defended, to the kernel", input: nsExpired,
                  verdict: xdpPass, output: nsExpired, counters: ["pass_expired"]),
+            // mip6 forwarder: the same program with MIP6_CFG_FORWARDER; the tunnels work as above,
+            // signaling and ND go on to the replicas through the kernel, nothing is punted.
+            Case(name: "forwarder: Binding Update to the home agent address: passed on, not punted", input: F.ethernet(bu),
+                 verdict: xdpPass, output: F.ethernet(bu), counters: ["fwd_pass_mh"], flags: forwarder,
+                 unchanged: ["mh_punt", "drop_punt_rate_limited", "drop_punt_src_rate_limited"]),
+            Case(name: "forwarder: MH behind an Authentication Header: passed on", input: F.ethernet(mhAfterAH), verdict: xdpPass,
+                 output: F.ethernet(mhAfterAH), counters: ["fwd_pass_mh"], flags: forwarder, unchanged: ["mh_punt"]),
+            Case(name: "forwarder: fragmented MH: passed on (the replicas decide)", input: F.ethernet(fragMH), verdict: xdpPass,
+                 output: F.ethernet(fragMH), counters: ["fwd_pass_mh"], flags: forwarder, unchanged: ["drop_mh_fragment"]),
+            Case(name: "forwarder: encapsulation to the care-of address still works", input: F.ethernet(echo), verdict: xdpTX,
+                 output: encapsulated(echo, to: F.careOf), counters: ["encap", "encap_tx"], flags: forwarder),
+            Case(name: "forwarder: reverse tunnel from the registered CoA still decapsulated",
+                 input: F.ethernet(F.tunnel(outerSrc: F.careOf, outerDst: F.homeAgent, fromMN)), verdict: xdpTX,
+                 output: F.ethernet(dst: F.routerMAC, src: t0MAC, decapped), counters: ["decap", "decap_tx"], flags: forwarder),
+            Case(name: "forwarder: reverse tunnel with a spoofed outer source still dropped",
+                 input: F.ethernet(F.tunnel(outerSrc: IPv6Address("2001:db8:f1::66")!, outerDst: F.homeAgent, fromMN)),
+                 verdict: xdpDrop, output: nil, counters: ["drop_tunnel_spoofed"], flags: forwarder),
+            Case(name: "forwarder: NS for a home address: no proxy ND, to the kernel", input: nsFrame, verdict: xdpPass,
+                 output: nsFrame, counters: ["pass_other"], flags: forwarder, unchanged: ["na_proxy"]),
         ] + encapsulationLimitCases + linkLocalCases
     }
 
@@ -160,14 +185,34 @@ struct XDPProgramTests {
     @Test(arguments: cases)
     func table(_ c: Case) throws {
         let env = try Self.env.get()
+        try Self.check(c, env: env) { frame in
+            let r = try env.run(frame)
+            return (r.verdict, r.output)
+        }
+    }
+
+    /// Runs one row (`run` is the XDP or the TC test run) with its config flags set for it alone.
+    static func check(_ c: Case, env: Env, _ run: ([UInt8]) throws -> (verdict: UInt32, output: [UInt8])) throws {
         let before = try c.counters.map { try env.counter($0) }
-        let r = try env.run(c.input)
+        let still = try c.unchanged.map { try env.counter($0) }
+        _ = try env.ring.consume() // what earlier rows punted
+        let punted = env.punted.count
+        if c.flags != 0 { try env.maps.setConfigFlag(c.flags, true) }
+        defer { if c.flags != 0 { try? env.maps.setConfigFlag(c.flags, false) } }
+        let r = try run(c.input)
         #expect(r.verdict == c.verdict, "verdict")
         if let out = c.output {
             #expect(r.output == out, "output bytes differ:\n got \(hex(r.output))\nwant \(hex(out))")
         }
         for (i, name) in c.counters.enumerated() {
             #expect(try env.counter(name) == before[i] + 1, "counter \(name)")
+        }
+        for (i, name) in c.unchanged.enumerated() {
+            #expect(try env.counter(name) == still[i], "counter \(name) must not move")
+        }
+        if c.flags & forwarder != 0 {
+            _ = try env.ring.consume()
+            #expect(env.punted.count == punted, "a forwarder punts nothing")
         }
     }
 
@@ -419,6 +464,25 @@ struct XDPProgramTests {
             #expect(mtu == 1280, "never below the IPv6 minimum")
             try env.ring.consume()
             #expect(env.punted.isEmpty, "nothing punted for a packet the sender can shrink")
+        }
+    }
+
+    @Test("forwarder (MIP6_CFG_FORWARDER), a route MTU of 1300: a packet only a fragmented tunnel packet carries passes on to the replicas (they have the tunnel socket); nothing is punted")
+    func forwarderPassesFragmentedTunnel() throws {
+        let env = try Self.env.get()
+        try Self.resetFragmentBucket(env)
+        try env.ring.consume()
+        env.punted.removeAll()
+        try env.maps.setConfigFlag(Self.forwarder, true)
+        defer { try? env.maps.setConfigFlag(Self.forwarder, false) }
+        try Self.withRouteMTU(env, 1300) {
+            let inner = F.ethernet(F.echoRequest(dataSize: 1280 - 48))
+            let (passed, punts) = (try env.counter("fwd_pass_encap_frag"), try env.counter("encap_frag_punt"))
+            let r = try env.run(inner)
+            #expect(r.verdict == Self.xdpPass && r.output == inner, "passed untouched")
+            #expect(try env.counter("fwd_pass_encap_frag") == passed + 1 && env.counter("encap_frag_punt") == punts)
+            try env.ring.consume()
+            #expect(env.punted.isEmpty, "a forwarder punts nothing")
         }
     }
 

@@ -140,7 +140,13 @@
 	                                               * rest is signaling's) or is full: dropped */ \
 	X(DROP_ENCAP_LIMIT,    "drop_encap_limit")    /* RFC 2473 §5.1: its Tunnel Encapsulation Limit is 0, so it may \
 	                                               * not be tunneled again: discarded, its frame turned into an ICMPv6 \
-	                                               * Parameter Problem (code 0, pointing at the limit) to its source */
+	                                               * Parameter Problem (code 0, pointing at the limit) to its source */ \
+	X(FWD_PASS_MH,         "fwd_pass_mh")         /* forwarder-only node (MIP6_CFG_FORWARDER): a Mobility Header \
+	                                               * (or a first fragment of one) to the home agent address, \
+	                                               * passed to the kernel, which routes it on to the replicas */ \
+	X(FWD_PASS_ENCAP_FRAG, "fwd_pass_encap_frag") /* forwarder-only node: a packet that needs a fragmented tunnel \
+	                                               * packet (RFC 2473 §7.1(b)) passed on to the replicas, which \
+	                                               * have the tunnel socket; a forwarder punts nothing */
 
 #define MIP6_COUNTER_ENUM(name, str) MIP6_CNT_##name,
 enum mip6_counter {
@@ -169,6 +175,9 @@ enum mip6_punt_kind {
 /* ---- config flags ---- */
 #define MIP6_CFG_ENABLED   0x1  /* forwarding on; off means every packet is passed */
 #define MIP6_CFG_PUNT_NA   0x2  /* copy NAs to the control plane (DAD in progress) */
+#define MIP6_CFG_FORWARDER 0x4  /* forwarder-only node (mip6 forwarder): tunnel and decapsulate only; Mobility
+                                 * Headers, ND and packets needing a fragmented tunnel go to the kernel (routed on
+                                 * to the replicas), nothing is punted, no proxy ND */
 
 /* mip6_bindings: key = home address. */
 struct mip6_binding_key {

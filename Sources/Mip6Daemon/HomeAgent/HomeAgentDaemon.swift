@@ -24,7 +24,7 @@ public final class HomeAgentDaemon: LoopDaemon {
     var object: BPFObject!
     var maps: HomeAgentMaps!
     /// Interface name -> how our program sits there, recorded at attach time for readiness.
-    var attachments: [String: (how: Attachment, ifindex: UInt32, programID: UInt32)] = [:]
+    var attachments: [String: AttachedProgram] = [:]
     var ring: RingBuffer!
     var routing: Netlink.Watcher!
     var core: HomeAgentCore!

@@ -24,17 +24,7 @@ extension HomeAgentDaemon {
     /// Readiness: our programs are the ones attached, the maps answer, the signaling loop turns.
     public func readinessChecks() -> [Check] {
         var checks: [Check] = []
-        var wrong: [String] = []
-        for name in options.interfaces {
-            guard let a = attachments[name] else {
-                wrong.append("\(name): not attached")
-                continue
-            }
-            let found = HomeAgentPins.attachedProgramID(ifindex: a.ifindex, attachment: a.how)
-            if found != a.programID {
-                wrong.append("\(name): \(a.how.label) program \(found.map { "\($0)" } ?? "none"), expected \(a.programID)")
-            }
-        }
+        let wrong = ProgramAttachment.wrong(attachments, interfaces: options.interfaces)
         checks.append(Check(name: "programs", ok: wrong.isEmpty,
                             detail: wrong.isEmpty ? attachments.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.how.label)" }.joined(separator: ",")
                                                   : wrong.joined(separator: "; ")))

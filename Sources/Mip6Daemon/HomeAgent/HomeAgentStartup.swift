@@ -148,51 +148,8 @@ extension HomeAgentDaemon {
     /// Puts the program on every --interface (replacing, without a gap, what an earlier
     /// daemon left) and takes it off interfaces an earlier daemon had that are not ours now.
     func attachPrograms(_ ifaces: [NetworkInterface]) throws {
-        let xdp = try object.program(MIP6_PROG_HA_XDP)
-        let tc = try object.program(MIP6_PROG_HA_TC)
-        var previous: [UInt32: Attachment] = [:]
-        for (ifindex, v) in try maps.readInterfaces() { previous[ifindex] = Attachment(rawValue: v.attach) }
-        for i in ifaces {
-            var want: Attachment
-            var why: String
-            switch options.attachMode {
-            case .xdp: (want, why) = (.xdpNative, "--attach-mode xdp")
-            case .xdpGeneric: (want, why) = (.xdpGeneric, "--attach-mode xdp-generic")
-            case .tc: (want, why) = (.tc, "--attach-mode tc")
-            case .auto: (want, why) = HomeAgentPins.autoAttachment(interface: i.name)
-            }
-            var got: Attachment
-            do {
-                got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
-                                               directory: pins, logger: logger)
-            } catch let error as SystemError where options.attachMode == .auto && want == .xdpNative
-                && error.errno.is(EOPNOTSUPP, EINVAL, ENOTSUP) {
-                // The driver has no native XDP after all: TC keeps GSO, generic XDP would not.
-                logger.notice("native XDP refused; using TC", metadata: ["mip6.interface": "\(i.name)", "mip6.error": "\(error)"])
-                (want, why) = (.tc, "native XDP refused by the driver")
-                got = try HomeAgentPins.attach(xdp: xdp, tc: tc, interface: i, want: want, previous: previous[i.index],
-                                               directory: pins, logger: logger)
-            } catch let error as SystemError {
-                switch error.errno {
-                case EBUSY, EEXIST:
-                    throw StartupError("\(i.name) already has an XDP program that is not ours; detach it first (ip link set dev \(i.name) xdp off)")
-                case EOPNOTSUPP, EINVAL:
-                    throw StartupError("cannot attach in \(want.label) mode to \(i.name): \(error) (try --attach-mode tc)")
-                default:
-                    throw error
-                }
-            }
-            previous[i.index] = nil
-            attachments[i.name] = (got, i.index, got == .tc ? tc.id : xdp.id)
-            try maps.setInterface(ifindex: i.index, mac: i.mac, mtu: i.mtu, attachment: got)
-            logger.info("program attached", metadata: ["mip6.interface": "\(i.name)", "mip6.attach": "\(got.label)", "mip6.why": "\(why)",
-                                                       "mip6.program_tag": "\(got == .tc ? tc.tag : xdp.tag)"])
-        }
-        for (ifindex, old) in previous { // an earlier daemon's interface we no longer serve
-            try HomeAgentPins.detach(directory: pins, ifindex: ifindex, attachment: old)
-            try maps.removeInterface(ifindex: ifindex)
-            logger.notice("detached from an interface no longer configured", metadata: ["mip6.ifindex": "\(ifindex)"])
-        }
+        attachments = try ProgramAttachment.attach(object: object, maps: maps, interfaces: ifaces, mode: options.attachMode,
+                                                   pins: pins, logger: logger)
     }
 
     /// Our addresses on the --interfaces (and the home agent address): the data plane punts
