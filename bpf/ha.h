@@ -333,41 +333,41 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
 
 	/* The common case: the binding's slot knows the next hop (an inlined array lookup; no
-	 * FIB, not even the lookup structure to fill). */
+	 * FIB, not even the lookup request to fill); else the FIB, written back to the slot. */
 	__u32 slot = b->slot;
 	struct mip6_slot_nexthop *e = bpf_map_lookup_elem(&mip6_slot_nh, &slot);
 	int fresh = e && e->seq == b->seq && m6_nh_fresh(&e->nh, cfg->nh_gen, now);
+	struct bpf_fib_lookup fib;
+	int rc = BPF_FIB_LKUP_RET_SUCCESS;
+	__u32 ifindex;
+	const __u8 *smac, *dmac;
 	if (fresh && wire_len <= e->nh.max_len) {
 		ha_count(MIP6_CNT_NH_CACHE_HIT);
-		ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
-		struct ethhdr *eth;
-		__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, overhead, tel, ha_addr, coa, &eth);
-		if (why)
-			return M6_DROP(why);
-		ha_count(MIP6_CNT_ENCAP);
-		ha_stats_add(b, inner_len, m6_segs(ctx, hook), 1);
-		return ha_forward(ctx, hook, eth, e->nh.ifindex, e->nh.smac, e->nh.dmac, MIP6_CNT_ENCAP_TX,
-				  MIP6_CNT_ENCAP_REDIRECT);
-	}
-
-	struct bpf_fib_lookup fib;
-	m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
-	int rc = ha_fib_refill(ctx, cfg, b, e, fresh, now, &fib);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		/* RFC 2473 §7.1: the tunnel MTU is the route's less our headers; never below 1280.
-		 * A route too small for a 1280-byte packet plus them leaves packets of 1280 or less
-		 * that only a fragmented tunnel packet carries (§7.1(b)): asking the sender for less
-		 * than 1280 is not allowed, and 1280 again would loop. */
-		if (fib.mtu_result < 1280 + overhead && inner_len <= 1280) {
-			if (cfg->flags & MIP6_CFG_FORWARDER) /* no tunnel socket here: the replicas' job */
-				return M6_PASS(hook, MIP6_CNT_FWD_PASS_ENCAP_FRAG);
-			return ha_fragment_punt(ctx, hook, inner_len, now);
+		ifindex = e->nh.ifindex;
+		smac = e->nh.smac;
+		dmac = e->nh.dmac;
+	} else {
+		m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
+		rc = ha_fib_refill(ctx, cfg, b, e, fresh, now, &fib);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+			/* RFC 2473 §7.1: the tunnel MTU is the route's less our headers; never below 1280.
+			 * A route too small for a 1280-byte packet plus them leaves packets of 1280 or
+			 * less that only a fragmented tunnel packet carries (§7.1(b)): asking the sender
+			 * for less than 1280 is not allowed, and 1280 again would loop. */
+			if (fib.mtu_result < 1280 + overhead && inner_len <= 1280) {
+				if (cfg->flags & MIP6_CFG_FORWARDER) /* no tunnel socket here: the replicas' job */
+					return M6_PASS(hook, MIP6_CNT_FWD_PASS_ENCAP_FRAG);
+				return ha_fragment_punt(ctx, hook, inner_len, now);
+			}
+			__u32 mtu = fib.mtu_result > 1280 + overhead ? fib.mtu_result - overhead : 1280;
+			return ha_packet_too_big(ctx, hook, ha_addr, mtu, now);
 		}
-		__u32 mtu = fib.mtu_result > 1280 + overhead ? fib.mtu_result - overhead : 1280;
-		return ha_packet_too_big(ctx, hook, ha_addr, mtu, now);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+			return M6_DROP(MIP6_CNT_ENCAP_FIB_FAIL);
+		ifindex = fib.ifindex;
+		smac = fib.smac;
+		dmac = fib.dmac;
 	}
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return M6_DROP(MIP6_CNT_ENCAP_FIB_FAIL);
 
 	ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
 	struct ethhdr *eth;
@@ -379,7 +379,7 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) /* the kernel resolves the next hop and forwards */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_PASS_NO_NEIGH);
-	return ha_forward(ctx, hook, eth, fib.ifindex, fib.smac, fib.dmac, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
+	return ha_forward(ctx, hook, eth, ifindex, smac, dmac, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
 }
 
 /* RFC 6275 §10.4.5: reverse tunnel from a registered care-of address. `inner` follows

@@ -1,3 +1,4 @@
+import CMip6
 import DataPlane
 import Foundation
 import Logging
@@ -55,5 +56,34 @@ enum DaemonStartup {
             default: logger.trace("libbpf: \(msg)")
             }
         }
+    }
+}
+
+extension DaemonStartup {
+    /// The home-agent BPF object (built in, or `programObject`), loaded with its maps pinned
+    /// under `pins`: an earlier compatible daemon's pins are adopted (their binding table
+    /// keeps its size, returned), incompatible ones refused. Shared by `mip6 ha` and `mip6 forwarder`.
+    static func loadHomeAgentObject(programObject: String?, maxBindings: Int, pins: String,
+                                    logger: Logger) throws -> (object: BPFObject, adopting: Bool, capacity: UInt32) {
+        let obj = try HomeAgentPins.openProgramObject(path: programObject, logger: logger)
+        // Pins left by an earlier daemon are adopted only if this version can read them.
+        let fingerprint = HomeAgentPins.fingerprint(mapSpecs: obj.mapSpecs)
+        let adopting: Bool
+        do { adopting = try HomeAgentPins.checkCompatible(directory: pins, fingerprint: fingerprint) != nil } catch {
+            throw StartupError("\(error)")
+        }
+        var capacity = UInt32(maxBindings)
+        if adopting, let pinned = try? BPFMapHandle(pinned: "\(pins)/\(MIP6_MAP_BINDINGS)").maxEntries(), pinned != capacity {
+            logger.warning("--max-bindings differs from the pinned binding table's size; keeping the pinned size (detach to resize)",
+                           metadata: ["mip6.pinned": "\(pinned)", "mip6.requested": "\(capacity)"])
+            capacity = pinned
+        }
+        try obj.setBindingCapacity(capacity)
+        try obj.pinMaps(under: pins)
+        do { try obj.load() } catch {
+            throw StartupError("loading the BPF programs failed: \(error)")
+        }
+        try HomeAgentPins.writeMetaIfAbsent(directory: pins, fingerprint: fingerprint)
+        return (obj, adopting, capacity)
     }
 }

@@ -76,22 +76,8 @@ public final class ForwarderDaemon: LoopDaemon {
 
         (pins, pinLock) = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
         DaemonStartup.routeLibBPFLog(to: logger)
-        let obj = try HomeAgentPins.openProgramObject(path: options.programObject, logger: logger)
-        let fingerprint = HomeAgentPins.fingerprint(mapSpecs: obj.mapSpecs)
-        let adopting: Bool
-        do { adopting = try HomeAgentPins.checkCompatible(directory: pins, fingerprint: fingerprint) != nil } catch {
-            throw StartupError("\(error)")
-        }
-        var capacity = UInt32(options.maxBindings)
-        if adopting, let pinned = try? BPFMapHandle(pinned: "\(pins)/\(MIP6_MAP_BINDINGS)").maxEntries(), pinned != capacity {
-            logger.warning("--max-bindings differs from the pinned binding table's size; keeping the pinned size (detach to resize)",
-                           metadata: ["mip6.pinned": "\(pinned)", "mip6.requested": "\(capacity)"])
-            capacity = pinned
-        }
-        try obj.setBindingCapacity(capacity)
-        try obj.pinMaps(under: pins)
-        do { try obj.load() } catch { throw StartupError("loading the BPF programs failed: \(error)") }
-        try HomeAgentPins.writeMetaIfAbsent(directory: pins, fingerprint: fingerprint)
+        let (obj, adopting, capacity) = try DaemonStartup.loadHomeAgentObject(programObject: options.programObject, maxBindings: options.maxBindings,
+                                                             pins: pins, logger: logger)
         object = obj
         maps = try HomeAgentMaps(object: obj)
         // Not ENABLED before the first list: pinned maps of an earlier run may be stale.
