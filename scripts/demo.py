@@ -8,7 +8,10 @@ namespace and the mobile node `mip6 mn` in the MN's (both foreign links up,
 mn-f1 preferred), then: registration, ping both ways through the tunnel, TCP
 throughput through the home agent (iperf3), a 1000 datagrams/s UDP stream to the
 home address while mn-f1 goes down (the MN moves to mn-f2: outage and loss),
-the binding cache and the MN's status. Takes about 20 s. --keep leaves the
+the binding cache and the MN's status. Then, unless --no-cluster (or --keep), the
+second part (scripts/demo_cluster.py): three replicas sharing bindings through etcd behind
+an anycast BGP/BFD router, one dying silently and one stopping gracefully under traffic.
+Takes about 40 s. --keep leaves the
 topology and both daemons running for poking around; `python3 -m testbed down
 --tag m6` clears it. Ctrl-C cleans up too.
 """
@@ -40,6 +43,7 @@ def main() -> int:
     ap.add_argument("--tag", default="m6", help="namespace prefix (default m6)")
     ap.add_argument("--keep", action="store_true", help="leave the testbed and the daemons running")
     ap.add_argument("--bin", default=os.environ.get("MIP6_BIN", str(default_binary())))
+    ap.add_argument("--no-cluster", action="store_true", help="skip the second part (replicas, etcd, BGP + BFD)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("the demo needs root (network namespaces, XDP, TC)", file=sys.stderr)
@@ -129,7 +133,15 @@ def main() -> int:
                 ha.clear_state()
             tb.__exit__(None, None, None)
             print(f"\nmobile node exited {mn_code}, home agent exited {ha_code}; testbed down "
-                  f"({time.monotonic() - t_start:.1f} s in all)")
+                  f"({time.monotonic() - t_start:.1f} s so far)")
+    if ok and not args.keep and not args.no_cluster:
+        import demo_cluster
+        try:
+            demo_cluster.run((args.tag[:10] + "c"), Path(args.bin), logdir, step)
+        except (HarnessError, TestbedError) as e:
+            print(f"\ncluster demo failed: {e}", file=sys.stderr)
+            return 1
+        print(f"\ncluster testbed down ({time.monotonic() - t_start:.1f} s in all)")
     return 0 if ok else 1
 
 
