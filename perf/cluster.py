@@ -77,7 +77,9 @@ def main() -> int:
             results["replicas"] = {r.node: (r.state() or {}).get("store") for r in reps}
             for node, s in results["replicas"].items():
                 c = (s or {}).get("convergence") or {}
-                print(f"{node}: commits {s['counters']['commits']}, conflicts {s['counters']['conflicts']}, remote upserts "
+                k = (s or {}).get("commits") or {}
+                print(f"{node}: commits {s['counters']['commits']} (submit -> result p50 {k.get('p50', 0):.1f} ms p99 "
+                      f"{k.get('p99', 0):.1f} ms), conflicts {s['counters']['conflicts']}, remote upserts "
                       f"{s['counters']['remoteUpserts']}; convergence p50 {c.get('p50', 0):.1f} ms p99 {c.get('p99', 0):.1f} ms "
                       f"max {c.get('max', 0):.1f} ms over {c.get('samples', 0)}")
         finally:

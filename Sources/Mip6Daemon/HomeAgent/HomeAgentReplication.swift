@@ -117,7 +117,7 @@ extension HomeAgentDaemon {
             try core.cache.upsert(b)
             storeState.counters.remoteUpserts += 1
             if !relist, s.record.writer != options.store?.replicaID {
-                storeState.noteConvergence(Double(StoreReplica.wallNanoseconds() - s.record.registeredUnixNs) / 1e6)
+                storeState.convergence.note(Double(StoreReplica.wallNanoseconds() - s.record.registeredUnixNs) / 1e6)
             }
         } catch {
             mapUpdateFailures += 1
@@ -211,6 +211,8 @@ extension HomeAgentDaemon {
     func submit(_ batch: StoreBatch) {
         let id = storeState.nextBatch
         storeState.nextBatch += 1
+        var batch = batch
+        batch.submittedNs = clock.nanoseconds()
         storeState.inFlight[id] = batch
         replica?.commit(id: id, batch.writes)
     }
@@ -236,6 +238,7 @@ extension HomeAgentDaemon {
     func finishCommit(_ id: Int, _ r: CommitResult) {
         guard let batch = storeState.inFlight.removeValue(forKey: id) else { return }
         defer { releaseDeferred(batch) }
+        storeState.commitLatency.note(Double(clock.nanoseconds() - batch.submittedNs) / 1e6)
         if r.succeeded {
             storeState.counters.commits += 1
             storeState.counters.committedWrites += UInt64(batch.writes.count)

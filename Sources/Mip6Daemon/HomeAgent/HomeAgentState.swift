@@ -26,7 +26,7 @@ extension HomeAgentDaemon {
                 StoreStatus(replicaID: s.replicaID, synced: storeState.synced, lagMilliseconds: storeLagMilliseconds,
                             announced: storeState.announced != .withdrawn, announcement: storeState.announced.rawValue, refusing: core.refusingRegistrations != nil,
                             inFlightBatches: storeState.inFlight.count, counters: storeState.counters,
-                            convergence: storeState.convergenceSummary)
+                            convergence: storeState.convergence.summary, commits: storeState.commitLatency.summary)
             },
             storeRefusals: c.storeRefusals,
             tunnelFragmented: fragmented.sent, tunnelFragmentedDrops: fragmented.drops,
@@ -105,4 +105,6 @@ public struct StoreStatus: Codable, Sendable, Equatable {
     public var counters: StoreCounters
     /// Bindings other replicas accepted: acceptance there -> in our maps, ms.
     public var convergence: ConvergenceSummary?
+    /// Batches submitted -> committed (result back on the loop), ms.
+    public var commits: ConvergenceSummary?
 }

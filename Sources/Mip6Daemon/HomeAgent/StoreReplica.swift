@@ -155,21 +155,9 @@ struct StoreState {
     /// The announcement as last set.
     var announced = Announcement.withdrawn
     /// Another replica accepted a BU -> its binding in our maps, ms (the last 4096).
-    var convergence: [Double] = []
-    var convergenceNext = 0
-
-    mutating func noteConvergence(_ ms: Double) {
-        if convergence.count < 4096 { convergence.append(ms) } else { convergence[convergenceNext] = ms }
-        convergenceNext = (convergenceNext + 1) % 4096
-    }
-
-    /// p50, p99 and max of `convergence`, ms.
-    var convergenceSummary: ConvergenceSummary? {
-        guard !convergence.isEmpty else { return nil }
-        let s = convergence.sorted()
-        func q(_ p: Double) -> Double { s[min(s.count - 1, Int(Double(s.count) * p))] }
-        return ConvergenceSummary(samples: s.count, p50: q(0.5), p99: q(0.99), max: s.last!)
-    }
+    var convergence = LatencySamples()
+    /// A batch submitted -> its commit result on the loop, ms (the last 4096).
+    var commitLatency = LatencySamples()
 }
 
 /// A de-registration or binding of a key whose earlier write is still in flight.
@@ -189,6 +177,8 @@ struct StoreBatch {
     var removed: [IPv6Address: Binding]
     var sends: [(packet: [UInt8], description: String, hoa: IPv6Address?, receivedNs: UInt64)]
     var retried = false
+    /// Monotonic ns it was submitted (commit latency).
+    var submittedNs: UInt64 = 0
 
     /// The part of the batch for `keys`.
     func subset(_ keys: Set<IPv6Address>) -> StoreBatch {
@@ -223,8 +213,26 @@ enum Announcement: String, Codable, Sendable {
     case lagging
 }
 
-/// How long a binding another replica accepted took to reach this replica's maps: from the
-/// writer's acceptance (the record's registration time) to our map write, ms.
+/// The last 4096 of some latency, ms.
+struct LatencySamples {
+    private var samples: [Double] = []
+    private var next = 0
+
+    mutating func note(_ ms: Double) {
+        if samples.count < 4096 { samples.append(ms) } else { samples[next] = ms }
+        next = (next + 1) % 4096
+    }
+
+    var summary: ConvergenceSummary? {
+        guard !samples.isEmpty else { return nil }
+        let s = samples.sorted()
+        func q(_ p: Double) -> Double { s[min(s.count - 1, Int(Double(s.count) * p))] }
+        return ConvergenceSummary(samples: s.count, p50: q(0.5), p99: q(0.99), max: s.last!)
+    }
+}
+
+/// p50, p99 and max of a latency, ms (convergence: from another replica's acceptance, the
+/// record's registration time, to our map write; commits: submitted -> result on the loop).
 public struct ConvergenceSummary: Codable, Sendable, Equatable {
     public var samples: Int
     public var p50: Double
