@@ -366,13 +366,13 @@ extension HomeAgentDaemon {
             switch want {
             case .preferred:
                 try bird.run("enable \(a.protocolName)")
-                if storeState.announced == .lagging { try? bird.run("disable \(a.laggingProtocolName)") }
+                if storeState.announced == .lagging { _ = try? bird.run("disable \(a.laggingProtocolName)") }
             case .lagging:
                 // A BIRD configured without the _lag protocol: keep the preferred announcement.
                 if (try? bird.run("enable \(a.laggingProtocolName)")) != nil { try bird.run("disable \(a.protocolName)") }
             case .withdrawn:
                 try bird.run("disable \(a.protocolName)")
-                try? bird.run("disable \(a.laggingProtocolName)")
+                _ = try? bird.run("disable \(a.laggingProtocolName)")
             }
             logger.notice(want == .preferred ? "announcing the home prefix"
                           : want == .lagging ? "announcing the home prefix less preferred (store watch lags)" : "withdrawing the home prefix",
