@@ -74,6 +74,21 @@ def healthy(cluster) -> None:
     tb.wait_nexthops(3, timeout=20)
     tb.reset_mn()
     cluster["mn"].wait_registered(tb.COA1, 10)
+    quiet(cluster["mn"])
+
+
+def quiet(mn, seconds: float = 1.3, timeout: float = 15) -> None:
+    """Until the mobile node has sent no BU for `seconds` (longer than its first retransmission
+    timer): "registered" already holds while a BU for the same care-of address (a move back to a
+    link whose binding the home agent still has) waits for its BA."""
+    deadline = time.monotonic() + timeout
+    last, since = counter(mn.status(), "counters.busSent"), time.monotonic()
+    while time.monotonic() - since < seconds:
+        assert time.monotonic() < deadline, "the mobile node kept sending BUs"
+        time.sleep(0.1)
+        now = counter(mn.status(), "counters.busSent")
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def streams(tb) -> tuple[UdpStream, UdpStream]:
