@@ -35,6 +35,7 @@ def main() -> int:
     ap.add_argument("--rates", default="100,2000,5000,10000,15000,max")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--max-count", type=int, default=60000, help="BUs in a max step")
+    ap.add_argument("--burst", type=int, default=32, help="BUs per send burst (1: single BUs, the idle latency)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tag", default="m6pc")
     ap.add_argument("--bin", default=os.environ.get("MIP6_BIN", str(default_binary())))
@@ -64,7 +65,7 @@ def main() -> int:
                 step_args = ["--interface", tb.MN_IF1, "--destination-mac", rtr_mac, "--care-of", tb.COA1,
                              "--home-agent", tb.HA, "--home-prefix", tb.HOME_PREFIX, "--lifetime", "600",
                              "--rates", "max" if rate == 0 else str(rate), "--seconds", str(args.seconds),
-                             "--max-count", str(args.max_count), "--drain", "5",
+                             "--max-count", str(args.max_count), "--drain", "5", "--burst", str(args.burst),
                              "--first-home-address", f"{0xb000_0000_0000_0000 + first:x}"]
                 first += count
                 out = tb.run("mn", [bench_binary(args.bin), "bu-load", *step_args, "--json"], timeout=300)
