@@ -151,6 +151,8 @@ struct StoreState {
     var startedNs: UInt64 = 0
     var nextBatch = 0
     var inFlight: [Int: StoreBatch] = [:]
+    /// Batches waiting for a free transaction slot (HomeAgentDaemon.maxInFlightBatches).
+    var queued: [StoreBatch] = []
     var counters = StoreCounters()
     /// The announcement as last set.
     var announced = Announcement.withdrawn
@@ -179,6 +181,15 @@ struct StoreBatch {
     var retried = false
     /// Monotonic ns it was submitted (commit latency).
     var submittedNs: UInt64 = 0
+
+    /// This batch and `other` (other keys) as one.
+    func merged(with other: StoreBatch) -> StoreBatch {
+        StoreBatch(writes: writes + other.writes,
+                   staged: BPFBindingTable.Staged(bindings: staged.bindings.merging(other.staged.bindings) { $1 },
+                                                  before: staged.before.merging(other.staged.before) { $1 }),
+                   removed: removed.merging(other.removed) { $1 },
+                   sends: sends + other.sends)
+    }
 
     /// The part of the batch for `keys`.
     func subset(_ keys: Set<IPv6Address>) -> StoreBatch {
