@@ -241,6 +241,22 @@ public final class HomeAgentMaps {
         try removeLinkLocal(of: hoa)
     }
 
+    /// After a restart: the pinned bindings still live at `now` and inside `homePrefix`, as the
+    /// control plane's bindings; the others are removed from the maps.
+    public func adoptLiveBindings(now: UInt64, homePrefix: IPv6Prefix) throws -> [Binding] {
+        var adopted: [Binding] = []
+        for (hoa, v) in try readBindings() {
+            if v.expires_ns <= now || !homePrefix.contains(hoa) {
+                try remove(hoa)
+                continue
+            }
+            adopted.append(Binding(homeAddress: hoa, careOfAddress: IPv6Address(cAddress: v.coa), sequence: v.seq,
+                                   flags: BUFlags(rawValue: v.flags), lifetime: v.lifetime_s,
+                                   registeredAt: v.registered_ns, expiresAt: v.expires_ns))
+        }
+        return adopted
+    }
+
     /// Every binding in the map (for inspection and for adopting pinned state).
     public func readBindings() throws -> [(IPv6Address, mip6_binding)] {
         try bindings.entries().map { (IPv6Address(cAddress: $0.0.hoa), $0.1) }

@@ -89,17 +89,7 @@ public final class ForwarderDaemon: LoopDaemon {
         table = BPFBindingTable(maps: maps, homeLinkIfindex: 0) // no proxy ND: no home link
         let cache = BindingCache(capacity: Int(capacity), dataPlane: table)
         table.current = { [unowned cache] in cache[$0] }
-        let now = clock.nanoseconds()
-        var adopted: [Binding] = []
-        for (hoa, v) in try maps.readBindings() {
-            if v.expires_ns <= now || !options.homePrefix.contains(hoa) {
-                try maps.remove(hoa)
-                continue
-            }
-            adopted.append(Binding(homeAddress: hoa, careOfAddress: IPv6Address(cAddress: v.coa), sequence: v.seq,
-                                   flags: BUFlags(rawValue: v.flags), lifetime: v.lifetime_s,
-                                   registeredAt: v.registered_ns, expiresAt: v.expires_ns))
-        }
+        let adopted = try maps.adoptLiveBindings(now: clock.nanoseconds(), homePrefix: options.homePrefix)
         cache.restore(adopted)
         self.cache = cache
         if adopting { logger.notice("adopting the pinned data plane", metadata: ["mip6.bpffs": "\(options.bpffs)", "mip6.bindings": "\(adopted.count)"]) }

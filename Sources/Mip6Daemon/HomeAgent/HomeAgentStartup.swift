@@ -62,17 +62,7 @@ extension HomeAgentDaemon {
         table = BPFBindingTable(maps: maps, homeLinkIfindex: home.index)
         let cache = BindingCache(capacity: Int(capacity), dataPlane: table)
         table.current = { [unowned cache] in cache[$0] }
-        let now = clock.nanoseconds()
-        var adopted: [Binding] = []
-        for (hoa, v) in try maps.readBindings() {
-            if v.expires_ns <= now || !options.homePrefix.contains(hoa) {
-                try maps.remove(hoa)
-                continue
-            }
-            adopted.append(Binding(homeAddress: hoa, careOfAddress: IPv6Address(cAddress: v.coa), sequence: v.seq,
-                                   flags: BUFlags(rawValue: v.flags), lifetime: v.lifetime_s,
-                                   registeredAt: v.registered_ns, expiresAt: v.expires_ns))
-        }
+        let adopted = try maps.adoptLiveBindings(now: clock.nanoseconds(), homePrefix: options.homePrefix)
         cache.restore(adopted)
         if !adopted.isEmpty { logger.info("adopted pinned bindings", metadata: ["mip6.count": "\(adopted.count)"]) }
         // Their link-local entries (L flag): exactly those of the adopted bindings.
