@@ -45,18 +45,23 @@ public enum Netlink {
         throw SystemError(what, errno: err, "\(address)/\(prefixLength) on ifindex \(ifindex)")
     }
 
+    /// Sends one request message: nlmsghdr (NLM_F_REQUEST | `flags`) and `body`.
+    static func send(_ fd: OwnedFD, _ type: UInt16, flags: UInt16, sequence: UInt32, body: [UInt8], what: String) throws(SystemError) {
+        var msg: [UInt8] = []
+        msg.appendLE(UInt32(16 + body.count))
+        msg.appendLE(type)
+        msg.appendLE(request | flags)
+        msg.appendLE(sequence)
+        msg.appendLE(UInt32(0)) // port id: the kernel fills it in
+        msg += body
+        _ = try Syscall.call("send(\(what))") { msg.withUnsafeBytes { Glibc.send(fd.raw, $0.baseAddress, $0.count, 0) } }
+    }
+
     /// One request with NLM_F_ACK; returns the kernel's answer as an errno (0: done), for
     /// the caller to decide which ones are fine (EEXIST on a create, ENOENT on a delete).
     static func transact(_ type: UInt16, flags: UInt16, body: [UInt8], what: String) throws(SystemError) -> Int32 {
         let fd = try open(groups: 0)
-        var msg: [UInt8] = []
-        msg.appendLE(UInt32(16 + body.count))
-        msg.appendLE(type)
-        msg.appendLE(request | ack | flags)
-        msg.appendLE(UInt32(1)) // sequence
-        msg.appendLE(UInt32(0)) // port id: the kernel fills it in
-        msg += body
-        _ = try Syscall.call("send(\(what))") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
+        try send(fd, type, flags: ack | flags, sequence: 1, body: body, what: what)
 
         // The ack: nlmsghdr + struct nlmsgerr (error is the first field, 0 or -errno).
         var reply = [UInt8](repeating: 0, count: 1024)
@@ -65,30 +70,6 @@ public enum Netlink {
         let n = try Syscall.call("recv(\(what) ack)") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
         guard n >= 20 else { throw SystemError(what, errno: EPROTO, "short netlink ack") }
         return -reply.loadLE(Int32.self, at: 16)
-    }
-
-    /// One request answered by one message (a GET without NLM_F_DUMP): its payload, after the nlmsghdr.
-    static func query(_ type: UInt16, body: [UInt8], what: String) throws(SystemError) -> [UInt8] {
-        let fd = try open(groups: 0)
-        var msg: [UInt8] = []
-        msg.appendLE(UInt32(16 + body.count))
-        msg.appendLE(type)
-        msg.appendLE(request)
-        msg.appendLE(UInt32(1))
-        msg.appendLE(UInt32(0))
-        msg += body
-        _ = try Syscall.call("send(\(what))") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
-        var reply = [UInt8](repeating: 0, count: 8192)
-        var pfd = [pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)]
-        guard try Syscall.poll(&pfd, timeoutMilliseconds: 2000) == 1 else { throw SystemError(what, errno: ETIMEDOUT, "no netlink reply") }
-        let n = try Syscall.call("recv(\(what))") { reply.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) } }
-        guard n >= 16 else { throw SystemError(what, errno: EPROTO, "short netlink reply") }
-        let length = min(Int(reply.loadLE(UInt32.self, at: 0)), n)
-        if reply.loadLE(UInt16.self, at: 4) == UInt16(NLMSG_ERROR) {
-            let err = n >= 20 ? -reply.loadLE(Int32.self, at: 16) : EPROTO
-            throw SystemError(what, errno: err == 0 ? EPROTO : err)
-        }
-        return Array(reply[16..<max(16, length)])
     }
 
     /// A non-blocking socket subscribed to rtnetlink groups (default: link and IPv6

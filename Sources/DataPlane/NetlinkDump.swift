@@ -73,14 +73,7 @@ extension Netlink {
                         _ parse: (UInt16, [UInt8]) -> T?) throws(SystemError) -> [T] {
         let fd = try open(groups: 0)
         let sequence = UInt32.random(in: 1...UInt32.max)
-        var msg: [UInt8] = []
-        msg.appendLE(UInt32(16 + family.count))
-        msg.appendLE(type)
-        msg.appendLE(request | UInt16(NLM_F_DUMP))
-        msg.appendLE(sequence)
-        msg.appendLE(UInt32(0))
-        msg += family
-        _ = try Syscall.call("send(netlink dump \(type))") { msg.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
+        try send(fd, type, flags: UInt16(NLM_F_DUMP), sequence: sequence, body: family, what: "netlink dump \(type)")
 
         var out: [T] = []
         var buffer = [UInt8](repeating: 0, count: 32768)
