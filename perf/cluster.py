@@ -30,6 +30,32 @@ from testbed.cluster import REPLICAS, ClusterTestbed, Replica  # noqa: E402
 from testbed.harness import bench_binary, default_binary, ping  # noqa: E402
 
 
+CPU_GROUPS = {"etcd": "etcd", "mip6": "replicas", "bird": "bird"}
+
+
+def cpu_snapshot() -> tuple[dict[str, float], float, float]:
+    """CPU seconds used so far by each group of processes (by name), and the machine's busy
+    and total CPU seconds (/proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups = dict.fromkeys(CPU_GROUPS.values(), 0.0)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if name in CPU_GROUPS:
+            groups[CPU_GROUPS[name]] += (int(rest[11]) + int(rest[12])) / tick  # utime, stime
+    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = cpu[3] + cpu[4]
+    # The generator has exited by the second snapshot: it is counted as our waited-for child.
+    t = os.times()
+    groups["generator"] = t.children_user + t.children_system
+    return groups, (sum(cpu) - idle) / tick, sum(cpu) / tick
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="100,2000,5000,10000,15000,max")
@@ -68,12 +94,20 @@ def main() -> int:
                              "--max-count", str(args.max_count), "--drain", "5", "--burst", str(args.burst),
                              "--first-home-address", f"{0xb000_0000_0000_0000 + first:x}"]
                 first += count
+                before = cpu_snapshot()
                 out = tb.run("mn", [bench_binary(args.bin), "bu-load", *step_args, "--json"], timeout=300)
+                after = cpu_snapshot()
                 step = json.loads(out.stdout)["steps"][0]
+                # Where the machine's CPUs went during the step (sending, then draining the BAs).
+                busy, total = after[1] - before[1], after[2] - before[2]
+                per_k = {g: (after[0][g] - before[0][g]) * 1e6 / max(step["accepted"], 1) for g in after[0]}
+                step["cpu"] = {"busyPercent": 100 * busy / max(total, 1e-9), "microsecondsPerBU": per_k}
                 results["steps"].append(step)
                 print(f"offered {'max' if rate == 0 else rate:>6} BU/s: sent {step['sent']}, accepted {step['accepted']}, "
                       f"missing {step['missing']}, accepted/s {step['acceptedPerSecond']:,.0f}, "
                       f"BU->BA p50 {step['p50Microseconds'] / 1000:.1f} ms p99 {step['p99Microseconds'] / 1000:.1f} ms", flush=True)
+                print("    CPU: machine busy {:.0f}%; per accepted BU {}".format(
+                    step["cpu"]["busyPercent"], ", ".join(f"{g} {v:.0f} µs" for g, v in step["cpu"]["microsecondsPerBU"].items())), flush=True)
             time.sleep(1)
             results["replicas"] = {r.node: (r.state() or {}).get("store") for r in reps}
             for node, s in results["replicas"].items():

@@ -39,10 +39,23 @@ public final class EtcdClient: Sendable {
     /// proposal a follower made while its leader died is dropped by raft and would only be
     /// answered by etcd's own request timeout (5 s and more); a new one after the election
     /// (about two election timeouts) goes through.
-    public init(endpoints: [String], timeout: TimeAmount = .milliseconds(1000)) {
+    ///
+    /// `firstChoice`: the member to ask first until one fails (an index, taken modulo the
+    /// count). Replicas that spread their first choice spread the gateway's JSON work, which
+    /// is most of a member's CPU under load (perf/README.md "Binding Updates through the
+    /// shared store"): a follower serves watches itself and passes writes on over gRPC.
+    public init(endpoints: [String], timeout: TimeAmount = .milliseconds(1000), firstChoice: Int = 0) {
         self.endpoints = endpoints
         self.timeout = timeout
         http = Self.sharedHTTP
+        preferred.value = endpoints.isEmpty ? 0 : abs(firstChoice % endpoints.count)
+    }
+
+    /// A stable first choice for a name (FNV-1a): every start of a replica asks the same member.
+    public static func firstChoice(for name: String) -> Int {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return Int(h % 1_000_003)
     }
 
     /// The member that answered last is asked first: a dead member costs one failed attempt,
@@ -84,8 +97,8 @@ public final class EtcdClient: Sendable {
     // MARK: requests
 
     /// POSTs `body` (JSON) to `path` on the first member that answers.
-    func post(_ path: String, _ body: [String: Any], deadline: TimeAmount? = nil) async throws -> Data {
-        let json = try JSONSerialization.data(withJSONObject: body)
+    func post(_ path: String, _ body: GatewayJSON, deadline: TimeAmount? = nil) async throws -> Data {
+        let json = body.bytes
         var last: Error = EtcdError("no endpoints")
         for (index, base) in ordered() {
             var request = HTTPClientRequest(url: base + path)
@@ -122,23 +135,23 @@ public final class EtcdClient: Sendable {
     // MARK: kv
 
     public func put(_ key: String, _ value: [UInt8], lease: Int64 = 0) async throws -> Int64 {
-        var body: [String: Any] = ["key": Wire.b64(key), "value": Wire.b64(value)]
-        if lease != 0 { body["lease"] = String(lease) }
-        return try decode(PutResponse.self, await post("/v3/kv/put", body)).header?.revision ?? 0
+        var body: [(String, GatewayJSON)] = [("key", .base64(Array(key.utf8))), ("value", .base64(value))]
+        if lease != 0 { body.append(("lease", .int64(lease))) }
+        return try decode(PutResponse.self, await post("/v3/kv/put", .object(body))).header?.revision ?? 0
     }
 
     public func get(_ key: String) async throws -> EtcdKeyValue? {
-        try decode(RangeResponse.self, await post("/v3/kv/range", ["key": Wire.b64(key)])).kvs?.first
+        try decode(RangeResponse.self, await post("/v3/kv/range", .object([("key", .base64(Array(key.utf8)))]))).kvs?.first
     }
 
     /// One page of the keys under `prefix` from `after` (exclusive), at `revision` (0: now).
     public func range(prefix: String, after: [UInt8]? = nil, limit: Int, revision: Int64 = 0)
         async throws -> (kvs: [EtcdKeyValue], more: Bool, revision: Int64) {
         let p = Array(prefix.utf8)
-        var body: [String: Any] = ["key": Wire.b64(after.map { $0 + [0] } ?? p), "range_end": Wire.b64(Wire.prefixEnd(p)),
-                                   "limit": String(limit)]
-        if revision != 0 { body["revision"] = String(revision) }
-        let r = try decode(RangeResponse.self, await post("/v3/kv/range", body, deadline: .seconds(30)))
+        var body: [(String, GatewayJSON)] = [("key", .base64(after.map { $0 + [0] } ?? p)), ("range_end", .base64(Wire.prefixEnd(p))),
+                                             ("limit", .int64(Int64(limit)))]
+        if revision != 0 { body.append(("revision", .int64(revision))) }
+        let r = try decode(RangeResponse.self, await post("/v3/kv/range", .object(body), deadline: .seconds(30)))
         return (r.kvs ?? [], r.more ?? false, r.header?.revision ?? 0)
     }
 
@@ -157,37 +170,39 @@ public final class EtcdClient: Sendable {
     }
 
     public func delete(_ key: String) async throws -> Int64 {
-        Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", ["key": Wire.b64(key)])).deleted ?? "0") ?? 0
+        Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", .object([("key", .base64(Array(key.utf8)))]))).deleted ?? "0") ?? 0
     }
 
     public func deletePrefix(_ prefix: String) async throws -> Int64 {
         let p = Array(prefix.utf8)
-        let body = ["key": Wire.b64(p), "range_end": Wire.b64(Wire.prefixEnd(p))]
+        let body = GatewayJSON.object([("key", .base64(p)), ("range_end", .base64(Wire.prefixEnd(p)))])
         return Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", body)).deleted ?? "0") ?? 0
     }
 
     /// One transaction: `success` if every compare holds, else `failure` (etcd allows 128
     /// operations in all).
     public func txn(_ compares: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation]) async throws -> EtcdTxnResult {
-        func op(_ o: EtcdOperation) -> [String: Any] {
+        func op(_ o: EtcdOperation) -> GatewayJSON {
             switch o {
             case let .put(key, value, lease):
-                var p: [String: Any] = ["key": Wire.b64(key), "value": Wire.b64(value)]
-                if lease != 0 { p["lease"] = String(lease) }
-                return ["request_put": p]
-            case let .delete(key): return ["request_delete_range": ["key": Wire.b64(key)]]
-            case let .get(key): return ["request_range": ["key": Wire.b64(key)]]
+                var p: [(String, GatewayJSON)] = [("key", .base64(key)), ("value", .base64(value))]
+                if lease != 0 { p.append(("lease", .int64(lease))) }
+                return .object([("request_put", .object(p))])
+            case let .delete(key): return .object([("request_delete_range", .object([("key", .base64(key))]))])
+            case let .get(key): return .object([("request_range", .object([("key", .base64(key))]))])
             }
         }
-        let cmp: [[String: Any]] = compares.map {
+        let cmp: [GatewayJSON] = compares.map {
             switch $0 {
+            // proto3 defaults left out (result EQUAL, target VERSION, version 0): the gateway's
+            // reflection-based decoding costs per field present.
             case let .modRevision(key, rev):
-                return ["key": Wire.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": String(rev)]
+                return .object([("key", .base64(key)), ("target", .string("MOD")), ("mod_revision", .int64(rev))])
             case let .absent(key):
-                return ["key": Wire.b64(key), "target": "VERSION", "result": "EQUAL", "version": "0"]
+                return .object([("key", .base64(key))])
             }
         }
-        let body: [String: Any] = ["compare": cmp, "success": success.map(op), "failure": failure.map(op)]
+        let body = GatewayJSON.object([("compare", .array(cmp)), ("success", .array(success.map(op))), ("failure", .array(failure.map(op)))])
         let r = try decode(TxnResponse.self, await post("/v3/kv/txn", body))
         let succeeded = r.succeeded ?? false
         let ranges = (r.responses ?? []).compactMap { $0.response_range.map { $0.kvs ?? [] } }
@@ -198,7 +213,7 @@ public final class EtcdClient: Sendable {
     /// computes the same ID for the same expiry bucket).
     public func grantLease(id: Int64, ttl: Int64) async throws {
         do {
-            let r = try decode(LeaseGrantResponse.self, await post("/v3/lease/grant", ["ID": String(id), "TTL": String(ttl)]))
+            let r = try decode(LeaseGrantResponse.self, await post("/v3/lease/grant", .object([("ID", .int64(id)), ("TTL", .int64(ttl))])))
             if let e = r.error, !e.isEmpty, !e.contains("already exists") { throw EtcdError("lease grant: \(e)") }
         } catch let e as EtcdError where e.description.contains("already exists") {}
     }

@@ -40,8 +40,38 @@ extension EtcdKeyValue: Decodable {
 enum Wire {
     static func bytes(_ s: String?) throws -> [UInt8] {
         guard let s else { return [] }
-        guard let d = Data(base64Encoded: s) else { throw EtcdError("not base64: \(s.prefix(40))") }
-        return Array(d)
+        guard let d = base64(s.utf8) else { throw EtcdError("not base64: \(s.prefix(40))") }
+        return d
+    }
+
+    private static let sextets: [UInt8] = {
+        var t = [UInt8](repeating: 0xff, count: 256)
+        for (i, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { t[Int(c)] = UInt8(i) }
+        return t
+    }()
+
+    /// RFC 4648 §4 with padding, as protobuf's JSON mapping writes bytes; nil if it is not.
+    static func base64(_ text: some Collection<UInt8>) -> [UInt8]? {
+        let c = Array(text)
+        guard c.count % 4 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(c.count / 4 * 3)
+        var i = 0
+        while i < c.count {
+            let pad = i + 4 == c.count ? (c[i + 3] == UInt8(ascii: "=") ? (c[i + 2] == UInt8(ascii: "=") ? 2 : 1) : 0) : 0
+            var v: UInt32 = 0
+            for k in 0..<4 {
+                if k >= 4 - pad { v <<= 6; continue }
+                let s = sextets[Int(c[i + k])]
+                guard s != 0xff else { return nil }
+                v = v << 6 | UInt32(s)
+            }
+            out.append(UInt8(v >> 16))
+            if pad < 2 { out.append(UInt8(v >> 8 & 0xff)) }
+            if pad < 1 { out.append(UInt8(v & 0xff)) }
+            i += 4
+        }
+        return out
     }
 
     static func int(_ s: String?) throws -> Int64 {
@@ -49,9 +79,6 @@ enum Wire {
         guard let v = Int64(s) else { throw EtcdError("not an int64: \(s.prefix(40))") }
         return v
     }
-
-    static func b64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
-    static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
 
     /// The end of the range of every key starting with `prefix` (etcd's prefix convention).
     static func prefixEnd(_ prefix: [UInt8]) -> [UInt8] {
@@ -69,6 +96,7 @@ enum Wire {
 
 struct ResponseHeader: Decodable {
     var revision: Int64
+    init(revision: Int64) { self.revision = revision }
     enum CodingKeys: String, CodingKey { case revision }
     init(from d: Decoder) throws {
         let c = try d.container(keyedBy: CodingKeys.self)
@@ -121,7 +149,7 @@ struct WatchLine: Decodable {
             var type: String?
             var kv: EtcdKeyValue?
         }
-        var header: ResponseHeader?
+        var header: ResponseHeader? = nil
         var created: Bool?
         var canceled: Bool?
         var compact_revision: String?
@@ -130,4 +158,8 @@ struct WatchLine: Decodable {
     }
     var result: Result?
     var error: GatewayError?
+    init(result: Result? = nil, error: GatewayError? = nil) {
+        self.result = result
+        self.error = error
+    }
 }

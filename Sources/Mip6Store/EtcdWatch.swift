@@ -22,9 +22,9 @@ extension EtcdClient {
     /// last revision + 1) and throws EtcdWatchCompacted when that revision is gone.
     public func watch(prefix: String, from revision: Int64) -> AsyncThrowingStream<(revision: Int64, events: [EtcdEvent]), Error> {
         let p = Array(prefix.utf8)
-        let body: [String: Any] = ["create_request": ["key": Wire.b64(p), "range_end": Wire.b64(Wire.prefixEnd(p)),
-                                                       "start_revision": String(revision)]]
-        let json = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+        let json = GatewayJSON.object([("create_request", .object([
+            ("key", .base64(p)), ("range_end", .base64(Wire.prefixEnd(p))), ("start_revision", .int64(revision)),
+        ]))]).bytes
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
@@ -59,7 +59,7 @@ extension EtcdClient {
     }
 
     /// The first member that takes the watch; every line of its reply to `line`.
-    private func streamWatch(_ json: Data, line: (WatchLine) throws -> Void) async throws {
+    private func streamWatch(_ json: [UInt8], line: (WatchLine) throws -> Void) async throws {
         var last: Error = EtcdError("no endpoints")
         for (index, base) in ordered() {
             var request = HTTPClientRequest(url: base + "/v3/watch")
@@ -82,10 +82,14 @@ extension EtcdClient {
             for try await chunk in response.body {
                 pending += chunk.readableBytesView
                 while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let one = Data(pending[..<nl])
-                    pending.removeSubrange(...nl)
+                    let one = pending[..<nl]
+                    defer { pending.removeSubrange(...nl) }
                     if one.isEmpty { continue }
-                    try line(decode(WatchLine.self, one))
+                    let parsed: WatchLine
+                    do { parsed = try WatchLine(line: one) } catch {
+                        throw EtcdError("unexpected watch reply (\(error)): \(String(decoding: one.prefix(200), as: UTF8.self))")
+                    }
+                    try line(parsed)
                 }
             }
             return

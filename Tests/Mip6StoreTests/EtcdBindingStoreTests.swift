@@ -55,7 +55,7 @@ struct EtcdBindingStoreTests {
                                         nowWallNs: Self.clocks.wallNs)
         #expect(!racing.succeeded)
         let seen = try #require(racing.current[hoa] ?? nil)
-        #expect(seen.record.coa == "2001:db8:f1::100" && seen.record.writer == "ha1")
+        #expect(seen.record.coa == IPv6Address("2001:db8:f1::100") && seen.record.writer == "ha1")
         // With the revision it learned, the next write goes through.
         let next = try await s.commit([.put(hoa, record("2001:db8:f2::100", seq: 2, writer: "ha2"), expected: seen.modRevision)],
                                       nowWallNs: Self.clocks.wallNs)
@@ -65,7 +65,7 @@ struct EtcdBindingStoreTests {
                                        nowWallNs: Self.clocks.wallNs)
         #expect(!stale.succeeded)
         let listed = try await s.list()
-        #expect(listed.bindings.map(\.record.coa) == ["2001:db8:f2::100"])
+        #expect(listed.bindings.map(\.record.coa) == [IPv6Address("2001:db8:f2::100")!])
     }
 
     @Test("a batch of 64 is one transaction: all or nothing")
@@ -83,7 +83,27 @@ struct EtcdBindingStoreTests {
         let mixed = try await s.commit(writes, nowWallNs: Self.clocks.wallNs)
         #expect(!mixed.succeeded && mixed.current.count == 64)
         (listed, _) = try await s.list()
-        #expect(listed.allSatisfy { $0.record.coa == "2001:db8:f1::100" })
+        #expect(listed.allSatisfy { $0.record.coa == IPv6Address("2001:db8:f1::100") })
+    }
+
+    @Test("a value that is not a binding is skipped and counted: listing and watching go on")
+    func invalidValuesAreSkipped() async throws {
+        let s = try store("invalid")
+        _ = try await s.client.deletePrefix(s.prefix + "/")
+        let good = IPv6Address("2001:db8:1::300")!
+        _ = try await s.commit([.put(good, record("2001:db8:f1::100", seq: 1), expected: nil)], nowWallNs: Self.clocks.wallNs)
+        _ = try await s.client.put(s.prefix + "/b/2001:db8:1::301", Array("not a record".utf8))
+        _ = try await s.client.put(s.prefix + "/b/not-an-address", record("2001:db8:f1::100", seq: 1).encoded)
+        let (listed, revision) = try await s.list()
+        #expect(listed.map(\.homeAddress) == [good] && s.invalidValues == 2)
+
+        var changes = s.watch(from: revision + 1).makeAsyncIterator()
+        _ = try await s.client.put(s.prefix + "/b/2001:db8:1::302", [9, 9, 9])
+        let next = IPv6Address("2001:db8:1::303")!
+        _ = try await s.commit([.put(next, record("2001:db8:f1::100", seq: 1), expected: nil)], nowWallNs: Self.clocks.wallNs)
+        var upserts: [IPv6Address] = []
+        while upserts.isEmpty, let c = try await changes.next() { upserts += c.upserts.map(\.homeAddress) }
+        #expect(upserts == [next] && s.invalidValues == 3)
     }
 
     @Test("list then watch from revision + 1 sees every later change; a compacted revision says re-list")
@@ -110,7 +130,7 @@ struct EtcdBindingStoreTests {
 
         // Compaction past the watch's start: the stream says so instead of skipping changes.
         let now = try await s.client.put(s.prefix + "/hb/x", Array("1".utf8))
-        _ = try await s.client.post("/v3/kv/compaction", ["revision": String(now), "physical": true])
+        _ = try await s.client.post("/v3/kv/compaction", .object([("revision", .int64(now)), ("physical", .bool(true))]))
         var stale = s.watch(from: revision + 1).makeAsyncIterator()
         await #expect(throws: EtcdWatchCompacted.self) { while try await stale.next() != nil {} }
     }

@@ -177,11 +177,13 @@ def test_no_store_access_passes_everything_to_the_replicas(cluster):
 
 
 FILL = r"""
-import base64, ipaddress, json, sys, time, urllib.request
+import base64, ipaddress, json, struct, sys, time, urllib.request
 endpoint, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 now = time.time_ns()
-value = lambda coa: base64.b64encode(json.dumps({"coa": coa, "seq": 1, "flags": 0xC000, "lifetime": 3600,
-    "registered_unix_ns": now, "expires_unix_ns": now + 3600 * 10**9, "writer": "bench"}).encode()).decode()
+# BindingRecord v1 (Sources/Mip6Store/BindingRecord.swift): version, options, care-of address,
+# sequence, flags, lifetime, registered and expiry (unix ns), writer.
+value = lambda coa: base64.b64encode(struct.pack(">BB16sHHIqq", 1, 0, ipaddress.IPv6Address(coa).packed, 1, 0xC000, 3600,
+    now, now + 3600 * 10**9) + b"bench").decode()
 base = int(ipaddress.IPv6Address("2001:db8:1::1:0"))
 ops = []
 def flush():

@@ -58,6 +58,13 @@ public struct ForwarderState: StateFile, Sendable {
 }
 
 extension ForwarderDaemon {
+    /// Values in the store that did not decode are counted by the store client.
+    var countersNow: ForwarderCounters {
+        var c = counters
+        c.invalidRecords += feed?.store.invalidValues ?? 0
+        return c
+    }
+
     func writeState() {
         lastStateWrite = clock.nanoseconds()
         stateDirty = false
@@ -67,7 +74,7 @@ extension ForwarderDaemon {
             lagMilliseconds: sync.lagMilliseconds(wallNs: StoreReplica.wallNanoseconds()),
             firstSyncMilliseconds: firstSyncMilliseconds, bindings: cache?.count ?? 0, maxBindings: cache?.capacity ?? 0,
             interfaces: attachments.mapValues { .init(attach: $0.how.label, ifindex: $0.ifindex, programID: $0.programID) },
-            counters: counters)
+            counters: countersNow)
         shared.write { $0 = state }
         do { try state.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])

@@ -76,10 +76,11 @@ extension ForwarderDaemon {
         let hoa = s.homeAddress
         if let known = revisions[hoa], s.modRevision < known || (s.modRevision == known && !relist) { return }
         revisions[hoa] = s.modRevision
-        guard options.homePrefix.contains(hoa), let b = try? s.record.binding(homeAddress: hoa, clocks: clocks) else {
+        guard options.homePrefix.contains(hoa) else {
             counters.invalidRecords += 1
             return
         }
+        let b = s.record.binding(homeAddress: hoa, clocks: clocks)
         if b.expiresAt <= clock.nanoseconds() {
             if cache[hoa] != nil { applyDelete(hoa, keepRevision: true) }
             return

@@ -86,13 +86,19 @@ extension HomeAgentDaemon {
 
     // MARK: list and watch
 
+    /// Values in the store that did not decode are counted by the store client.
+    var storeCountersNow: StoreCounters {
+        var c = storeState.counters
+        c.invalidRecords = replica?.store.invalidValues ?? 0
+        return c
+    }
+
     func applyList(_ bindings: [StoredBinding], revision: Int64) {
         storeState.counters.lists += 1
         let listed = Set(bindings.map(\.homeAddress))
-        let inFlight = Set((Array(storeState.inFlight.values) + storeState.queued).flatMap { $0.writes.map(\.homeAddress) })
         for s in bindings { applyRemote(s, relist: true) }
         // Gone from the store while the watch was down (or before this daemon started).
-        for b in core.cache.all where !listed.contains(b.homeAddress) && !inFlight.contains(b.homeAddress) {
+        for b in core.cache.all where !listed.contains(b.homeAddress) && !storeState.pendingKeys.contains(b.homeAddress) {
             applyRemoteDelete(b.homeAddress)
         }
         if !storeState.synced {
@@ -107,7 +113,7 @@ extension HomeAgentDaemon {
         if let known = storeState.revisions[hoa], s.modRevision < known || (s.modRevision == known && !relist) { return }
         storeState.revisions[hoa] = s.modRevision
         if let ts = s.record.authTimestamp { core.adoptTimestamp(ts, for: hoa) }
-        guard let b = try? s.record.binding(homeAddress: hoa, clocks: clocks) else { return }
+        let b = s.record.binding(homeAddress: hoa, clocks: clocks)
         if b.expiresAt <= clock.nanoseconds() {
             if core.cache[hoa] != nil { _ = try? core.cache.remove(hoa) }
             return
@@ -156,11 +162,10 @@ extension HomeAgentDaemon {
 
         // A key with a write in flight waits for it: its compare needs the revision that
         // write makes (two batches naming the old one would conflict with each other).
-        let busy = Set((Array(storeState.inFlight.values) + storeState.queued).flatMap { $0.writes.map(\.homeAddress) })
         var free = BPFBindingTable.Staged()
         var freeRemoved: [IPv6Address: Binding] = [:]
         for hoa in waiting {
-            if busy.contains(hoa) || storeState.deferred[hoa] != nil {
+            if storeState.pendingKeys.contains(hoa) || storeState.deferred[hoa] != nil {
                 var d = storeState.deferred[hoa] ?? DeferredWrite(binding: nil, before: staged.before[hoa] ?? nil, removed: nil, sends: [])
                 d.binding = staged.bindings[hoa]
                 if d.binding == nil { d.removed = removed[hoa] ?? d.removed }
@@ -214,6 +219,7 @@ extension HomeAgentDaemon {
     static let maxInFlightBatches = 4
 
     func submit(_ batch: StoreBatch) {
+        for w in batch.writes { storeState.pendingKeys.insert(w.homeAddress) }
         if storeState.inFlight.count >= Self.maxInFlightBatches {
             if !batch.retried, let last = storeState.queued.last, !last.retried,
                last.writes.count + batch.writes.count <= EtcdBindingStore.maxBatch {
@@ -258,6 +264,7 @@ extension HomeAgentDaemon {
 
     func finishCommit(_ id: Int, _ r: CommitResult) {
         guard let batch = storeState.inFlight.removeValue(forKey: id) else { return }
+        for w in batch.writes { storeState.pendingKeys.remove(w.homeAddress) }
         defer {
             releaseDeferred(batch)
             submitQueued()
@@ -329,6 +336,7 @@ extension HomeAgentDaemon {
     /// new BUs are refused (130) is the heartbeats' call: a slow election is no outage.
     func commitFailed(_ id: Int, _ why: String) {
         guard let batch = storeState.inFlight.removeValue(forKey: id) else { return }
+        for w in batch.writes { storeState.pendingKeys.remove(w.homeAddress) }
         defer {
             releaseDeferred(batch)
             submitQueued()

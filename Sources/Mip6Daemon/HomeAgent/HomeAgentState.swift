@@ -25,7 +25,7 @@ extension HomeAgentDaemon {
             store: options.store.map { s in
                 StoreStatus(replicaID: s.replicaID, synced: storeState.synced, lagMilliseconds: storeLagMilliseconds,
                             announced: storeState.announced != .withdrawn, announcement: storeState.announced.rawValue, refusing: core.refusingRegistrations != nil,
-                            inFlightBatches: storeState.inFlight.count + storeState.queued.count, counters: storeState.counters,
+                            inFlightBatches: storeState.inFlight.count + storeState.queued.count, counters: storeCountersNow,
                             convergence: storeState.convergence.summary, commits: storeState.commitLatency.summary)
             },
             storeRefusals: c.storeRefusals,

@@ -33,7 +33,8 @@ final class StoreReplica: @unchecked Sendable {
         self.options = options
         self.logger = logger
         self.wake = wake
-        store = EtcdBindingStore(client: EtcdClient(endpoints: options.endpoints), prefix: options.prefix)
+        store = EtcdBindingStore(client: EtcdClient(endpoints: options.endpoints, firstChoice: EtcdClient.firstChoice(for: options.replicaID)),
+                                 prefix: options.prefix)
     }
 
     func start() {
@@ -153,6 +154,10 @@ struct StoreState {
     var inFlight: [Int: StoreBatch] = [:]
     /// Batches waiting for a free transaction slot (HomeAgentDaemon.maxInFlightBatches).
     var queued: [StoreBatch] = []
+    /// The keys of every in-flight or queued batch (a key is in one batch at most: a later
+    /// write of it is deferred). Kept as batches come and go: rebuilding it from the batches
+    /// on every flush cost more than the BUs themselves at 10,000/s.
+    var pendingKeys: Set<IPv6Address> = []
     var counters = StoreCounters()
     /// The announcement as last set.
     var announced = Announcement.withdrawn
@@ -211,6 +216,8 @@ public struct StoreCounters: Codable, Sendable, Equatable {
     public var remoteUpserts: UInt64 = 0
     public var remoteDeletes: UInt64 = 0
     public var heartbeatFailures: UInt64 = 0
+    /// Values under the binding prefix that did not decode: skipped.
+    public var invalidRecords: UInt64 = 0
     public init() {}
 }
 
