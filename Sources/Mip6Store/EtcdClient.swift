@@ -151,7 +151,11 @@ public final class EtcdClient: Sendable {
         var body: [(String, GatewayJSON)] = [("key", .base64(after.map { $0 + [0] } ?? p)), ("range_end", .base64(Wire.prefixEnd(p))),
                                              ("limit", .int64(Int64(limit)))]
         if revision != 0 { body.append(("revision", .int64(revision))) }
-        let r = try decode(RangeResponse.self, await post("/v3/kv/range", .object(body), deadline: .seconds(30)))
+        let reply = try await post("/v3/kv/range", .object(body), deadline: .seconds(30))
+        let r: RangeResponse
+        do { r = try RangeResponse(reply: reply) } catch {
+            throw EtcdError("unexpected reply (\(error)): \(String(decoding: reply.prefix(200), as: UTF8.self))")
+        }
         return (r.kvs ?? [], r.more ?? false, r.header?.revision ?? 0)
     }
 

@@ -68,11 +68,11 @@ struct EtcdBindingStoreTests {
         #expect(listed.bindings.map(\.record.coa) == [IPv6Address("2001:db8:f2::100")!])
     }
 
-    @Test("a batch of 64 is one transaction: all or nothing")
+    @Test("a full batch is one transaction: all or nothing")
     func batchIsAtomic() async throws {
         let s = try store("batch")
         _ = try await s.client.deletePrefix(s.prefix + "/")
-        let hoas = (1...64).map { IPv6Address("2001:db8:1::\(String($0, radix: 16))")! }
+        let hoas = (1...EtcdBindingStore.maxBatch).map { IPv6Address("2001:db8:1::\(String($0, radix: 16))")! }
         let r = try await s.commit(hoas.map { .put($0, record("2001:db8:f1::100", seq: 1), expected: nil) }, nowWallNs: Self.clocks.wallNs)
         #expect(r.succeeded)
         var (listed, _) = try await s.list(pageSize: 10) // paged: 7 requests
@@ -81,7 +81,7 @@ struct EtcdBindingStoreTests {
         var writes: [BindingWrite] = listed.map { .put($0.homeAddress, record("2001:db8:f2::100", seq: 2), expected: $0.modRevision) }
         writes[10] = .put(listed[10].homeAddress, record("2001:db8:f2::100", seq: 2), expected: listed[10].modRevision - 1)
         let mixed = try await s.commit(writes, nowWallNs: Self.clocks.wallNs)
-        #expect(!mixed.succeeded && mixed.current.count == 64)
+        #expect(!mixed.succeeded && mixed.current.count == EtcdBindingStore.maxBatch)
         (listed, _) = try await s.list()
         #expect(listed.allSatisfy { $0.record.coa == IPv6Address("2001:db8:f1::100") })
     }

@@ -90,6 +90,17 @@ struct GatewayCodecTests {
         #expect(throws: EtcdError.self) { try WatchLine(line: Array(#"{"result":{"events":[{"kv":{"key":"!!"}}]}}"#.utf8)) }
     }
 
+    @Test("a range reply reads the same as through JSONDecoder")
+    func rangeReply() throws {
+        let reply = #"{"header":{"revision":"12"},"kvs":[{"key":"YQ==","create_revision":"3","mod_revision":"11","version":"2","value":"AQ=="},{"key":"Yg==","mod_revision":"12"}],"more":true,"count":"7"}"#
+        let mine = try RangeResponse(reply: Array(reply.utf8))
+        let theirs = try JSONDecoder().decode(RangeResponse.self, from: Data(reply.utf8))
+        #expect(mine.header?.revision == 12 && theirs.header?.revision == 12)
+        #expect(mine.kvs == theirs.kvs && mine.kvs?.count == 2 && mine.more == true && mine.count == "7")
+        let empty = try RangeResponse(reply: Array(#"{"header":{"revision":"1"}}"#.utf8))
+        #expect(empty.kvs == nil && empty.more == nil)
+    }
+
     // MARK: the stored record
 
     static let clocks = BindingRecord.Clocks(monotonicNs: 1_000_000_000_000, wallNs: 1_800_000_000_000_000_000)

@@ -214,8 +214,10 @@ extension HomeAgentDaemon {
     }
 
     /// At most this many transactions in flight per replica; what comes meanwhile waits and is
-    /// merged into transactions of up to 64 BUs (under load, fewer and fuller transactions: a
-    /// raft round and an HTTP request each).
+    /// merged into transactions of up to EtcdBindingStore.maxBatch BUs (under load, fewer and
+    /// fuller transactions: a raft round and an HTTP request each). 2 measured no better at
+    /// 10,000 BU/s once the store path got cheaper (p99 23-108 ms over six runs, against 29-35
+    /// ms over four with 4; perf/README.md).
     static let maxInFlightBatches = 4
 
     func submit(_ batch: StoreBatch) {
