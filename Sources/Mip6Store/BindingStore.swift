@@ -55,8 +55,8 @@ public final class EtcdBindingStore: Sendable {
     let granted = LeaseSet()
     /// Values under the binding prefix that do not decode (written by something else, or a
     /// newer format): skipped and counted, never a reason to stop listing or watching.
-    public var invalidValues: UInt64 { invalid.value }
-    let invalid = LockedCounter()
+    public var invalidValues: UInt64 { invalid.current }
+    let invalid = Locked<UInt64>(0)
 
     public init(client: EtcdClient, prefix: String) {
         self.client = client
@@ -86,7 +86,7 @@ public final class EtcdBindingStore: Sendable {
 
     func decodeOrCount(_ kv: EtcdKeyValue) -> StoredBinding? {
         do { return try decode(kv) } catch {
-            invalid.add(1)
+            invalid.write { $0 += 1 }
             return nil
         }
     }
@@ -174,13 +174,6 @@ public final class EtcdBindingStore: Sendable {
             continuation.onTermination = { _ in task.cancel() }
         }
     }
-}
-
-final class LockedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: UInt64 = 0
-    var value: UInt64 { lock.lock(); defer { lock.unlock() }; return v }
-    func add(_ n: UInt64) { lock.lock(); v &+= n; lock.unlock() }
 }
 
 /// Leases granted by this process, forgotten once their bucket is over.

@@ -48,7 +48,7 @@ public final class EtcdClient: Sendable {
         self.endpoints = endpoints
         self.timeout = timeout
         http = Self.sharedHTTP
-        preferred.value = endpoints.isEmpty ? 0 : abs(firstChoice % endpoints.count)
+        preferred = Locked(endpoints.isEmpty ? 0 : abs(firstChoice % endpoints.count))
     }
 
     /// A stable first choice for a name (FNV-1a): every start of a replica asks the same member.
@@ -60,15 +60,15 @@ public final class EtcdClient: Sendable {
 
     /// The member that answered last is asked first: a dead member costs one failed attempt,
     /// not one per request.
-    private let preferred = Preferred()
+    private let preferred: Locked<Int>
 
     /// The endpoints in the order to try them now.
     func ordered() -> [(Int, String)] {
-        let first = preferred.value % max(endpoints.count, 1)
+        let first = preferred.current % max(endpoints.count, 1)
         return (0..<endpoints.count).map { ((first + $0) % endpoints.count, endpoints[(first + $0) % endpoints.count]) }
     }
 
-    func answered(_ index: Int) { preferred.value = index }
+    func answered(_ index: Int) { preferred.write { $0 = index } }
 
     /// One HTTP client for the process (it must never be deinitialised unshut): connections
     /// pooled per member; a member that does not accept within 300 ms is skipped (the pool
@@ -127,8 +127,13 @@ public final class EtcdClient: Sendable {
     }
 
     func decode<T: Decodable>(_ t: T.Type, _ data: Data) throws -> T {
-        do { return try JSONDecoder().decode(t, from: data) } catch {
-            throw EtcdError("unexpected reply (\(error)): \(String(decoding: data.prefix(200), as: UTF8.self))")
+        try Self.reading(data) { try JSONDecoder().decode(t, from: $0) }
+    }
+
+    /// `reply` as `read` makes it; what it cannot read is an error that shows how it starts.
+    static func reading<T, C: Collection<UInt8>>(_ reply: C, _ what: String = "reply", _ read: (C) throws -> T) throws -> T {
+        do { return try read(reply) } catch {
+            throw EtcdError("unexpected \(what) (\(error)): \(String(decoding: reply.prefix(200), as: UTF8.self))")
         }
     }
 
@@ -152,10 +157,7 @@ public final class EtcdClient: Sendable {
                                              ("limit", .int64(Int64(limit)))]
         if revision != 0 { body.append(("revision", .int64(revision))) }
         let reply = try await post("/v3/kv/range", .object(body), deadline: .seconds(30))
-        let r: RangeResponse
-        do { r = try RangeResponse(reply: reply) } catch {
-            throw EtcdError("unexpected reply (\(error)): \(String(decoding: reply.prefix(200), as: UTF8.self))")
-        }
+        let r = try Self.reading(reply) { try RangeResponse(reply: $0) }
         return (r.kvs ?? [], r.more ?? false, r.header?.revision ?? 0)
     }
 
@@ -183,8 +185,8 @@ public final class EtcdClient: Sendable {
         return Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", body)).deleted ?? "0") ?? 0
     }
 
-    /// One transaction: `success` if every compare holds, else `failure` (etcd allows 128
-    /// operations in all).
+    /// One transaction: `success` if every compare holds, else `failure` (etcd's default
+    /// --max-txn-ops: at most 128 compares, 128 success and 128 failure operations).
     public func txn(_ compares: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation]) async throws -> EtcdTxnResult {
         func op(_ o: EtcdOperation) -> GatewayJSON {
             switch o {
@@ -223,12 +225,21 @@ public final class EtcdClient: Sendable {
     }
 }
 
-/// The index of the member to ask first, shared by every request of a client.
-final class Preferred: @unchecked Sendable {
+/// A value behind an NSLock, shared by the requests of a client and the store's readers
+/// (Synchronization.Mutex needs macOS 15; the package says 13).
+final class Locked<Value>: @unchecked Sendable {
     private let lock = NSLock()
-    private var v = 0
-    var value: Int {
-        get { lock.lock(); defer { lock.unlock() }; return v }
-        set { lock.lock(); v = newValue; lock.unlock() }
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    var current: Value {
+        lock.lock(); defer { lock.unlock() }
+        return value
+    }
+
+    func write(_ body: (inout Value) -> Void) {
+        lock.lock(); defer { lock.unlock() }
+        body(&value)
     }
 }

@@ -44,11 +44,40 @@ enum Wire {
         return d
     }
 
+    /// RFC 4648 §4: the alphabet, and each byte's value in it (0xff: not in it).
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
     private static let sextets: [UInt8] = {
         var t = [UInt8](repeating: 0xff, count: 256)
-        for (i, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { t[Int(c)] = UInt8(i) }
+        for (i, c) in alphabet.enumerated() { t[Int(c)] = UInt8(i) }
         return t
     }()
+
+    /// RFC 4648 §4, with padding (what the gateway's protobuf JSON decoding takes for bytes).
+    static func writeBase64(_ b: [UInt8], to out: inout [UInt8]) {
+        var i = 0
+        while i + 3 <= b.count {
+            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2])
+            out.append(alphabet[Int(v >> 18)])
+            out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(alphabet[Int(v >> 6 & 63)])
+            out.append(alphabet[Int(v & 63)])
+            i += 3
+        }
+        switch b.count - i {
+        case 1:
+            let v = UInt32(b[i]) << 16
+            out.append(alphabet[Int(v >> 18)])
+            out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(contentsOf: [UInt8(ascii: "="), UInt8(ascii: "=")])
+        case 2:
+            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8
+            out.append(alphabet[Int(v >> 18)])
+            out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(alphabet[Int(v >> 6 & 63)])
+            out.append(UInt8(ascii: "="))
+        default: break
+        }
+    }
 
     /// RFC 4648 §4 with padding, as protobuf's JSON mapping writes bytes; nil if it is not.
     static func base64(_ text: some Collection<UInt8>) -> [UInt8]? {

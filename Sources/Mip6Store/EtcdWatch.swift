@@ -85,11 +85,7 @@ extension EtcdClient {
                     let one = pending[..<nl]
                     defer { pending.removeSubrange(...nl) }
                     if one.isEmpty { continue }
-                    let parsed: WatchLine
-                    do { parsed = try WatchLine(line: one) } catch {
-                        throw EtcdError("unexpected watch reply (\(error)): \(String(decoding: one.prefix(200), as: UTF8.self))")
-                    }
-                    try line(parsed)
+                    try line(Self.reading(one, "watch reply") { try WatchLine(line: $0) })
                 }
             }
             return

@@ -23,7 +23,7 @@ indirect enum GatewayJSON {
         case let .string(s): Self.writeString(s, to: &out)
         case let .base64(b):
             out.append(UInt8(ascii: "\""))
-            Self.writeBase64(b, to: &out)
+            Wire.writeBase64(b, to: &out)
             out.append(UInt8(ascii: "\""))
         case let .int64(v):
             out.append(UInt8(ascii: "\""))
@@ -64,34 +64,5 @@ indirect enum GatewayJSON {
             }
         }
         out.append(UInt8(ascii: "\""))
-    }
-
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
-    /// RFC 4648 §4, with padding (what the gateway's protobuf JSON decoding takes for bytes).
-    static func writeBase64(_ b: [UInt8], to out: inout [UInt8]) {
-        var i = 0
-        while i + 3 <= b.count {
-            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2])
-            out.append(alphabet[Int(v >> 18)])
-            out.append(alphabet[Int(v >> 12 & 63)])
-            out.append(alphabet[Int(v >> 6 & 63)])
-            out.append(alphabet[Int(v & 63)])
-            i += 3
-        }
-        switch b.count - i {
-        case 1:
-            let v = UInt32(b[i]) << 16
-            out.append(alphabet[Int(v >> 18)])
-            out.append(alphabet[Int(v >> 12 & 63)])
-            out.append(contentsOf: [UInt8(ascii: "="), UInt8(ascii: "=")])
-        case 2:
-            let v = UInt32(b[i]) << 16 | UInt32(b[i + 1]) << 8
-            out.append(alphabet[Int(v >> 18)])
-            out.append(alphabet[Int(v >> 12 & 63)])
-            out.append(alphabet[Int(v >> 6 & 63)])
-            out.append(UInt8(ascii: "="))
-        default: break
-        }
     }
 }

@@ -32,7 +32,7 @@ struct GatewayCodecTests {
         for n in 0..<80 {
             let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }
             var out: [UInt8] = []
-            GatewayJSON.writeBase64(bytes, to: &out)
+            Wire.writeBase64(bytes, to: &out)
             let text = Data(bytes).base64EncodedString()
             #expect(String(decoding: out, as: UTF8.self) == text)
             #expect(Wire.base64(text.utf8) == bytes)
