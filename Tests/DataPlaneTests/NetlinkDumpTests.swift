@@ -95,4 +95,36 @@ struct NetlinkDumpTests {
         }
         #expect(!(try sh("ip -n \(ns.name) -6 rule show")).contains("6275"))
     }
+
+    @Test("unresolved neighbour entries (INCOMPLETE, FAILED) are deleted; resolved ones and other links' are kept",
+          .enabled(if: isRoot, "needs root for a scratch network namespace: run `sudo swift test` (CI is root)"))
+    func unresolvedNeighbours() throws {
+        let ns = try ScratchNamespace("nlneigh")
+        try ns.ip("""
+            link add a0 type veth peer name b0
+            link set a0 up
+            link set b0 up
+            address add 2001:db8:a::1/64 dev a0 nodad
+            neigh add 2001:db8:a::8 dev a0 nud incomplete
+            neigh add 2001:db8:a::9 dev a0 nud failed
+            neigh add 2001:db8:a::7 lladdr 02:00:00:00:00:07 dev a0 nud permanent
+            neigh add 2001:db8:a::8 dev b0 nud incomplete
+            """)
+        let (a0, b0) = (try ns.ifindex("a0"), try ns.ifindex("b0"))
+        let (incomplete, failed, permanent) = (IPv6Address("2001:db8:a::8")!, IPv6Address("2001:db8:a::9")!, IPv6Address("2001:db8:a::7")!)
+        try ns.run {
+            let listed = try Netlink.neighbours().filter { $0.ifindex == a0 }
+            #expect(listed.first { $0.address == incomplete }?.isUnresolved == true)
+            #expect(listed.first { $0.address == failed }?.isUnresolved == true)
+            #expect(listed.first { $0.address == permanent }?.isUnresolved == false)
+            #expect(try Netlink.deleteUnresolvedNeighbour(incomplete, ifindex: a0))
+            #expect(try !Netlink.deleteUnresolvedNeighbour(incomplete, ifindex: a0), "gone already")
+            #expect(try Netlink.deleteUnresolvedNeighbour(failed, ifindex: a0))
+            #expect(try !Netlink.deleteUnresolvedNeighbour(permanent, ifindex: a0), "resolved: kept")
+            let left = try Netlink.neighbours()
+            #expect(left.contains { $0.ifindex == a0 && $0.address == permanent })
+            #expect(!left.contains { $0.ifindex == a0 && ($0.address == incomplete || $0.address == failed) })
+            #expect(left.contains { $0.ifindex == b0 && $0.address == incomplete }, "another link's entry is not touched")
+        }
+    }
 }

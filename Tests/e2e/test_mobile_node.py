@@ -268,6 +268,30 @@ def test_two_default_routes_move_both_ways_with_dad(testbed, daemon, mobile_node
             "the MN moved back before DAD of COA1 could have finished (about 1 s)")
 
 
+def test_unresolved_router_entry_does_not_hold_the_bu(testbed, daemon, mobile_node):
+    """The intermittent second of the test above, made certain. A packet the data plane
+    redirects to mn-f1 in the instant it goes down leaves an INCOMPLETE entry for the router
+    there. While the link's addresses are tentative that entry sends no solicitation (there
+    is no source for one), and it drops what it queued when its probes run out, three
+    seconds after it was made. The first BU from COA1 used to go into that queue: lost,
+    sent again a second later. The MN now clears such an entry before a BU."""
+    tb = testbed
+    router = tb.MN_FOREIGN_LINKS[tb.MN_IF1][1]
+    with tb.mn_dad():
+        mn = mobile_node(interfaces=(tb.MN_IF1, tb.MN_IF2))
+        mn.wait_registered(tb.COA1, timeout=8)
+        tb.set_mn_link(tb.MN_IF1, False)
+        mn.wait_registered(tb.COA2, timeout=5)
+        st0 = mn.status()
+        tb.set_mn_link(tb.MN_IF1, True, dad=True)
+        tb.run("mn", ["ip", "-6", "neigh", "replace", router, "dev", tb.MN_IF1, "nud", "incomplete"])
+        st = mn.wait_registered(tb.COA1, timeout=5)
+        retransmissions = counter(st, "counters.retransmissions") - counter(st0, "counters.retransmissions")
+        print(f"back to COA1: BU -> BA {st['counters'].get('lastRegistrationMs')} ms, retransmissions {retransmissions}")
+        assert retransmissions == 0 and st["counters"]["lastRegistrationMs"] < FIRST_RETRANSMISSION_S * 1000 / 4, (
+            f"the first BU from COA1 was held by the stale entry: {st['counters']}")
+
+
 # --- home -------------------------------------------------------------------------
 def router_neigh(tb) -> dict | None:
     out = tb.run("rtr", ["ip", "-j", "-6", "neigh", "show", tb.HOA, "dev", tb.HOME_BRIDGE]).stdout

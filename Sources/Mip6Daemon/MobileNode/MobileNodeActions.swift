@@ -57,12 +57,31 @@ extension MobileNodeDaemon {
     /// Sends a BU from the interface its source address belongs to.
     func send(_ packet: [UInt8], _ description: String) {
         let source = IPv6Address(bytes: packet[8..<24])
-        let sender = owner[source].flatMap { senders[$0.name] }
+        let interface = owner[source]
+        let sender = interface.flatMap { senders[$0.name] }
         do {
-            guard let sender else { throw SystemError("send", errno: EADDRNOTAVAIL, "no interface holds \(source)") }
+            guard let interface, let sender else { throw SystemError("send", errno: EADDRNOTAVAIL, "no interface holds \(source)") }
+            clearNextHop(towards: IPv6Address(bytes: packet[24..<40]), through: interface.index)
             try sender.send(packet)
         } catch {
             logger.debug("sending failed", metadata: ["mip6.what": "\(description)", "mip6.error": "\(error)"])
+        }
+    }
+
+    /// The BU's next hop on its link may be an entry the kernel cannot resolve in time: made
+    /// while the link was down or its addresses tentative, it sends no solicitation and
+    /// drops what it queued when it gives up (`Netlink.deleteUnresolvedNeighbour`). Cleared,
+    /// the BU resolves its own next hop at once.
+    func clearNextHop(towards destination: IPv6Address, through ifindex: UInt32) {
+        do {
+            let nextHop = Netlink.bestRoute(to: destination, through: ifindex, in: try Netlink.routes())?.gateway ?? destination
+            if try Netlink.deleteUnresolvedNeighbour(nextHop, ifindex: ifindex) {
+                // Once per return to a link at most: logged, as the move itself is.
+                logger.info("unresolved neighbour entry of the next hop cleared before the BU",
+                            metadata: ["mip6.next_hop": "\(nextHop)", "mip6.ifindex": "\(ifindex)"])
+            }
+        } catch {
+            logger.debug("cannot check the next hop's neighbour entry", metadata: ["mip6.error": "\(error)"])
         }
     }
 
