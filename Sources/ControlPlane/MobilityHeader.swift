@@ -85,6 +85,18 @@ public struct BAStatus: RawRepresentable, Hashable, Sendable, CustomStringConver
     public static let messageIDRequired = BAStatus(145)
     public static let authenticationFailed = BAStatus(146)
     public static let invalidCareOfAddress = BAStatus(174)
+    // RFC 5213 §8.9: Proxy Binding Acknowledgement statuses.
+    public static let proxyRegistrationNotEnabled = BAStatus(152)
+    public static let notLMAForThisMobileNode = BAStatus(153)
+    public static let magNotAuthorizedForProxyRegistration = BAStatus(154)
+    public static let notAuthorizedForHomeNetworkPrefix = BAStatus(155)
+    public static let timestampMismatch = BAStatus(156)
+    public static let timestampLowerThanPreviousAccepted = BAStatus(157)
+    public static let missingHomeNetworkPrefixOption = BAStatus(158)
+    public static let bcePBUPrefixSetDoNotMatch = BAStatus(159)
+    public static let missingMNIdentifierOption = BAStatus(160)
+    public static let missingHandoffIndicatorOption = BAStatus(161)
+    public static let missingAccessTechTypeOption = BAStatus(162)
 
     /// Values below 128 mean the Binding Update was accepted (§6.1.8).
     public var isAccepted: Bool { rawValue < 128 }
@@ -108,6 +120,17 @@ public struct BAStatus: RawRepresentable, Hashable, Sendable, CustomStringConver
         case 144: return "MN identity mismatch"
         case 145: return "message ID required"
         case 146: return "authentication failed"
+        case 152: return "proxy registration not enabled"
+        case 153: return "not local mobility anchor for this mobile node"
+        case 154: return "MAG not authorized for proxy registration"
+        case 155: return "not authorized for home network prefix"
+        case 156: return "timestamp mismatch"
+        case 157: return "timestamp lower than previously accepted"
+        case 158: return "missing home network prefix option"
+        case 159: return "BCE and PBU prefix sets do not match"
+        case 160: return "missing mobile node identifier option"
+        case 161: return "missing handoff indicator option"
+        case 162: return "missing access technology type option"
         case 174: return "invalid care-of address"
         default: return nil
         }
@@ -253,9 +276,11 @@ public enum MHDecodeError: Error, Equatable, Hashable, Sendable {
     case badChecksum(expected: UInt16, found: UInt16)
     /// An option at `offset` (from the start of the header) runs past the end.
     case optionOverrun(offset: Int)
-    /// A fixed-size option (BRA 2, Alt-CoA 16, Nonce Indices 4, Replay Protection 8) with another
-    /// length, or a Mobile Node Identifier (< 1) or Mobility Message Authentication option (< 5)
-    /// too short for its fixed fields.
+    /// A fixed-size option (BRA 2, Alt-CoA 16, Nonce Indices 4, Replay Protection 8; RFC 5213's
+    /// Home Network Prefix 18, Handoff Indicator and Access Technology Type 2, Link-local
+    /// Address 16, Timestamp 8) with another length, a Home Network Prefix longer than 128
+    /// bits, or a Mobile Node Identifier (< 1), Mobility Message Authentication (< 5) or MN
+    /// Link-layer Identifier option (< 3) too short for its fixed fields.
     case badOptionLength(type: UInt8, length: Int)
 
     /// Byte offset in the Mobility Header of the field at fault, for ICMP Parameter Problem.

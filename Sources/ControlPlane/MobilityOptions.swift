@@ -21,6 +21,21 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
     /// RFC 4285 §6 Mobility Message Replay Protection option (type 10): a 64-bit NTP timestamp
     /// (seconds since 1900 in the high 32 bits, the fraction in the low 32 bits).
     case replayProtection(UInt64)
+    /// RFC 5213 §8.3 Home Network Prefix option (type 22): the mobile node's prefix; `::/0`
+    /// (all zero) in a PBU asks the LMA to assign one (§6.9.1.1).
+    case homeNetworkPrefix(IPv6Prefix)
+    /// RFC 5213 §8.4 Handoff Indicator option (type 23): `HandoffIndicator` values.
+    case handoffIndicator(UInt8)
+    /// RFC 5213 §8.5 Access Technology Type option (type 24): `AccessTechnology` values.
+    case accessTechnologyType(UInt8)
+    /// RFC 5213 §8.6 Mobile Node Link-layer Identifier option (type 25): the identifier in
+    /// RFC 4861 §4.6 form (the 6-byte MAC on Ethernet).
+    case mobileNodeLinkLayerIdentifier([UInt8])
+    /// RFC 5213 §8.7 Link-local Address option (type 26): the MAG's link-local address.
+    case linkLocalAddress(IPv6Address)
+    /// RFC 5213 §8.8 Timestamp option (type 27): 48.16 fixed point since 1970 (not RFC
+    /// 4285's NTP format).
+    case timestamp(ProxyTimestamp)
     /// Any other type, data kept raw.
     case unknown(type: UInt8, data: [UInt8])
 
@@ -34,6 +49,30 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
         public static let mobileNodeIdentifier: UInt8 = 8
         public static let authentication: UInt8 = 9
         public static let replayProtection: UInt8 = 10
+        public static let homeNetworkPrefix: UInt8 = 22
+        public static let handoffIndicator: UInt8 = 23
+        public static let accessTechnologyType: UInt8 = 24
+        public static let mobileNodeLinkLayerIdentifier: UInt8 = 25
+        public static let linkLocalAddress: UInt8 = 26
+        public static let timestamp: UInt8 = 27
+    }
+
+    /// Handoff Indicator values (RFC 5213 §8.4).
+    public enum HandoffIndicator {
+        public static let attachmentOverNewInterface: UInt8 = 1
+        public static let handoffBetweenInterfaces: UInt8 = 2
+        public static let handoffBetweenMAGsSameInterface: UInt8 = 3
+        public static let unknown: UInt8 = 4
+        public static let notChanged: UInt8 = 5
+    }
+
+    /// Access Technology Type values (RFC 5213 §8.5).
+    public enum AccessTechnology {
+        public static let virtual: UInt8 = 1
+        public static let ppp: UInt8 = 2
+        public static let ethernet: UInt8 = 3   // IEEE 802.3
+        public static let wlan: UInt8 = 4       // IEEE 802.11a/b/g
+        public static let wimax: UInt8 = 5      // IEEE 802.16e
     }
 
     /// Mobile Node Identifier subtypes (RFC 4283 §3.1).
@@ -61,6 +100,12 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
         case .mobileNodeIdentifier: return Kind.mobileNodeIdentifier
         case .mobilityMessageAuthentication: return Kind.authentication
         case .replayProtection: return Kind.replayProtection
+        case .homeNetworkPrefix: return Kind.homeNetworkPrefix
+        case .handoffIndicator: return Kind.handoffIndicator
+        case .accessTechnologyType: return Kind.accessTechnologyType
+        case .mobileNodeLinkLayerIdentifier: return Kind.mobileNodeLinkLayerIdentifier
+        case .linkLocalAddress: return Kind.linkLocalAddress
+        case .timestamp: return Kind.timestamp
         case .unknown(let type, _): return type
         }
     }
@@ -86,6 +131,13 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
         // which must be last (§5.1), ends the header on a multiple of 8 with no padding after it.
         case .mobilityMessageAuthentication: return (8, 5)
         case .replayProtection: return (8, 2)              // RFC 4285 §6: 8n+2
+        case .homeNetworkPrefix: return (8, 4)             // RFC 5213 §8.3: 8n+4 (the prefix 8-aligned)
+        case .handoffIndicator, .accessTechnologyType: return (1, 0) // §8.4, §8.5: none
+        // §8.6: "aligned appropriately" for its size: 8n+6 puts the Reserved field and a
+        // 6-byte MAC (8 octets) on an 8-octet boundary, as 8n+6 does for a 16-byte address.
+        case .mobileNodeLinkLayerIdentifier: return (8, 6)
+        case .linkLocalAddress: return (8, 6)              // §8.7: 8n+6
+        case .timestamp: return (8, 2)                     // §8.8: 8n+2
         case .unknown: return (1, 0)
         }
     }
@@ -131,6 +183,23 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
             out.append(Kind.replayProtection)
             out.append(8)
             for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(timestamp >> UInt64(shift) & 0xff)) }
+        case .homeNetworkPrefix(let prefix):
+            out.append(contentsOf: [Kind.homeNetworkPrefix, 18, 0, UInt8(prefix.length)])
+            prefix.address.append(to: &out)
+        case .handoffIndicator(let value):
+            out.append(contentsOf: [Kind.handoffIndicator, 2, 0, value])
+        case .accessTechnologyType(let value):
+            out.append(contentsOf: [Kind.accessTechnologyType, 2, 0, value])
+        case .mobileNodeLinkLayerIdentifier(let identifier):
+            precondition(identifier.count <= 253, "Link-layer Identifier longer than 253 octets")
+            out.append(contentsOf: [Kind.mobileNodeLinkLayerIdentifier, UInt8(2 + identifier.count), 0, 0])
+            out.append(contentsOf: identifier)
+        case .linkLocalAddress(let address):
+            out.append(contentsOf: [Kind.linkLocalAddress, 16])
+            address.append(to: &out)
+        case .timestamp(let timestamp):
+            out.append(contentsOf: [Kind.timestamp, 8])
+            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(timestamp.rawValue >> UInt64(shift) & 0xff)) }
         case .unknown(let type, let data):
             precondition(data.count <= 255 && type != Kind.pad1)
             out.append(type)
@@ -211,6 +280,28 @@ public enum MobilityOption: Equatable, Hashable, Sendable {
                 var timestamp: UInt64 = 0
                 for k in 0..<8 { timestamp = timestamp << 8 | UInt64(mh[data + k]) }
                 options.append(.replayProtection(timestamp))
+            case Kind.homeNetworkPrefix:
+                // RFC 5213 §8.3: Reserved, Prefix Length, Prefix (16): Length MUST be 18.
+                guard length == 18, mh[data + 1] <= 128,
+                      let prefix = IPv6Prefix(address: IPv6Address(mh, at: data + 2), length: Int(mh[data + 1]))
+                else { throw .badOptionLength(type: type, length: length) }
+                options.append(.homeNetworkPrefix(prefix))
+            case Kind.handoffIndicator, Kind.accessTechnologyType:
+                // §8.4, §8.5: Reserved, value; Length MUST be 2.
+                guard length == 2 else { throw .badOptionLength(type: type, length: length) }
+                options.append(type == Kind.handoffIndicator ? .handoffIndicator(mh[data + 1]) : .accessTechnologyType(mh[data + 1]))
+            case Kind.mobileNodeLinkLayerIdentifier:
+                // §8.6: Reserved (2) + an identifier of at least one octet.
+                guard length >= 3 else { throw .badOptionLength(type: type, length: length) }
+                options.append(.mobileNodeLinkLayerIdentifier(Array(mh[data + 2..<data + length])))
+            case Kind.linkLocalAddress:
+                guard length == 16 else { throw .badOptionLength(type: type, length: length) }
+                options.append(.linkLocalAddress(IPv6Address(mh, at: data)))
+            case Kind.timestamp:
+                guard length == 8 else { throw .badOptionLength(type: type, length: length) }
+                var raw: UInt64 = 0
+                for k in 0..<8 { raw = raw << 8 | UInt64(mh[data + k]) }
+                options.append(.timestamp(ProxyTimestamp(rawValue: raw)))
             default:
                 options.append(.unknown(type: type, data: Array(mh[data..<data + length])))
             }

@@ -114,6 +114,12 @@ enum Fuzz {
             // option (§5.1), the 19-octet MN-HA option ends the header with no padding after it.
             case .mobilityMessageAuthentication(_, _, let a): (x, y, size) = (8, 5, 7 + a.count)
             case .replayProtection: (x, y, size) = (8, 2, 10)
+            // RFC 5213 §8.3-§8.8 (the MN Link-layer Identifier's "as its size needs": 8n+6).
+            case .homeNetworkPrefix: (x, y, size) = (8, 4, 20)
+            case .handoffIndicator, .accessTechnologyType: (x, y, size) = (1, 0, 4)
+            case .mobileNodeLinkLayerIdentifier(let l): (x, y, size) = (8, 6, 4 + l.count)
+            case .linkLocalAddress: (x, y, size) = (8, 6, 18)
+            case .timestamp: (x, y, size) = (8, 2, 10)
             case .unknown(_, let d): (x, y, size) = (1, 0, 2 + d.count)
             }
             n += ((y - n) % x + x) % x + size
@@ -137,7 +143,7 @@ enum Fuzz {
         check(twice == encoded, "encoding is not stable: \(hexString(encoded)) vs \(hexString(twice))")
         _ = m.mhType
         if case .bindingAcknowledgement(let ba) = m { _ = ba.status.description; _ = ba.bindingRefreshAdvice }
-        if case .bindingUpdate(let bu) = m { _ = bu.alternateCareOfAddress; _ = bu.lifetimeSeconds }
+        if case .bindingUpdate(let bu) = m { _ = bu.alternateCareOfAddress; _ = bu.lifetimeSeconds; _ = bu.proxyOptions.networkAccessIdentifier }
     }
 
     // MARK: Home agent
