@@ -180,6 +180,9 @@ public final class HomeAgentCore {
     /// binding goes, so that a BU recorded before a de-registration cannot be replayed within
     /// the skew; entries older than the skew prove nothing more and are pruned.
     private var lastTimestamps: [IPv6Address: UInt64] = [:]
+    /// The last timestamp before the latest acceptance (absent: none), so that an acceptance
+    /// taken back (`storeWriteFailed`) takes its timestamp back too.
+    private var timestampsBefore: [IPv6Address: UInt64] = [:]
     private var timestampPruneAt = 1024
     /// Set when the data plane refused an expiry removal: retry no sooner than this.
     private var expiryRetryAt: UInt64?
@@ -443,10 +446,12 @@ public final class HomeAgentCore {
     }
 
     private func recordTimestamp(_ ts: UInt64, for hoa: IPv6Address, now: UInt64, skew: UInt32) {
+        timestampsBefore[hoa] = lastTimestamps[hoa]
         lastTimestamps[hoa] = ts
         guard lastTimestamps.count > timestampPruneAt else { return }
         // A last timestamp older than now - skew rejects nothing the skew check does not.
         lastTimestamps = lastTimestamps.filter { NTPTimestamp.within($0.value, now, seconds: skew) }
+        timestampsBefore = timestampsBefore.filter { NTPTimestamp.within($0.value, now, seconds: skew) }
         timestampPruneAt = max(1024, 2 * lastTimestamps.count)
     }
 
@@ -714,6 +719,9 @@ public final class HomeAgentCore {
     /// once per kind (a conflict storm must not become a log flood).
     public func storeWriteFailed(homeAddress hoa: IPv6Address, previous: Binding?, reason: String) {
         takeBack(hoa, previous: previous)
+        // Never committed, so never accepted anywhere: the BU's timestamp goes too, or the same
+        // BU judged again on the store's state (a conflict) would look like its own replay.
+        lastTimestamps[hoa] = timestampsBefore.removeValue(forKey: hoa)
         logOnce("binding not committed to the store (\(reason)): its BA is withheld", [
             "mip6.hoa": "\(hoa)", "mip6.previous_coa": "\(previous.map { "\($0.careOfAddress)" } ?? "none")"])
     }

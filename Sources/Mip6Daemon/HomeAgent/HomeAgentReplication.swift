@@ -277,13 +277,18 @@ extension HomeAgentDaemon {
             storeState.counters.committedWrites += UInt64(batch.writes.count)
             for w in batch.writes {
                 if case .put = w { storeState.revisions[w.homeAddress] = r.revision } else { storeState.revisions[w.homeAddress] = nil }
+                forgetRequest(w.homeAddress)
             }
             confirm(batch)
             return
         }
-        // Someone else wrote one of these keys first. Those take the store's value and lose
-        // their BA (the mobile node retransmits and is judged on the fresh state); the rest
-        // of the batch goes again, once.
+        // Someone else wrote one of these keys first. Those take the store's value, and their
+        // BU is judged again on it at once (RFC 6275 §9.5.1 against the state that holds):
+        // typically the same mobile node's earlier BU, committed late by another replica
+        // during an etcd election, which this retransmission supersedes. Judged again, it is
+        // accepted with the new revision and answered now rather than at the next
+        // retransmission (1-2 s later); if it no longer holds it gets its status (135...). A
+        // second conflict withholds the BA. The rest of the batch goes again, once.
         var conflicting: Set<IPv6Address> = []
         var ours: [IPv6Address: Int64?] = [:] // keys that already hold this batch's write
         for w in batch.writes {
@@ -299,7 +304,10 @@ extension HomeAgentDaemon {
             }
         }
         // What an earlier attempt did commit is confirmed now.
-        for (hoa, rev) in ours { storeState.revisions[hoa] = rev }
+        for (hoa, rev) in ours {
+            storeState.revisions[hoa] = rev
+            forgetRequest(hoa)
+        }
         if !ours.isEmpty {
             storeState.counters.commits += 1
             storeState.counters.committedWrites += UInt64(ours.count)
@@ -307,19 +315,31 @@ extension HomeAgentDaemon {
         }
         if batch.retried { conflicting = Set(batch.writes.map(\.homeAddress)).subtracting(ours.keys) }
         if !conflicting.isEmpty { storeState.counters.conflicts += 1 }
+        var judgeAgain: [PendingRequest] = []
         for hoa in conflicting {
-            // A BU that waited behind this one was judged on state that did not hold: it
-            // goes too (its mobile node retransmits).
+            // A BU that waited behind this one was judged on state that did not hold: the
+            // latest BU for the key (that one, if any) is what gets judged again.
             storeState.deferred[hoa] = nil
             undo(hoa, batch, reason: "another replica wrote it first")
             storeState.revisions[hoa] = nil
             if let current = r.current[hoa] ?? nil { applyRemote(current, relist: true) } else { applyRemoteDelete(hoa) }
+            if let request = storeState.requests.removeValue(forKey: hoa), !request.judgedAgain { judgeAgain.append(request) }
         }
         let rest = Set(batch.writes.map(\.homeAddress)).subtracting(conflicting).subtracting(ours.keys)
-        guard !rest.isEmpty else { return }
-        var again = batch.subset(rest)
-        again.retried = true
-        submit(again)
+        if !rest.isEmpty {
+            var again = batch.subset(rest)
+            again.retried = true
+            submit(again)
+        }
+        guard !judgeAgain.isEmpty else { return }
+        storeState.counters.judgedAgain += UInt64(judgeAgain.count)
+        for request in judgeAgain { judge(request.packet, receivedNs: request.receivedNs, again: true) }
+        flushSignaling()
+    }
+
+    /// The key's write is settled: its BU need not be kept, unless a later one waits for it.
+    private func forgetRequest(_ hoa: IPv6Address) {
+        if storeState.deferred[hoa] == nil { storeState.requests[hoa] = nil }
     }
 
     /// The store has the batch: into the maps, then the BAs that confirm it.
@@ -346,6 +366,7 @@ extension HomeAgentDaemon {
         storeState.counters.failures += 1
         for w in batch.writes {
             storeState.deferred[w.homeAddress] = nil
+            storeState.requests[w.homeAddress] = nil
             undo(w.homeAddress, batch, reason: "the store did not answer")
         }
         logger.warning("binding store commit failed: BAs withheld", metadata: [

@@ -88,18 +88,7 @@ extension HomeAgentDaemon {
         let packet = punt.packet
         switch Int32(punt.kind) {
         case Int32(MIP6_PUNT_MH.rawValue):
-            let actions = core.handlePacket(packet, localAddresses: localAddresses)
-            // The home address whose binding this BU changed: its BA confirms that change.
-            let installed = actions.lazy.compactMap { a -> IPv6Address? in
-                switch a {
-                case let .bindingInstalled(b): return b.homeAddress
-                case let .bindingRemoved(b, reason) where reason == .deregistered: return b.homeAddress
-                default: return nil
-                }
-            }.first
-            currentPunt = (installed, punt.timestampNanoseconds)
-            perform(actions)
-            currentPunt = nil
+            judge(packet, receivedNs: punt.timestampNanoseconds)
             if table.stagedCount >= Self.flushEvery || pendingSends.count >= Self.flushEvery { flushSignaling() }
         case Int32(MIP6_PUNT_NA.rawValue):
             // RFC 4862 §5.4.4: an NA for a tentative home address (or, L flag, its link-local
@@ -117,6 +106,27 @@ extension HomeAgentDaemon {
             puntsMalformed += 1
         }
         stateDirty = true
+    }
+
+    /// One Mobility Header packet through the core. With a store, a BU that changed a binding
+    /// is kept until its commit: if another replica wrote the key first, it is judged again
+    /// on the store's state (`HomeAgentReplication.finishCommit`), once.
+    func judge(_ packet: [UInt8], receivedNs: UInt64, again: Bool = false) {
+        let actions = core.handlePacket(packet, localAddresses: localAddresses)
+        // The home address whose binding this BU changed: its BA confirms that change.
+        let installed = actions.lazy.compactMap { a -> IPv6Address? in
+            switch a {
+            case let .bindingInstalled(b): return b.homeAddress
+            case let .bindingRemoved(b, reason) where reason == .deregistered: return b.homeAddress
+            default: return nil
+            }
+        }.first
+        if let installed, replica != nil {
+            storeState.requests[installed] = PendingRequest(packet: packet, receivedNs: receivedNs, judgedAgain: again)
+        }
+        currentPunt = (installed, receivedNs)
+        perform(actions)
+        currentPunt = nil
     }
 
     func perform(_ actions: [HomeAgentAction]) {

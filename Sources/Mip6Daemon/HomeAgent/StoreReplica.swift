@@ -158,6 +158,8 @@ struct StoreState {
     /// write of it is deferred). Kept as batches come and go: rebuilding it from the batches
     /// on every flush cost more than the BUs themselves at 10,000/s.
     var pendingKeys: Set<IPv6Address> = []
+    /// The BU behind each key's write in flight or deferred (the latest one for the key).
+    var requests: [IPv6Address: PendingRequest] = [:]
     var counters = StoreCounters()
     /// The announcement as last set.
     var announced = Announcement.withdrawn
@@ -168,6 +170,14 @@ struct StoreState {
 }
 
 /// A de-registration or binding of a key whose earlier write is still in flight.
+/// A BU accepted in memory whose binding is not committed yet.
+struct PendingRequest {
+    var packet: [UInt8]
+    var receivedNs: UInt64
+    /// Already judged a second time after a conflict: a second conflict withholds its BA.
+    var judgedAgain: Bool
+}
+
 struct DeferredWrite {
     var binding: Binding?
     var before: Binding?
@@ -218,7 +228,32 @@ public struct StoreCounters: Codable, Sendable, Equatable {
     public var heartbeatFailures: UInt64 = 0
     /// Values under the binding prefix that did not decode: skipped.
     public var invalidRecords: UInt64 = 0
+    /// BUs judged a second time after a conflict (and answered then, if they still held).
+    public var judgedAgain: UInt64 = 0
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case commits, committedWrites, conflicts, failures, lists, watchBreaks, remoteUpserts, remoteDeletes,
+             heartbeatFailures, invalidRecords, judgedAgain
+    }
+
+    /// A counter a state file written by an older daemon lacks reads as 0: `mip6 status`
+    /// after an upgrade, before the daemon restarts, still works.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func n(_ k: CodingKeys) throws -> UInt64 { try c.decodeIfPresent(UInt64.self, forKey: k) ?? 0 }
+        commits = try n(.commits)
+        committedWrites = try n(.committedWrites)
+        conflicts = try n(.conflicts)
+        failures = try n(.failures)
+        lists = try n(.lists)
+        watchBreaks = try n(.watchBreaks)
+        remoteUpserts = try n(.remoteUpserts)
+        remoteDeletes = try n(.remoteDeletes)
+        heartbeatFailures = try n(.heartbeatFailures)
+        invalidRecords = try n(.invalidRecords)
+        judgedAgain = try n(.judgedAgain)
+    }
 }
 
 /// How this replica attracts traffic.
