@@ -779,6 +779,26 @@ struct HomeAgentAuthenticationTests {
         #expect(a.ba.status == .accepted && h.cache[hoa]?.careOfAddress == mnCoA2)
     }
 
+    @Test("an acceptance the shared store refused takes its timestamp back: the same BU can be judged again")
+    func storeRefusalTakesTheTimestampBack() throws {
+        let h = AuthHAHarness()
+        _ = h.handle(h.bu(seq: 7))
+        let firstBinding = h.cache[hoa]
+        h.wall.advance(seconds: 1)
+        let second = h.bu(seq: 8, from: mnCoA2)
+        #expect(try #require(h.ack(h.handle(second))).ba.status == .accepted)
+        let before = h.core.lastTimestamp(for: hoa)
+        // Another replica wrote the key first: the replica takes the binding back.
+        h.core.storeWriteFailed(homeAddress: hoa, previous: firstBinding, reason: "another replica wrote it first")
+        #expect(h.core.lastTimestamp(for: hoa) != before, "back to the first BU's timestamp")
+        let again = try #require(h.ack(h.handle(second)), "judged again, not taken for its own replay")
+        #expect(again.ba.status == .accepted && h.cache[hoa]?.careOfAddress == mnCoA2)
+        #expect(h.refusals(.replayed) == 0)
+        // The first BU is still a replay.
+        #expect(h.handle(h.bu(seq: 9, timestamp: AuthVectors.timestamp, from: mnCoA2)).isEmpty)
+        #expect(h.refusals(.replayed) == 1)
+    }
+
     @Test func replayAfterDeregistrationIsDropped() throws {
         // The last timestamp outlives the binding: a registration recorded before the
         // de-registration cannot bring the binding back.
