@@ -104,7 +104,7 @@ public final class BindingCache {
     public let capacity: Int
     private let dataPlane: BindingDataPlane
     private var bindings: [IPv6Address: Binding]
-    private var heap = ExpiryHeap()
+    private var heap = ExpiryHeap<IPv6Address>()
     /// Derived link-local address -> the home address whose binding (L flag) defends it.
     private var linkLocalOwners: [IPv6Address: IPv6Address] = [:]
 
@@ -142,7 +142,7 @@ public final class BindingCache {
         bindings[binding.homeAddress] = binding
         reindex(from: old, to: binding)
         if old?.expiresAt != binding.expiresAt {
-            heap.push(ExpiryHeap.Entry(expiresAt: binding.expiresAt, homeAddress: binding.homeAddress))
+            heap.push(ExpiryHeap.Entry(expiresAt: binding.expiresAt, key: binding.homeAddress))
             compactIfNeeded()
         }
     }
@@ -165,7 +165,7 @@ public final class BindingCache {
         reindex(from: bindings[hoa], to: previous)
         bindings[hoa] = previous
         if let previous {
-            heap.push(ExpiryHeap.Entry(expiresAt: previous.expiresAt, homeAddress: hoa))
+            heap.push(ExpiryHeap.Entry(expiresAt: previous.expiresAt, key: hoa))
         }
         compactIfNeeded()
     }
@@ -176,14 +176,14 @@ public final class BindingCache {
         var expired: [Binding] = []
         while let top = heap.top, top.expiresAt <= now {
             heap.pop()
-            guard let binding = bindings[top.homeAddress], binding.expiresAt == top.expiresAt else { continue }
+            guard let binding = bindings[top.key], binding.expiresAt == top.expiresAt else { continue }
             do {
-                try dataPlane.remove(homeAddress: top.homeAddress)
+                try dataPlane.remove(homeAddress: top.key)
             } catch {
                 heap.push(top) // still cached, still due
                 throw BindingCacheError.expiryInterrupted(expired: expired, underlying: error)
             }
-            bindings[top.homeAddress] = nil
+            bindings[top.key] = nil
             reindex(from: binding, to: nil)
             expired.append(binding)
         }
@@ -193,7 +193,7 @@ public final class BindingCache {
     /// The earliest expiry time among cached bindings.
     public var nextExpiry: UInt64? {
         while let top = heap.top {
-            if let binding = bindings[top.homeAddress], binding.expiresAt == top.expiresAt {
+            if let binding = bindings[top.key], binding.expiresAt == top.expiresAt {
                 return top.expiresAt
             }
             heap.pop()
@@ -228,19 +228,20 @@ public final class BindingCache {
     }
 
     private func rebuildHeap() {
-        heap = ExpiryHeap(bindings.values.map { ExpiryHeap.Entry(expiresAt: $0.expiresAt, homeAddress: $0.homeAddress) })
+        heap = ExpiryHeap(bindings.values.map { ExpiryHeap.Entry(expiresAt: $0.expiresAt, key: $0.homeAddress) })
     }
 }
 
-/// Binary min-heap on (expiresAt, homeAddress).
-struct ExpiryHeap {
+/// Binary min-heap on (expiresAt, key), invalidated lazily by its users: the binding cache
+/// (key: home address), the LMA (an entry's first prefix) and the MAG (a MAC as an integer).
+struct ExpiryHeap<Key: Comparable> {
     struct Entry {
         var expiresAt: UInt64
-        var homeAddress: IPv6Address
+        var key: Key
 
         @inline(__always)
         static func < (a: Entry, b: Entry) -> Bool {
-            (a.expiresAt, a.homeAddress) < (b.expiresAt, b.homeAddress)
+            (a.expiresAt, a.key) < (b.expiresAt, b.key)
         }
     }
 

@@ -115,7 +115,7 @@ public final class LocalMobilityAnchorCore {
     /// Prefix address -> identifier: which entry a prefix belongs to (pool assignments included).
     private var owners: [IPv6Address: String] = [:]
     /// Deadlines keyed by each entry's first prefix address (unique per entry).
-    private var heap = ExpiryHeap()
+    private var heap = ExpiryHeap<IPv6Address>()
     private var poolCursor: UInt64 = 0
 
     public init(configuration: LocalMobilityAnchorConfiguration, policy: ProxyPolicy, dataPlane: ProxyBindingDataPlane,
@@ -315,16 +315,16 @@ public final class LocalMobilityAnchorCore {
     }
 
     private func schedule(_ b: ProxyBinding) {
-        heap.push(ExpiryHeap.Entry(expiresAt: deadline(b), homeAddress: b.prefixes[0].address))
+        heap.push(ExpiryHeap.Entry(expiresAt: deadline(b), key: b.prefixes[0].address))
         if heap.count > 2 * bindings.count + 1024 {
-            heap = ExpiryHeap(bindings.values.map { ExpiryHeap.Entry(expiresAt: deadline($0), homeAddress: $0.prefixes[0].address) })
+            heap = ExpiryHeap(bindings.values.map { ExpiryHeap.Entry(expiresAt: deadline($0), key: $0.prefixes[0].address) })
         }
     }
 
     /// The earliest time `expire()` has something to do.
     public var nextDeadline: UInt64? {
         while let top = heap.top {
-            if let id = owners[top.homeAddress], let b = bindings[id], b.prefixes[0].address == top.homeAddress,
+            if let id = owners[top.key], let b = bindings[id], b.prefixes[0].address == top.key,
                deadline(b) == top.expiresAt { return top.expiresAt }
             heap.pop()
         }
@@ -338,13 +338,13 @@ public final class LocalMobilityAnchorCore {
         var actions: [LocalMobilityAnchorAction] = []
         while let top = heap.top, top.expiresAt <= now {
             heap.pop()
-            guard let id = owners[top.homeAddress], let b = bindings[id], b.prefixes[0].address == top.homeAddress,
+            guard let id = owners[top.key], let b = bindings[id], b.prefixes[0].address == top.key,
                   deadline(b) == top.expiresAt else { continue }
             if b.isActive {
                 do { try dataPlane.remove(b) } catch {
                     counters.dataPlaneErrors += 1
                     logger.error("cannot remove an expired proxy binding", metadata: ["mip6.nai": "\(id)", "mip6.error": "\(error)"])
-                    heap.push(ExpiryHeap.Entry(expiresAt: now + 1_000_000_000, homeAddress: top.homeAddress))
+                    heap.push(ExpiryHeap.Entry(expiresAt: now + 1_000_000_000, key: top.key))
                     bindings[id]?.expiresAt = now + 1_000_000_000 // try again in a second
                     continue
                 }
