@@ -23,4 +23,6 @@ public struct EmbeddedBPF: Sendable {
     public static var homeAgent: EmbeddedBPF { mip6_ha }
     /// The mobile node's TC programs (bpf/mip6_mn.bpf.c).
     public static var mobileNode: EmbeddedBPF { mip6_mn }
+    /// The local mobility anchor's XDP and TC programs (bpf/mip6_lma.bpf.c).
+    public static var localMobilityAnchor: EmbeddedBPF { mip6_lma }
 }

@@ -440,4 +440,143 @@ enum mip6_attach_kind {
 #define MIP6_HA_TC_HANDLE      0x6d36u /* "m6" */
 #define MIP6_HA_TC_PRIORITY    0x10u
 
+/* ======================================================================
+ * Local mobility anchor (bpf/mip6_lma.bpf.c, RFC 5213): XDP (and TC)
+ * on the LMA's interfaces. Its own maps and pin directory: the home
+ * agent's are keyed by home address, the LMA's by home network prefix.
+ *  - to an address in a bound /64 (mip6_lma_hnp) while the binding
+ *    lives: IPv6-in-IPv6 to the binding's MAG (§5.6.2)
+ *  - next header 41 to the LMA address from the MAG the inner source's
+ *    /64 is bound to: decapsulated, passed to the kernel to route (§5.6.1)
+ *  - Mobility Header to the LMA address: to the control plane's ring
+ *    (per-MAG and global token buckets), dropped
+ * ====================================================================== */
+
+/* ---- map names (at most 15 characters) ---- */
+#define MIP6_MAP_LMA_HNP       "mip6_lma_hnp"    /* home network prefix (/64) -> binding */
+#define MIP6_MAP_LMA_CONFIG    "mip6_lma_config"
+#define MIP6_MAP_LMA_COUNTERS  "mip6_lma_counts"
+#define MIP6_MAP_LMA_PUNT      "mip6_lma_punt"   /* struct mip6_punt_record, kind MIP6_PUNT_MH */
+#define MIP6_MAP_LMA_PUNT_LIMIT "mip6_lma_tb"    /* signaling token bucket, all MAGs */
+#define MIP6_MAP_LMA_MAG_LIMIT "mip6_lma_mag_tb" /* signaling token buckets per MAG (source address) */
+#define MIP6_MAP_LMA_NEXTHOP   "mip6_lma_nh"     /* next-hop cache of the MAG addresses */
+#define MIP6_MAP_LMA_ICMP_LIMIT "mip6_lma_icmp"  /* token bucket of the ICMPv6 errors the LMA sends */
+
+/* ---- program names in the embedded object ---- */
+#define MIP6_PROG_LMA_XDP      "mip6_lma_xdp"
+#define MIP6_PROG_LMA_TC       "mip6_lma_tc"
+/* Where mip6 lma attaches mip6_lma_tc: clsact ingress of every --interface. */
+#define MIP6_LMA_TC_HANDLE     0x6c6du /* "lm" */
+#define MIP6_LMA_TC_PRIORITY   0x12u
+
+/* ---- capacities ---- */
+#ifndef MIP6_LMA_MAX_BINDINGS
+#define MIP6_LMA_MAX_BINDINGS  1048576   /* home network prefixes (one entry per /64) */
+#endif
+#ifndef MIP6_LMA_MAX_MAGS
+#define MIP6_LMA_MAX_MAGS      4096      /* per-MAG signaling limiters (LRU); past it only the global one applies */
+#endif
+
+/* ---- mip6_lma_config.flags ---- */
+#define MIP6_LMA_CFG_ENABLED   0x1  /* forwarding on; off means every packet is passed */
+
+/* ---- counters: index into the per-CPU array mip6_lma_counts ---- */
+#define MIP6_LMA_COUNTERS(X)                                                    \
+	X(RX_TOTAL,              "rx_total")              /* every packet seen */ \
+	X(PASS_NOT_IPV6,         "pass_not_ipv6")                                \
+	X(PASS_OTHER,            "pass_other")            /* not ours (or disabled): to the kernel */ \
+	X(PASS_LOCAL,            "pass_local")            /* to the LMA address, neither MH nor tunnel */ \
+	X(PASS_EXPIRED,          "pass_expired")          /* to a bound /64 whose binding's lifetime is over: \
+	                                                   * not tunneled, to the kernel */ \
+	X(ENCAP,                 "encap")                 /* downlink: tunneled to the MAG (§5.6.2) */ \
+	X(ENCAP_TX,              "encap_tx")              /* ... sent back out the same interface */ \
+	X(ENCAP_REDIRECT,        "encap_redirect")        /* ... redirected to another interface */ \
+	X(ENCAP_PASS_NO_NEIGH,   "encap_pass_no_neigh")   /* ... handed to the kernel to resolve the next hop */ \
+	X(ENCAP_PASS_HOPLIMIT,   "encap_pass_hoplimit")   /* hop limit <= 1: the kernel sends Time Exceeded */ \
+	X(ENCAP_TOO_BIG,         "encap_too_big")         /* Packet Too Big returned to the sender */ \
+	X(NH_CACHE_HIT,          "nexthop_cache_hit")     /* forwarded without bpf_fib_lookup */ \
+	X(NH_CACHE_MISS,         "nexthop_cache_miss")                           \
+	X(DECAP,                 "decap")                 /* uplink: decapsulated, the kernel routes it (§5.6.1) */ \
+	X(MH_PUNT,               "mh_punt")               /* Mobility Header handed to the control plane */ \
+	X(MH_PUNT_TRUNCATED,     "mh_punt_truncated")     /* punted, longer than MIP6_PUNT_MAX */ \
+	X(MH_PUNT_RING_FULL,     "drop_mh_ring_full")     /* control plane not keeping up */ \
+	X(DROP_PUNT_RATE_LIMITED, "drop_punt_rate_limited")         /* signaling over the global rate */ \
+	X(DROP_PUNT_MAG_RATE_LIMITED, "drop_punt_mag_rate_limited") /* signaling over one MAG's rate */ \
+	X(DROP_MH_FRAGMENT,      "drop_mh_fragment")      /* fragmented signaling is not reassembled */ \
+	X(DROP_MALFORMED,        "drop_malformed")        /* IPv6 header or extension header truncated */ \
+	X(DROP_EXT_CHAIN,        "drop_ext_chain")        /* extension-header chain to the LMA address too long */ \
+	X(DROP_TUNNEL_MALFORMED, "drop_tunnel_malformed") /* inner packet truncated or not IPv6 */ \
+	X(DROP_TUNNEL_NO_BINDING, "drop_tunnel_no_binding") /* inner source's /64 is bound to no one */ \
+	X(DROP_TUNNEL_SPOOFED,   "drop_tunnel_spoofed")   /* outer source is not the MAG the /64 is bound to */ \
+	X(DROP_TUNNEL_EXPIRED,   "drop_tunnel_expired")   /* uplink on a binding whose lifetime is over */ \
+	X(DROP_TUNNEL_LINK_LOCAL, "drop_tunnel_link_local") /* inner source is link-local: never forwarded */ \
+	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the MAG */ \
+	X(DROP_ENCAP_GSO,        "drop_encap_gso")        /* TC: a GSO skb the tunnel cannot re-segment */ \
+	X(DROP_ENCAP_TUNNEL_MTU, "drop_encap_tunnel_mtu") /* 1280 or less, does not fit a route whose MTU is \
+	                                                   * below 1280 + 40: needs a fragmented tunnel packet \
+	                                                   * (RFC 2473 §7.1(b)), which the LMA does not send yet */ \
+	X(DROP_ENCAP_LIMIT,      "drop_encap_limit")      /* RFC 2473 §5.1: Tunnel Encapsulation Limit 0: \
+	                                                   * Parameter Problem to the source */ \
+	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* too big or out of encapsulation limit, ICMPv6 \
+	                                                   * error budget spent: dropped without the error */ \
+	X(DROP_ADJUST_FAIL,      "drop_adjust_fail")      /* the kernel refused to grow or shrink the packet */
+
+#define MIP6_LMA_COUNTER_ENUM(name, str) MIP6_LMA_CNT_##name,
+enum mip6_lma_counter {
+	MIP6_LMA_COUNTERS(MIP6_LMA_COUNTER_ENUM)
+	MIP6_LMA_CNT_MAX
+};
+#undef MIP6_LMA_COUNTER_ENUM
+
+#ifndef __bpf__
+/* Printable name of an LMA counter index (enum mip6_lma_counter), NULL past the end. User space
+ * only. (The other tables' name functions live in the CMip6 shim, shim.c; this one is here,
+ * static inline, until it moves there.) */
+#define MIP6_LMA_COUNTER_STR(name, str) str,
+static inline const char *mip6_lma_counter_name(unsigned idx)
+{
+	static const char *const names[] = { MIP6_LMA_COUNTERS(MIP6_LMA_COUNTER_STR) };
+	_Static_assert(sizeof(names) / sizeof(names[0]) == MIP6_LMA_CNT_MAX, "one name per LMA counter");
+	return idx < MIP6_LMA_CNT_MAX ? names[idx] : (const char *)0;
+}
+#undef MIP6_LMA_COUNTER_STR
+#endif
+
+/* mip6_lma_hnp: key = a home network prefix, its first 64 bits (the /64). */
+struct mip6_lma_hnp_key {
+	__u8 prefix[8];          /* network order */
+};
+_Static_assert(sizeof(struct mip6_lma_hnp_key) == 8, "mip6_lma_hnp_key size");
+
+/* mip6_lma_hnp: value, one per prefix of a binding cache entry (RFC 5213 §5.1). The control
+ * plane owns it; BPF only reads it. */
+struct mip6_lma_binding {
+	__u64 expires_ns;        /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the binding expires */
+	__u64 registered_ns;     /* CLOCK_MONOTONIC of the last accepted PBU */
+	__u8  mag[16];           /* the MAG's Proxy-CoA: tunnel far end, network order */
+	__u32 lifetime_s;        /* granted lifetime, seconds, host order */
+	__u32 flags;             /* reserved, 0 */
+};
+_Static_assert(sizeof(struct mip6_lma_binding) == 40, "mip6_lma_binding size");
+
+/* mip6_lma_config: array of one. */
+struct mip6_lma_config {
+	/* Signaling rate limits as token buckets in nanoseconds of credit (as mip6_config): a
+	 * punt costs cost_ns, the bucket holds burst_ns. 0 = no limit. */
+	__u64 punt_cost_ns;      /* all MAGs together */
+	__u64 punt_burst_ns;
+	__u64 mag_cost_ns;       /* per MAG (source address of the signaling) */
+	__u64 mag_burst_ns;
+	__u8  lma_addr[16];      /* the LMA address: tunnel entry/exit point, PBUs go to it */
+	__u32 flags;             /* MIP6_LMA_CFG_*, host order */
+	__u32 nh_gen;            /* next-hop cache generation (as mip6_config.nh_gen) */
+	__u8  tunnel_hop_limit;  /* outer hop limit; 0 = MIP6_TUNNEL_HOP_LIMIT */
+	__u8  _pad[7];
+};
+_Static_assert(sizeof(struct mip6_lma_config) == 64, "mip6_lma_config size");
+
+/* mip6_lma_mag_tb: an LRU per-CPU hash keyed by the MAG's address (struct mip6_addr_key),
+ * value struct mip6_rate_state: a MAG re-registering thousands of mobile nodes has its own
+ * budget, not one shared with every other MAG of its /64 (design §3.5 item 6). */
+
 #endif /* MIP6_SHARED_H */
