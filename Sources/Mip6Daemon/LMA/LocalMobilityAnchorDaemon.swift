@@ -1,0 +1,211 @@
+import CMip6
+import ControlPlane
+import DataPlane
+import Foundation
+import Glibc
+import Logging
+
+/// `mip6 lma` (issue 13): the local mobility anchor on the shared EventLoop. PBUs come from the
+/// data plane's punt ring, go through LocalMobilityAnchorCore, whose bindings are written to
+/// the BPF maps (one entry per /64) before the PBA leaves; expiry runs on the core's heap and,
+/// without a daemon, in the data plane itself (every entry carries its expiry).
+public final class LocalMobilityAnchorDaemon: LoopDaemon {
+    let options: LocalMobilityAnchorOptions
+    let logger: Logger
+    let clock = SystemMonotonicClock()
+    let loop = EventLoop()
+
+    var pinLock: OwnedFD?
+    var pins = ""
+    var object: BPFObject!
+    var maps: LocalMobilityAnchorMaps!
+    var ring: RingBuffer!
+    var core: LocalMobilityAnchorCore!
+    var sender: RawIPv6Sender!
+    var attachments: [TCAttachment] = []
+    var puntsMalformed: UInt64 = 0
+    var sendFailures: UInt64 = 0
+    var stateDirty = true
+    var lastStateWrite: UInt64 = 0
+    let startedAt = Date()
+    let reload = Locked(false)
+    static let stateWriteDelayNs: UInt64 = 200_000_000
+    static let tcHandle = UInt32(MIP6_LMA_TC_HANDLE), tcPriority = UInt32(MIP6_LMA_TC_PRIORITY)
+
+    public init(options: LocalMobilityAnchorOptions, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    public func requestStop() { _ = loop.requestStop() }
+
+    /// SIGHUP: the policy file again; a file that does not parse leaves the previous policy.
+    public func requestReload() {
+        reload.write { $0 = true }
+        loop.wakeUp()
+    }
+
+    public func start() throws {
+        try DaemonStartup.checkCapabilities()
+        let ifaces = try DaemonStartup.interfaces(options.interfaces)
+        let policy = try Self.readPolicy(options.policyPath)
+        if Sysctl.read("net.ipv6.conf.all.forwarding") != "1" {
+            do { try Sysctl.write("net.ipv6.conf.all.forwarding", "1") } catch {
+                throw StartupError("cannot enable IPv6 forwarding (net.ipv6.conf.all.forwarding): \(error)")
+            }
+            logger.info("enabled IPv6 forwarding in this network namespace (net.ipv6.conf.all.forwarding=1)")
+        }
+        (pins, pinLock) = try DaemonStartup.prepareDirectories(bpffs: options.bpffs, stateDir: options.stateDir, logger: logger)
+        DaemonStartup.routeLibBPFLog(to: logger)
+        let obj = try BPFObject(.localMobilityAnchor)
+        try obj.pinMaps(under: pins)
+        do { try obj.load() } catch {
+            throw StartupError("loading the BPF programs failed: \(error). If \(options.bpffs) holds maps pinned by another version, "
+                               + "remove them (rm -r \(options.bpffs)) and start again")
+        }
+        object = obj
+        maps = try LocalMobilityAnchorMaps(object: obj)
+        try maps.setConfig(lmaAddress: options.address, enabled: true)
+        ring = try RingBuffer(map: maps.punt) { [unowned self] record in handlePunt(record) }
+        sender = try RawIPv6Sender()
+        core = LocalMobilityAnchorCore(configuration: LocalMobilityAnchorConfiguration(address: options.address, maxLifetime: options.maxLifetime),
+                                       policy: policy, dataPlane: maps, clock: clock, logger: logger)
+        let program = try obj.program(MIP6_PROG_LMA_TC)
+        for i in ifaces {
+            do {
+                attachments.append(try TCAttachment(program: program, ifindex: i.index, direction: .ingress, handle: Self.tcHandle,
+                                                    priority: Self.tcPriority, mayReplace: { $0.hasPrefix("mip6_lma") }))
+            } catch {
+                throw StartupError("cannot attach the TC program to \(i.name): \(error)")
+            }
+        }
+        setUpLoop()
+        writeState()
+        logger.notice("local mobility anchor ready", metadata: [
+            "mip6.address": "\(options.address)", "mip6.interfaces": "\(options.interfaces.joined(separator: ","))",
+            "mip6.policy": "\(options.policyPath)", "mip6.mobile_nodes": "\(policy.mobileNodes.count)",
+            "mip6.mags": "\(policy.mags.count)", "mip6.bpffs": "\(options.bpffs)",
+        ])
+    }
+
+    static func readPolicy(_ path: String) throws -> ProxyPolicy {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw StartupError("--policy \(path): cannot read it (\(error.localizedDescription))")
+        }
+        do { return try ProxyPolicy(parsing: text) } catch { throw StartupError("--policy \(path): \(error)") }
+    }
+
+    func setUpLoop() {
+        loop.watch(ring.pollFD) { [unowned self] in try ring.consume() }
+        loop.onWake = { [unowned self] in
+            if reload.write({ let r = $0; $0 = false; return r }) { reloadPolicy() }
+        }
+        loop.timer(deadline: { [unowned self] in core.nextDeadline }) { [unowned self] in
+            perform(core.expire())
+        }
+        loop.timer(deadline: { [unowned self] in stateDirty ? lastStateWrite + Self.stateWriteDelayNs : nil }) { [unowned self] in
+            writeState()
+        }
+    }
+
+    func reloadPolicy() {
+        do {
+            let policy = try Self.readPolicy(options.policyPath)
+            core.replacePolicy(policy)
+            logger.notice("SIGHUP: policy reloaded, bindings kept", metadata: ["mip6.mobile_nodes": "\(policy.mobileNodes.count)"])
+        } catch {
+            logger.error("SIGHUP: keeping the previous policy", metadata: ["mip6.error": "\(error)"])
+        }
+    }
+
+    func handlePunt(_ record: UnsafeRawBufferPointer) {
+        stateDirty = true
+        guard let punt = PuntRecord(record), punt.kind == MIP6_PUNT_MH.rawValue else {
+            puntsMalformed += 1 // short, truncated or not signaling: never half-parsed
+            return
+        }
+        perform(core.handlePacket(punt.packet))
+    }
+
+    func perform(_ actions: [LocalMobilityAnchorAction]) {
+        for action in actions {
+            switch action {
+            case let .send(packet, description):
+                do { try sender.send(packet) } catch {
+                    sendFailures += 1
+                    if sendFailures == 1 { // the first; the rest are counted
+                        logger.warning("cannot send a PBA", metadata: ["mip6.what": "\(description)", "mip6.error": "\(error)"])
+                    }
+                }
+            case .installed, .removed:
+                stateDirty = true
+            }
+        }
+    }
+
+    public func serve() throws { try loop.run() }
+
+    /// The filters go with the daemon; the pinned maps stay (a restart reuses them, and their
+    /// entries expire on time in the data plane).
+    public func shutdown() {
+        writeState()
+        for a in attachments { try? a.detach() }
+        attachments.removeAll()
+        logger.notice("stopped", metadata: ["mip6.bpffs": "\(options.bpffs)"])
+    }
+
+    func writeState() {
+        lastStateWrite = clock.nanoseconds()
+        stateDirty = false
+        let now = clock.nanoseconds()
+        let report = LocalMobilityAnchorReport(
+            pid: getpid(), updatedAt: Date(), address: options.address,
+            bindings: core.all.map { LocalMobilityAnchorReport.Entry($0, now: now) },
+            counters: core.counters, dataplane: (try? maps.counterValues()) ?? [:],
+            puntsMalformed: puntsMalformed, sendFailures: sendFailures)
+        do { try report.write(stateDir: options.stateDir) } catch {
+            logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
+        }
+    }
+}
+
+/// The LMA's state file, read by `mip6 lma bindings` and `mip6 lma status`.
+public struct LocalMobilityAnchorReport: StateFile {
+    public static let fileName = "lma.json"
+
+    public struct Entry: Codable, Sendable {
+        public var identifier: String
+        public var prefixes: [IPv6Prefix]
+        public var mag: IPv6Address
+        public var active: Bool
+        public var lifetime: UInt32
+        public var secondsToExpiry: UInt32
+        public var accessTechnology: UInt8
+        public var handoffIndicator: UInt8
+        public var sequence: UInt16
+        public var linkLayerIdentifier: String?
+
+        init(_ b: ProxyBinding, now: UInt64) {
+            identifier = b.identifier
+            prefixes = b.prefixes
+            mag = b.proxyCareOf
+            active = b.isActive
+            lifetime = b.lifetime
+            secondsToExpiry = b.expiresAt > now ? UInt32(clamping: (b.expiresAt - now) / 1_000_000_000) : 0
+            accessTechnology = b.accessTechnology
+            handoffIndicator = b.handoffIndicator
+            sequence = b.sequence
+            linkLayerIdentifier = b.linkLayerIdentifier.map { $0.count == 6 ? ProxyPolicy.formatMAC($0) : $0.map { String(format: "%02x", $0) }.joined() }
+        }
+    }
+
+    public var pid: Int32
+    public var updatedAt: Date
+    public var address: IPv6Address
+    public var bindings: [Entry]
+    public var counters: LocalMobilityAnchorCounters
+    public var dataplane: [String: UInt64]
+    public var puntsMalformed: UInt64
+    public var sendFailures: UInt64
+}

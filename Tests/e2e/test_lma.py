@@ -1,0 +1,192 @@
+"""End-to-end tests of `mip6 lma` (Proxy Mobile IPv6 local mobility anchor, RFC 5213) against
+a MAG built independently with scapy (testbed/scapy_mag.py).
+
+On the standard testbed: the LMA runs in the HA namespace with the home agent's address
+(2001:db8:1::a); the scapy MAG sits in the MN namespace with COA1 (2001:db8:f1::100) as its
+Proxy-CoA; the router routes the home network prefixes (2001:db8:200::/48) to the LMA. A
+correspondent in the CN namespace sends to an address of the mobile node's prefix: the LMA
+must tunnel it to the MAG; what the MAG sends up the reverse tunnel must reach the
+correspondent, and only from the MAG the prefix is bound to.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from testbed.harness import PYTHON, Capture, HarnessError
+
+NAI = "mn1@pmip.example"
+MN_MAC = "02:00:00:00:0a:01"
+HNP = "2001:db8:200:1::/64"
+HOST = "2001:db8:200:1::5"        # an address the mobile node would form in its prefix
+HNP_ROUTE = "2001:db8:200::/48"
+
+
+class LMA:
+    """`mip6 lma` in the HA namespace with a policy file; the CLI pointed at its state."""
+
+    def __init__(self, tb, binary, tmp_path, policy: str):
+        self.tb, self.binary = tb, binary
+        self.policy_path = tmp_path / "pmip.policy"
+        self.policy_path.write_text(policy)
+        self.log_path = tmp_path / "mip6-lma.log"
+        self.state_dir = f"/run/mip6-lma-{tb.tag}"
+        self.bpffs = f"/sys/fs/bpf/mip6-lma-{tb.tag}"
+        self.proc = None
+
+    def start(self, timeout: float = 15):
+        subprocess.run(["rm", "-rf", str(self.tb.BPFFS / f"mip6-lma-{self.tb.tag}")], check=False)
+        self.log = open(self.log_path, "wb")
+        self.proc = self.tb.popen("ha", [str(self.binary), "lma", "--interface", self.tb.HA_IF, "--address", self.tb.HA,
+                                         "--policy", str(self.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
+                                         "--log-level", "debug"], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "local mobility anchor ready" in self.log_path.read_text(errors="replace"):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise HarnessError(f"mip6 lma did not start: {self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        print(f"- mip6 lma log -\n{self.log_path.read_text(errors='replace')[-4000:]}")
+
+    def bindings(self) -> dict:
+        cp = self.tb.run("ha", [str(self.binary), "lma", "bindings", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
+        return json.loads(cp.stdout)
+
+
+@pytest.fixture
+def lma(testbed, mip6_bin, tmp_path):
+    tb = testbed
+    policy = (f"mag {tb.COA1}\n"
+              f"mn {NAI} mac {MN_MAC} prefix {HNP}\n"
+              "mn pool@pmip.example mac 02:00:00:00:0a:02 prefix pool\n"
+              "pool 2001:db8:300::/48\n")
+    tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
+    tb.run("rtr", ["ip", "-6", "route", "replace", "2001:db8:300::/48", "via", tb.HA, "dev", tb.HOME_BRIDGE])
+    d = LMA(tb, mip6_bin, tmp_path, policy).start()
+    yield d
+    d.stop()
+    tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
+    tb.run("rtr", ["ip", "-6", "route", "del", "2001:db8:300::/48"], check=False)
+
+
+def mag(tb, command: str, *args, node: str = "mn", iface: str | None = None, source: str | None = None) -> dict:
+    iface = iface or tb.MN_IF1
+    router_mac = next(v.a_mac for v in tb.VETHS if v.b_if == iface)
+    cp = tb.run(node, [PYTHON, "-m", "testbed.scapy_mag", command, "--iface", iface, "--mag", source or tb.COA1,
+                       "--lma", tb.HA, "--router-mac", router_mac, *map(str, args)], check=False, timeout=30)
+    try:
+        out = json.loads(cp.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise HarnessError(f"scapy_mag {command} printed no JSON (exit {cp.returncode}): {cp.stdout}{cp.stderr}") from None
+    if "error" in out:
+        raise HarnessError(f"scapy_mag {command}: {out['error']}\n{cp.stderr}")
+    return out
+
+
+def pbu(tb, seq: int, *extra, **kw) -> dict:
+    return mag(tb, "pbu", "--nai", kw.pop("nai", NAI), "--mac", MN_MAC, "--seq", seq, *extra, **kw)
+
+
+def test_registration_then_traffic_both_ways(testbed, lma):
+    """PBU -> PBA (P flag, sequence echoed, options mirrored, checksum right); then the
+    correspondent's packets to the prefix arrive tunneled at the MAG, and what the MAG sends
+    up the reverse tunnel reaches the correspondent."""
+    tb = testbed
+    ba = pbu(tb, 7, "--prefix", HNP, "--lifetime", 60)
+    print(f"PBA: {json.dumps({k: v for k, v in ba.items() if k != 'hex'})}")
+    assert ba["status"] == 0 and ba["flags"] & 0x20 and ba["seq"] == 7 and ba["checksum_ok"], ba
+    assert ba["lifetime"] == 15
+    o = ba["options"]
+    assert o["nai"] == NAI and o["prefixes"] == [HNP] and o["hi"] == 4 and o["att"] == 3, o
+    assert o["mn_ll_id"] == MN_MAC.replace(":", "") and o["timestamp"] == ba["sent_timestamp"], o
+    b = lma.bindings()["bindings"]
+    assert len(b) == 1 and b[0]["prefixes"] == [HNP] and b[0]["mag"] == tb.COA1 and b[0]["active"], b
+
+    # Downlink: the correspondent pings an address in the prefix; the LMA tunnels it to the MAG.
+    cap = Capture(tb, "mn", tb.MN_IF1, f"ip6 proto 41 and src {tb.HA} and dst {tb.COA1}").start()
+    tb.run("cn", ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", HOST], check=False)
+    lines = cap.stop()
+    print("\n".join(lines[:3]))
+    assert len([l for l in lines if HOST in l and "echo request" in l]) == 3, lines
+
+    # Uplink: the MAG's reverse tunnel, decapsulated at the LMA, routed to the correspondent.
+    cap = Capture(tb, "cn", tb.CN_IF, f"udp and src {HOST} and dst port 9999").start()
+    mag(tb, "uplink", "--inner-src", HOST, "--inner-dst", tb.CN, "--count", 3)
+    lines = cap.stop()
+    assert len(lines) == 3, lines
+    dp = lma.bindings()["dataplane"]
+    assert dp.get("encap", 0) >= 3 and dp.get("decap", 0) >= 3, dp
+
+
+def test_spoofed_uplink_and_unknown_mag(testbed, lma):
+    """The reverse tunnel is taken only from the MAG the prefix is bound to; a PBU from a MAG
+    the policy does not list is refused with 154 and binds nothing."""
+    tb = testbed
+    assert pbu(tb, 1, "--prefix", HNP)["status"] == 0
+    # COA2 is another address of the same node, not a MAG of the policy.
+    refused = pbu(tb, 2, "--prefix", HNP, iface=tb.MN_IF2, source=tb.COA2)
+    assert refused["status"] == 154, refused
+    before = lma.bindings()["dataplane"].get("drop_tunnel_spoofed", 0)
+    cap = Capture(tb, "cn", tb.CN_IF, f"udp and src {HOST}").start()
+    mag(tb, "uplink", "--inner-src", HOST, "--inner-dst", tb.CN, "--count", 2, iface=tb.MN_IF2, source=tb.COA2)
+    assert cap.stop() == []
+    assert lma.bindings()["dataplane"].get("drop_tunnel_spoofed", 0) == before + 2
+
+
+@pytest.mark.parametrize("leave_out,status", [(8, 160), (22, 158), (23, 161), (24, 162)])
+def test_missing_mandatory_options(testbed, lma, leave_out, status):
+    tb = testbed
+    assert pbu(tb, 3, "--prefix", HNP, "--leave-out", leave_out)["status"] == status
+
+
+def test_timestamps_prefixes_and_deregistration(testbed, lma):
+    """156 for a clock 1 s off (with the LMA's time in the PBA), 155 for a prefix that is not
+    the node's, 152 for an unknown node, 157 for the same PBU replayed 50 ms later; a pool
+    node gets a /64 of the pool; de-registration stops the tunnel."""
+    tb = testbed
+    off = pbu(tb, 10, "--prefix", HNP, "--timestamp-offset-ms", 1000)
+    assert off["status"] == 156 and abs(off["options"]["timestamp"] / 65536 - time.time()) < 1, off
+    assert pbu(tb, 11, "--prefix", "2001:db8:200:9::/64")["status"] == 155
+    assert pbu(tb, 12, "--prefix", HNP, nai="nobody@pmip.example")["status"] == 152
+    replayed = pbu(tb, 13, "--prefix", HNP, "--replay")
+    assert replayed["first_status"] == 0 and replayed["status"] == 157, replayed
+    pool = mag(tb, "pbu", "--nai", "pool@pmip.example", "--mac", "02:00:00:00:0a:02", "--seq", 15, "--prefix", "::/0")
+    assert pool["status"] == 0 and pool["options"]["prefixes"][0].startswith("2001:db8:300:"), pool
+
+    dereg = pbu(tb, 16, "--prefix", HNP, "--lifetime", 0)
+    assert dereg["status"] == 0 and dereg["lifetime"] == 0
+    entry = next(b for b in lma.bindings()["bindings"] if b["identifier"] == NAI)
+    assert not entry["active"], entry
+    cap = Capture(tb, "mn", tb.MN_IF1, f"ip6 proto 41 and src {tb.HA}").start()
+    tb.run("cn", ["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", HOST], check=False)
+    assert [l for l in cap.stop() if HOST in l] == [], "de-registered: nothing tunneled"
+
+
+def test_policy_reloaded_on_sighup(testbed, lma):
+    """SIGHUP reads the policy again: a MAG taken out is refused (154) from then on; a file
+    that does not parse leaves the previous policy in force."""
+    tb = testbed
+    assert pbu(tb, 20, "--prefix", HNP)["status"] == 0
+    lma.policy_path.write_text("mag 2001:db8:f1::100\nmn mn1@pmip.example mac nonsense prefix pool\n")
+    lma.proc.send_signal(1)
+    time.sleep(0.5)
+    assert "keeping the previous policy" in lma.log_path.read_text(errors="replace")
+    assert pbu(tb, 21, "--prefix", HNP)["status"] == 0, "the bad file changed nothing"
+    lma.policy_path.write_text(f"mag 2001:db8:f9::1\nmn {NAI} mac {MN_MAC} prefix {HNP}\n")
+    lma.proc.send_signal(1)
+    time.sleep(0.5)
+    assert pbu(tb, 22, "--prefix", HNP)["status"] == 154
