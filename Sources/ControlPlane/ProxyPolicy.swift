@@ -41,6 +41,8 @@ public struct ProxyPolicy: Sendable, Equatable {
     public private(set) var pool: IPv6Prefix?
     private var byIdentifier: [String: Int] = [:]
     private var byLinkLayer: [[UInt8]: Int] = [:]
+    /// Fixed prefix -> node: lookups stay O(1) with a million nodes (the LMA's pool skips these).
+    private var byPrefix: [IPv6Prefix: Int] = [:]
 
     public init(mobileNodes: [MobileNode] = [], mags: [IPv6Address] = [], pool: IPv6Prefix? = nil) throws(ProxyPolicyError) {
         for m in mags { self.mags.insert(m) }
@@ -123,8 +125,8 @@ public struct ProxyPolicy: Sendable, Equatable {
             throw ProxyPolicyError(line: line, reason: "MAC \(Self.formatMAC(mac)) already belongs to \(mobileNodes[byLinkLayer[mac]!].identifier)")
         }
         for p in node.prefixes {
-            if let other = mobileNodes.first(where: { $0.prefixes.contains(p) }) {
-                throw ProxyPolicyError(line: line, reason: "prefix \(p) already belongs to \(other.identifier)")
+            if let other = byPrefix[p] {
+                throw ProxyPolicyError(line: line, reason: "prefix \(p) already belongs to \(mobileNodes[other].identifier)")
             }
             if let pool, pool.contains(p.address) {
                 throw ProxyPolicyError(line: line, reason: "prefix \(p) is inside the pool \(pool): the pool could hand it out twice")
@@ -132,11 +134,14 @@ public struct ProxyPolicy: Sendable, Equatable {
         }
         byIdentifier[node.identifier] = mobileNodes.count
         for mac in node.linkLayerAddresses { byLinkLayer[mac] = mobileNodes.count }
+        for p in node.prefixes { byPrefix[p] = mobileNodes.count }
         mobileNodes.append(node)
     }
 
     public func node(identifier: String) -> MobileNode? { byIdentifier[identifier].map { mobileNodes[$0] } }
     public func node(linkLayerAddress mac: [UInt8]) -> MobileNode? { byLinkLayer[mac].map { mobileNodes[$0] } }
+    /// The node a fixed prefix belongs to.
+    public func node(prefix: IPv6Prefix) -> MobileNode? { byPrefix[prefix].map { mobileNodes[$0] } }
 
     public static func == (a: ProxyPolicy, b: ProxyPolicy) -> Bool {
         a.mobileNodes == b.mobileNodes && a.mags == b.mags && a.pool == b.pool

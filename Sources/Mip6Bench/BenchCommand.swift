@@ -15,7 +15,7 @@ public struct BenchCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mip6-bench",
         abstract: "Benchmarks of the mip6 data plane and signaling (see perf/README.md).",
-        subcommands: [XDP.self, Signaling.self, Gen.self, Hold.self, BULoad.self]
+        subcommands: [XDP.self, Signaling.self, ProxySignaling.self, Gen.self, Hold.self, BULoad.self]
     )
 
     struct XDP: ParsableCommand {
@@ -127,6 +127,44 @@ public struct BenchCommand: AsyncParsableCommand {
                 ["\($0.bindings)", "\($0.batch)", String(format: "%.0f", $0.busPerSecond), String(format: "%.1f", $0.p50Microseconds),
                  String(format: "%.1f", $0.p99Microseconds), String(format: "%.0f", $0.rssBytesPerBinding),
                  String(format: "%.0f", $0.mapBytesPerBinding), $0.refreshStreamRSSMiB.map { String(format: "%.0f", $0) }.joined(separator: " ")]
+            })
+        }
+    }
+
+    struct ProxySignaling: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pmip",
+            abstract: "Proxy Binding Updates per second through the LMA's control plane, latency, memory per binding (issue 13).",
+            discussion: "In process on one core: parse, RFC 5213 checks, binding cache, one BPF map write per /64, PBA built; "
+                + "then every node hands off to a second MAG. Needs root (BPF maps)."
+        )
+
+        @Option(help: "Binding counts to measure, comma-separated.") var bindings: String = "10000,100000,1000000"
+        @Option(help: "Also write the results as JSON to this file.") var output: String?
+        @OptionGroup var format: OutputOptions
+
+        func run() throws {
+            let counts = bindings.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 && $0 <= 16_777_216 }) else {
+                throw ValidationError("--bindings: numbers 1...16777216, comma-separated")
+            }
+            var results: [ProxySignalingBenchmark.Result] = []
+            do {
+                for n in counts { results.append(try ProxySignalingBenchmark(bindings: n).run()) }
+            } catch {
+                FileHandle.standardError.write(Data("mip6-bench pmip: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            if let output {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try enc.encode(results).write(to: URL(fileURLWithPath: output))
+            }
+            if format.json { return try printJSON(results) }
+            printTable(["BINDINGS", "PBU/S", "P50 US", "P99 US", "MAX US", "HANDOFFS/S", "RSS B/BINDING", "MAP B/BINDING"], results.map {
+                ["\($0.bindings)", String(format: "%.0f", $0.pbusPerSecond), String(format: "%.1f", $0.p50Microseconds),
+                 String(format: "%.1f", $0.p99Microseconds), String(format: "%.0f", $0.maxMicroseconds), String(format: "%.0f", $0.handoffsPerSecond),
+                 String(format: "%.0f", $0.rssBytesPerBinding), String(format: "%.0f", $0.mapBytesPerBinding)]
             })
         }
     }

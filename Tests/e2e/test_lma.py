@@ -101,7 +101,23 @@ def pbu(tb, seq: int, *extra, **kw) -> dict:
     return mag(tb, "pbu", "--nai", kw.pop("nai", NAI), "--mac", MN_MAC, "--seq", seq, *extra, **kw)
 
 
-def test_registration_then_traffic_both_ways(testbed, lma):
+def tshark_fields(packet_hex: str, tmp_path, fields: list[str]) -> dict[str, str]:
+    """Our PBA decoded by tshark (Debian's 4.0, installed by scripts/install-deps): the value of
+    each field, and any expert info or malformed-packet mark, which must be none."""
+    from scapy.all import Ether, IPv6 as ScapyIPv6, wrpcap
+    path = tmp_path / "pba.pcap"
+    wrpcap(str(path), [Ether(src="02:00:00:00:01:0a", dst="02:00:00:00:f1:64") / ScapyIPv6(bytes.fromhex(packet_hex))])
+    args = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=|", "-e", "_ws.expert", "-e", "_ws.malformed"]
+    for f in fields:
+        args += ["-e", f]
+    cp = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    values = cp.stdout.rstrip("\n").split("|")
+    assert values[0] == "" and values[1] == "", f"tshark flags the PBA: expert {values[0]!r}, malformed {values[1]!r}"
+    return dict(zip(fields, values[2:]))
+
+
+def test_registration_then_traffic_both_ways(testbed, lma, tmp_path):
     """PBU -> PBA (P flag, sequence echoed, options mirrored, checksum right); then the
     correspondent's packets to the prefix arrive tunneled at the MAG, and what the MAG sends
     up the reverse tunnel reaches the correspondent."""
@@ -113,6 +129,15 @@ def test_registration_then_traffic_both_ways(testbed, lma):
     o = ba["options"]
     assert o["nai"] == NAI and o["prefixes"] == [HNP] and o["hi"] == 4 and o["att"] == 3, o
     assert o["mn_ll_id"] == MN_MAC.replace(":", "") and o["timestamp"] == ba["sent_timestamp"], o
+    # RFC 5213 §8.2 as an independent decoder reads it (compared numerically, never by label).
+    t = tshark_fields(ba["hex"], tmp_path, ["mip6.ba.status", "mip6.ba.p_flag", "mip6.ba.seqnr", "mip6.ba.lifetime",
+                                            "mip6.mnid.identifier", "mip6.nemo.mnp.mnp", "mip6.nemo.mnp.pfl", "mip6.hi",
+                                            "mip6.att", "mip6.mnlli.lli", "mip6.timestamp_tmp"])
+    print(f"tshark: {t}")
+    assert (t["mip6.ba.status"], t["mip6.ba.p_flag"], t["mip6.ba.seqnr"], t["mip6.ba.lifetime"]) == ("0", "1", "7", "15"), t
+    assert t["mip6.mnid.identifier"] == NAI and t["mip6.nemo.mnp.mnp"] == "2001:db8:200:1::" and t["mip6.nemo.mnp.pfl"] == "64", t
+    assert (t["mip6.hi"], t["mip6.att"]) == ("4", "3") and t["mip6.mnlli.lli"].replace(":", "") == MN_MAC.replace(":", ""), t
+    assert t["mip6.timestamp_tmp"], t
     b = lma.bindings()["bindings"]
     assert len(b) == 1 and b[0]["prefixes"] == [HNP] and b[0]["mag"] == tb.COA1 and b[0]["active"], b
 
