@@ -55,14 +55,6 @@ public struct ProxyBinding: Sendable, Equatable, Codable {
     public var isActive: Bool { deregisteredAt == nil }
 }
 
-extension ProxyTimestamp: Codable {
-    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(UInt64.self) }
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
-}
-
 /// Where the LMA's bindings are forwarded from: every prefix of an active binding tunneled to
 /// its MAG. Written before the PBA leaves; a failure refuses the PBU (130) and leaves the
 /// previous state in place.

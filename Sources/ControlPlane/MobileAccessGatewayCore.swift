@@ -442,7 +442,7 @@ public final class MobileAccessGatewayCore {
             actions.append(transmit(&e, now: now))
             store(e)
             logOnce(.info, "mobile node re-attached, registering",
-                        metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(ProxyPolicy.formatMAC(mac))",
+                        metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(mac))",
                                    "mip6.ifindex": "\(ifindex)", "mip6.previousIfindex": "\(previous)",
                                    "mip6.trigger": "\(trigger.rawValue)"])
             return actions
@@ -458,7 +458,7 @@ public final class MobileAccessGatewayCore {
         byIdentifier[e.identifier, default: []].append(mac)
         store(e)
         logOnce(.info, "mobile node attached, registering",
-                    metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(ProxyPolicy.formatMAC(mac))",
+                    metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(mac))",
                                "mip6.ifindex": "\(ifindex)", "mip6.lma": "\(e.lma)", "mip6.trigger": "\(trigger.rawValue)"])
         return [action]
     }
@@ -483,7 +483,7 @@ public final class MobileAccessGatewayCore {
         guard e.lastSequence != nil, !e.requestedPrefixes.contains(Self.allZeroPrefix) else {
             drop(e)
             logOnce(.info, "mobile node detached before registering",
-                        metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(ProxyPolicy.formatMAC(mac))"])
+                        metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(mac))"])
             return actions
         }
         e.state = .deregistering
@@ -491,7 +491,7 @@ public final class MobileAccessGatewayCore {
         actions.append(transmit(&e, now: now))
         store(e)
         logOnce(.info, "mobile node detached, de-registering",
-                    metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(ProxyPolicy.formatMAC(mac))"])
+                    metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(mac))"])
         return actions
     }
 
@@ -625,7 +625,7 @@ public final class MobileAccessGatewayCore {
             let elapsed = now - min(now, t.firstSentAt ?? sentAt)
             counters.lastRegistrationMs = elapsed / 1_000_000
             logOnce(.info, "mobile node registered",
-                        metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(ProxyPolicy.formatMAC(e.mac))",
+                        metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(e.mac))",
                                    "mip6.hnp": "\(assigned.map(\.description).joined(separator: ","))",
                                    "mip6.lifetime": "\(granted)", "mip6.ms": "\(elapsed / 1_000_000)"])
         }
@@ -670,7 +670,7 @@ public final class MobileAccessGatewayCore {
         }
         store(e)
         logOnce(.warning, "LMA rejected the proxy binding update",
-                       metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(ProxyPolicy.formatMAC(e.mac))",
+                       metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(e.mac))",
                                   "mip6.status": "\(status.rawValue)"])
         return [.registrationFailed(mac: e.mac, status: status)]
     }
@@ -725,7 +725,7 @@ public final class MobileAccessGatewayCore {
             e.nextRouterAdvertisement = nil
             if e.state == .registered { e.state = .pending }
             logOnce(.warning, "proxy binding expired before a refresh was accepted",
-                           metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(ProxyPolicy.formatMAC(e.mac))"])
+                           metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(e.mac))"])
             if e.transaction == nil {
                 start(&e, .register(handoff: MobilityOption.HandoffIndicator.notChanged), now: now)
                 actions.append(transmit(&e, now: now))
@@ -774,7 +774,7 @@ public final class MobileAccessGatewayCore {
         func seconds(until t: UInt64) -> UInt32 { t > now ? UInt32(clamping: (t - now) / 1_000_000_000) : 0 }
         let t = e.transaction
         return MobileAccessGatewayEntryStatus(
-            identifier: e.identifier, mac: ProxyPolicy.formatMAC(e.mac), ifindex: e.ifindex, lma: e.lma,
+            identifier: e.identifier, mac: formatMAC(e.mac), ifindex: e.ifindex, lma: e.lma,
             requestedPrefixes: e.requestedPrefixes, homeNetworkPrefixes: e.assignedPrefixes, state: e.state,
             installed: e.installed != nil, sequence: e.lastSequence, timestamp: e.lastTimestamp?.description,
             grantedLifetime: e.granted?.lifetime ?? 0,
@@ -838,7 +838,7 @@ public final class MobileAccessGatewayCore {
         counters.pbusSent += 1
         let what = t.lifetimeUnits == 0 ? "de-registration PBU" : "PBU"
         return .send(packet: packet,
-                     description: "\(what) seq \(sequence) HI \(handoff) for \(e.identifier) (\(ProxyPolicy.formatMAC(e.mac))) to \(e.lma)")
+                     description: "\(what) seq \(sequence) HI \(handoff) for \(e.identifier) (\(formatMAC(e.mac))) to \(e.lma)")
     }
 
     /// A unicast RA with the node's assigned prefixes; restarts the periodic timer.

@@ -122,7 +122,7 @@ public struct ProxyPolicy: Sendable, Equatable {
             throw ProxyPolicyError(line: line, reason: "\(node.identifier) is listed twice")
         }
         for mac in node.linkLayerAddresses where byLinkLayer[mac] != nil {
-            throw ProxyPolicyError(line: line, reason: "MAC \(Self.formatMAC(mac)) already belongs to \(mobileNodes[byLinkLayer[mac]!].identifier)")
+            throw ProxyPolicyError(line: line, reason: "MAC \(formatMAC(mac)) already belongs to \(mobileNodes[byLinkLayer[mac]!].identifier)")
         }
         for p in node.prefixes {
             if let other = byPrefix[p] {
@@ -159,9 +159,11 @@ public struct ProxyPolicy: Sendable, Equatable {
         return out
     }
 
-    public static func formatMAC(_ mac: [UInt8]) -> String {
-        mac.map { let s = String($0, radix: 16); return $0 < 16 ? "0" + s : s }.joined(separator: ":")
-    }
+}
+
+/// "02:00:00:00:0a:01": a link-layer address as logs, listings and the policy file write it.
+public func formatMAC(_ mac: [UInt8]) -> String {
+    mac.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: ":")
 }
 
 public struct ProxyPolicyError: Error, Equatable, Sendable, CustomStringConvertible {

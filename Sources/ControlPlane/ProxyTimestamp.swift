@@ -1,7 +1,8 @@
 /// The Proxy Mobile IPv6 Timestamp (RFC 5213 §8.8): seconds since 1970-01-01 00:00 UTC in
 /// the high 48 bits, 1/65536 s in the low 16. Not RFC 4285's NTP 32.32-since-1900
 /// (`NTPTimestamp`): the two must never be mixed up.
-public struct ProxyTimestamp: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+/// Codable as its raw 64-bit value (RawRepresentable's own conformance).
+public struct ProxyTimestamp: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 

@@ -183,12 +183,3 @@ func cMAC(_ b: [UInt8]) -> CMAC {
     return (b[0], b[1], b[2], b[3], b[4], b[5])
 }
 
-public func formatMAC(_ b: [UInt8]) -> String {
-    b.map { String($0, radix: 16).leftPadded(2) }.joined(separator: ":")
-}
-
-extension String {
-    func leftPadded(_ n: Int, with c: Character = "0") -> String {
-        count >= n ? self : String(repeating: c, count: n - count) + self
-    }
-}

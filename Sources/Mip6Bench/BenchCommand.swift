@@ -56,9 +56,7 @@ public struct BenchCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             if let output {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try enc.encode(rows).write(to: URL(fileURLWithPath: output))
+                try writeJSON(rows, to: output)
             }
             if format.json { return try printJSON(rows) }
             // Each row against the floors of its own hook: XDP rows against XDP_PASS / the XDP_TX
@@ -118,9 +116,7 @@ public struct BenchCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             if let output {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try enc.encode(results).write(to: URL(fileURLWithPath: output))
+                try writeJSON(results, to: output)
             }
             if format.json { return try printJSON(results) }
             printTable(["BINDINGS", "BATCH", "BU/S", "P50 US", "P99 US", "RSS B/BINDING", "MAP B/BINDING", "RSS MIB DURING REFRESHES"], results.map {
@@ -156,9 +152,7 @@ public struct BenchCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             if let output {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try enc.encode(results).write(to: URL(fileURLWithPath: output))
+                try writeJSON(results, to: output)
             }
             if format.json { return try printJSON(results) }
             printTable(["BINDINGS", "PBU/S", "P50 US", "P99 US", "MAX US", "HANDOFFS/S", "RSS B/BINDING", "MAP B/BINDING"], results.map {
@@ -318,9 +312,7 @@ extension BenchCommand {
                 throw ExitCode(1)
             }
             if let output {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try enc.encode(result).write(to: URL(fileURLWithPath: output))
+                try writeJSON(result, to: output)
             }
             if format.json { return try printJSON(result) }
             printTable(["OFFERED BU/S", "SENT", "SEND BU/S", "BAS", "ACCEPTED", "OTHER STATUS", "MISSING", "ACCEPTED BU/S", "BA ARRIVAL/S",
@@ -343,4 +335,11 @@ extension BenchCommand {
     public static func runAsync() async {
         await main()
     }
+}
+
+/// `--output FILE`: the results as indented JSON with sorted keys, as perf/run reads them.
+func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try enc.encode(value).write(to: URL(fileURLWithPath: path))
 }

@@ -14,7 +14,7 @@ struct ProxyPolicyTests {
         #expect(p.node(linkLayerAddress: [2, 0, 0, 0, 0x0a, 0x09])?.identifier == "a@x")
         #expect(p.node(linkLayerAddress: [2, 0, 0, 0, 0x0a, 0x02])?.prefixes == [])
         #expect(p.node(identifier: "c@x") == nil && p.node(linkLayerAddress: [2, 0, 0, 0, 0, 0]) == nil)
-        #expect(ProxyPolicy.formatMAC([2, 0, 0, 0, 0x0a, 0x01]) == "02:00:00:00:0a:01")
+        #expect(formatMAC([2, 0, 0, 0, 0x0a, 0x01]) == "02:00:00:00:0a:01")
     }
 
     @Test("each mistake is refused with its line and what is wrong", arguments: [

@@ -196,7 +196,7 @@ public struct LocalMobilityAnchorReport: StateFile {
             accessTechnology = b.accessTechnology
             handoffIndicator = b.handoffIndicator
             sequence = b.sequence
-            linkLayerIdentifier = b.linkLayerIdentifier.map { $0.count == 6 ? ProxyPolicy.formatMAC($0) : $0.map { String(format: "%02x", $0) }.joined() }
+            linkLayerIdentifier = b.linkLayerIdentifier.map { $0.count == 6 ? formatMAC($0) : $0.map { String(format: "%02x", $0) }.joined() }
         }
     }
 
