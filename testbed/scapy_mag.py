@@ -26,7 +26,11 @@ import struct
 import sys
 import time
 
-from scapy.all import AsyncSniffer, Ether, IPv6, Raw, UDP, conf, in6_chksum, sendp  # noqa: E402
+from scapy.all import AsyncSniffer, Ether, IPv6, Raw, UDP, conf, sendp  # noqa: E402
+
+# The Mobility Header builders and checksum of the scapy mobile node (byte by byte, not
+# scapy's MIP6 layers): one implementation for both test peers.
+from testbed.scapy_mn import IPPROTO_MH, a2b, align, checksum_ok, mn_id_option, mobility_header, set_checksum
 
 conf.verb = 0
 
@@ -37,18 +41,14 @@ def option(otype: int, data: bytes) -> bytes:
 
 def pad_to(buf: bytearray, multiple: int, offset: int) -> None:
     """RFC 6275 §6.2: Pad1/PadN so the next option lands at offset ≡ `offset` (mod `multiple`)."""
-    need = (offset - len(buf)) % multiple
-    if need == 1:
-        buf += b"\x00"
-    elif need > 1:
-        buf += bytes([1, need - 2]) + bytes(need - 2)
+    buf += align(len(buf), multiple, offset)
 
 
 def pbu_options(nai: str, prefixes: list[str], hi: int, att: int, mac: bytes, timestamp: int, leave_out: set[int]) -> bytes:
     """Options from MH offset 12, each at its RFC 5213 §8 alignment, padded to 8 octets."""
     mh = bytearray(12)  # the fixed part, only for the offsets
     if 8 not in leave_out:
-        mh += option(8, b"\x01" + nai.encode())                       # RFC 4283: no alignment
+        mh += mn_id_option(nai.encode())                              # RFC 4283: no alignment
     if 22 not in leave_out:
         for p in prefixes:
             net = ipaddress.IPv6Network(p)
@@ -64,17 +64,14 @@ def pbu_options(nai: str, prefixes: list[str], hi: int, att: int, mac: bytes, ti
     if 27 not in leave_out:
         pad_to(mh, 8, 2)                                              # §8.8: 8n+2
         mh += option(27, struct.pack("!Q", timestamp))
-    pad_to(mh, 8, 0)
-    return bytes(mh[12:])
+    return bytes(mh[12:])  # mobility_header pads the end to 8 octets
 
 
 def mh_packet(src: str, dst: str, mh_type: int, body: bytes) -> bytes:
     """IPv6 + Mobility Header with the checksum over the pseudo-header (RFC 6275 §6.1.1)."""
-    total = 6 + len(body)
-    mh = bytearray([59, total // 8 - 1, mh_type, 0, 0, 0]) + body
-    csum = in6_chksum(135, IPv6(src=src, dst=dst, nh=135), bytes(mh))
-    mh[4:6] = struct.pack("!H", csum)
-    return bytes(IPv6(src=src, dst=dst, nh=135, hlim=64) / Raw(bytes(mh)))
+    mh = mobility_header(mh_type, body)
+    set_checksum(mh, src, dst)
+    return bytes(IPv6(src=src, dst=dst, nh=IPPROTO_MH, hlim=64) / Raw(bytes(mh)))
 
 
 def parse_options(data: bytes) -> dict:
@@ -130,7 +127,7 @@ def cmd_pbu(a) -> dict:
             if raw[6] != 135 or raw[40 + 2] != 6:
                 continue
             mh = raw[40:]
-            ok = in6_chksum(135, IPv6(src=a.lma, dst=a.mag, nh=135), mh[:4] + b"\x00\x00" + mh[6:]) == struct.unpack("!H", mh[4:6])[0]
+            ok = checksum_ok(a2b(a.lma), a2b(a.mag), IPPROTO_MH, mh)
             answers.append({"status": mh[6], "flags": mh[7], "seq": struct.unpack("!H", mh[8:10])[0],
                             "lifetime": struct.unpack("!H", mh[10:12])[0], "checksum_ok": ok, "sent_timestamp": ts,
                             "ms": round((time.time() - sent_at) * 1000, 1), "options": parse_options(mh[12:]), "hex": raw.hex()})
