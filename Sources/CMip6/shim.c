@@ -105,6 +105,28 @@ const char *cmip6_mn_counter_name(unsigned idx)
 	return idx < MIP6_MN_CNT_MAX ? mn_counter_names[idx] : NULL;
 }
 
+/* ---- proxy mobility: counter names of the LMA and the MAG ---- */
+
+#define MIP6_LMA_COUNTER_STR(name, str) str,
+static const char *const lma_counter_names[] = { MIP6_LMA_COUNTERS(MIP6_LMA_COUNTER_STR) };
+#undef MIP6_LMA_COUNTER_STR
+_Static_assert(sizeof(lma_counter_names) / sizeof(lma_counter_names[0]) == MIP6_LMA_CNT_MAX, "one name per LMA counter");
+
+const char *cmip6_lma_counter_name(unsigned idx)
+{
+	return idx < MIP6_LMA_CNT_MAX ? lma_counter_names[idx] : NULL;
+}
+
+#define MIP6_MAG_COUNTER_STR(name, str) str,
+static const char *const mag_counter_names[] = { MIP6_MAG_COUNTERS(MIP6_MAG_COUNTER_STR) };
+#undef MIP6_MAG_COUNTER_STR
+_Static_assert(sizeof(mag_counter_names) / sizeof(mag_counter_names[0]) == MIP6_MAG_CNT_MAX, "one name per MAG counter");
+
+const char *cmip6_mag_counter_name(unsigned idx)
+{
+	return idx < MIP6_MAG_CNT_MAX ? mag_counter_names[idx] : NULL;
+}
+
 int cmip6_tc_hook_create(int ifindex)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);

@@ -49,6 +49,11 @@ int cmip6_setns(int fd, int nstype);
 /* Printable name of a mobile-node counter index (enum mip6_mn_counter), NULL past the end. */
 const char *cmip6_mn_counter_name(unsigned idx);
 
+/* Printable names of the LMA's and the MAG's counter indexes (enum mip6_lma_counter,
+ * enum mip6_mag_counter), NULL past the end. */
+const char *cmip6_lma_counter_name(unsigned idx);
+const char *cmip6_mag_counter_name(unsigned idx);
+
 /* bpf_tc_hook_create for the clsact qdisc of ifindex. Returns 0, -EEXIST when a
  * clsact qdisc is already there, or another -errno. */
 int cmip6_tc_hook_create(int ifindex);

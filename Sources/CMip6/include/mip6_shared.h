@@ -162,6 +162,9 @@ enum mip6_punt_kind {
 	MIP6_PUNT_FRAGMENT = 3, /* a packet for a home address of 1280 bytes or less whose tunnel packet exceeds the
 	                         * path MTU to the care-of address: the control plane sends it as a fragmented
 	                         * tunnel packet (RFC 2473 §7.1(b)); dropped in the data plane */
+	MIP6_PUNT_ATTACH = 4, /* MAG: a frame from a MAC the control plane does not hold on that access link (the
+	                       * first bytes of its IPv6 packet; the header's src_mac and ifindex are what matter) */
+	MIP6_PUNT_RS = 5, /* MAG: a Router Solicitation from an access link, whole */
 };
 
 /* ---- binding flags (mip6_binding.flags), the BU flags as received ----
@@ -528,19 +531,6 @@ enum mip6_lma_counter {
 };
 #undef MIP6_LMA_COUNTER_ENUM
 
-#ifndef __bpf__
-/* Printable name of an LMA counter index (enum mip6_lma_counter), NULL past the end. User space
- * only. (The other tables' name functions live in the CMip6 shim, shim.c; this one is here,
- * static inline, until it moves there.) */
-#define MIP6_LMA_COUNTER_STR(name, str) str,
-static inline const char *mip6_lma_counter_name(unsigned idx)
-{
-	static const char *const names[] = { MIP6_LMA_COUNTERS(MIP6_LMA_COUNTER_STR) };
-	_Static_assert(sizeof(names) / sizeof(names[0]) == MIP6_LMA_CNT_MAX, "one name per LMA counter");
-	return idx < MIP6_LMA_CNT_MAX ? names[idx] : (const char *)0;
-}
-#undef MIP6_LMA_COUNTER_STR
-#endif
 
 /* mip6_lma_hnp: key = a home network prefix, its first 64 bits (the /64). */
 struct mip6_lma_hnp_key {
@@ -578,5 +568,154 @@ _Static_assert(sizeof(struct mip6_lma_config) == 64, "mip6_lma_config size");
 /* mip6_lma_mag_tb: an LRU per-CPU hash keyed by the MAG's address (struct mip6_addr_key),
  * value struct mip6_rate_state: a MAG re-registering thousands of mobile nodes has its own
  * budget, not one shared with every other MAG of its /64 (design §3.5 item 6). */
+
+/* ======================================================================
+ * Mobile access gateway (bpf/mip6_mag.bpf.c, RFC 5213 §6): TC programs.
+ * Its own maps and pin directory.
+ * mip6_mag_access, clsact ingress of every access link (node -> network):
+ *  - from a registered node (source /64 in mip6_mag_hnp, Ethernet source
+ *    and access link the entry's, binding alive): IPv6-in-IPv6 to the
+ *    node's LMA from the Proxy-CoA (§6.10.5), hop limit - 1
+ *  - a Router Solicitation: to the control plane (MIP6_PUNT_RS), dropped
+ *  - a frame from a MAC the control plane does not hold on this link
+ *    (mip6_mag_macs): an attach trigger (MIP6_PUNT_ATTACH, at most one
+ *    per MAC per attach_punt_ns); ND/MLD go on to the kernel, data is
+ *    dropped
+ *  - ND, MLD, link-local and multicast destinations: to the kernel,
+ *    which owns the shared link-local address and MAC
+ * mip6_mag_core, clsact ingress of the core interface (network -> node):
+ *  - next header 41 to the Proxy-CoA from the LMA the inner destination's
+ *    /64 is bound to: decapsulated, Ethernet to the node's MAC from the
+ *    shared MAC, hop limit - 1, redirected out of its access link (§6.10.5)
+ *  - Mobility Header to the Proxy-CoA: to the control plane (MIP6_PUNT_MH)
+ * ====================================================================== */
+
+/* ---- map names (at most 15 characters) ---- */
+#define MIP6_MAP_MAG_HNP       "mip6_mag_hnp"    /* home network prefix (/64) -> registered node */
+#define MIP6_MAP_MAG_MACS      "mip6_mag_macs"   /* MAC -> access link of a node the control plane holds */
+#define MIP6_MAP_MAG_SEEN      "mip6_mag_seen"   /* LRU, BPF-owned: per-MAC punt limiter */
+#define MIP6_MAP_MAG_CONFIG    "mip6_mag_config"
+#define MIP6_MAP_MAG_COUNTERS  "mip6_mag_counts"
+#define MIP6_MAP_MAG_PUNT      "mip6_mag_punt"   /* struct mip6_punt_record: MH, RS, ATTACH */
+#define MIP6_MAP_MAG_NEXTHOP   "mip6_mag_nh"     /* next-hop cache of the LMA addresses */
+#define MIP6_MAP_MAG_ICMP_LIMIT "mip6_mag_icmp"  /* token bucket of the ICMPv6 errors the MAG sends */
+
+/* ---- program names in the embedded object ---- */
+#define MIP6_PROG_MAG_ACCESS   "mip6_mag_access"
+#define MIP6_PROG_MAG_CORE     "mip6_mag_core"
+/* Where mip6 mag attaches them: clsact ingress of every --access and --core interface. */
+#define MIP6_MAG_TC_HANDLE     0x6d67u /* "mg" */
+#define MIP6_MAG_TC_PRIORITY   0x13u
+
+/* ---- capacities ---- */
+#ifndef MIP6_MAG_MAX_BINDINGS
+#define MIP6_MAG_MAX_BINDINGS  65536     /* home network prefixes of registered nodes (one entry per /64) */
+#endif
+#ifndef MIP6_MAG_MAX_NODES
+#define MIP6_MAG_MAX_NODES     65536     /* MACs the control plane holds */
+#endif
+#ifndef MIP6_MAG_MAX_SEEN
+#define MIP6_MAG_MAX_SEEN      16384     /* per-MAC punt limiters (LRU) */
+#endif
+
+/* ---- mip6_mag_config.flags ---- */
+#define MIP6_MAG_CFG_ENABLED   0x1  /* forwarding on; off means every packet is passed */
+
+/* mip6_mag_hnp: key = a home network prefix, its first 64 bits (the /64). */
+struct mip6_mag_hnp_key {
+	__u8 prefix[8];          /* network order */
+};
+_Static_assert(sizeof(struct mip6_mag_hnp_key) == 8, "mip6_mag_hnp_key size");
+
+/* mip6_mag_hnp: value, one per prefix of a registered node (the MAG's Binding Update List
+ * entry, RFC 5213 §6.1). The control plane owns it; BPF only reads it. */
+struct mip6_mag_node {
+	__u64 expires_ns;        /* CLOCK_MONOTONIC when the LMA's binding expires: no forwarding after */
+	__u8  lma[16];           /* the node's LMA: tunnel far end, network order */
+	__u8  mac[6];            /* the node's MAC: uplink anti-spoofing, downlink Ethernet destination */
+	__u8  _pad[2];
+	__u32 ifindex;           /* the node's access link */
+	__u32 flags;             /* reserved, 0 */
+};
+_Static_assert(sizeof(struct mip6_mag_node) == 40, "mip6_mag_node size");
+
+/* mip6_mag_macs: key = a MAC the control plane holds (attached, registering or refused). */
+struct mip6_mag_mac_key {
+	__u8 mac[6];
+	__u8 _pad[2];            /* 0 */
+};
+_Static_assert(sizeof(struct mip6_mag_mac_key) == 8, "mip6_mag_mac_key size");
+
+struct mip6_mag_mac {
+	__u32 ifindex;           /* the access link it is held on: a frame from another one is an attach trigger */
+	__u32 flags;             /* reserved, 0 */
+};
+_Static_assert(sizeof(struct mip6_mag_mac) == 8, "mip6_mag_mac size");
+
+/* mip6_mag_seen: key struct mip6_mag_mac_key, value: when this MAC was last punted. */
+struct mip6_mag_seen {
+	__u64 attach_ns;         /* last MIP6_PUNT_ATTACH */
+	__u64 rs_ns;             /* last MIP6_PUNT_RS */
+};
+_Static_assert(sizeof(struct mip6_mag_seen) == 16, "mip6_mag_seen size");
+
+/* mip6_mag_config: array of one. */
+struct mip6_mag_config {
+	__u8  proxy_coa[16];     /* uplink tunnel source, downlink tunnel destination; PBAs come to it */
+	__u8  link_local[16];    /* the shared link-local address of every access link (errors to nodes from it) */
+	__u8  mac[6];            /* the shared MAC of every access link: downlink frames' source */
+	__u8  tunnel_hop_limit;  /* outer hop limit; 0 = MIP6_TUNNEL_HOP_LIMIT */
+	__u8  _pad0;
+	__u32 flags;             /* MIP6_MAG_CFG_*, host order */
+	__u32 nh_gen;            /* next-hop cache generation (as mip6_config.nh_gen) */
+	__u32 core_ifindex;      /* where tunnels leave; 0: wherever the FIB says */
+	__u32 _pad1;
+	__u64 attach_punt_ns;    /* at most one MIP6_PUNT_ATTACH per MAC per this long; 0 = no limit */
+	__u64 rs_punt_ns;        /* at most one MIP6_PUNT_RS per MAC per this long; 0 = no limit */
+};
+_Static_assert(sizeof(struct mip6_mag_config) == 72, "mip6_mag_config size");
+
+/* ---- counters: index into the per-CPU array mip6_mag_counts ---- */
+#define MIP6_MAG_COUNTERS(X)                                                    \
+	X(RX_ACCESS,             "rx_access")             /* every packet seen on an access link */ \
+	X(RX_CORE,               "rx_core")               /* every packet seen on the core interface */ \
+	X(PASS_NOT_IPV6,         "pass_not_ipv6")                                \
+	X(PASS_OTHER,            "pass_other")            /* not ours (or disabled): to the kernel */ \
+	X(PASS_LOCAL,            "pass_local")            /* access: ND, MLD, link-local or multicast to the kernel */ \
+	X(ENCAP,                 "encap")                 /* uplink: tunneled to the LMA */ \
+	X(ENCAP_REDIRECT,        "encap_redirect")        /* ... redirected to the core interface */ \
+	X(ENCAP_REDIRECT_NEIGH,  "encap_redirect_neigh")  /* ... the kernel resolves the next hop */ \
+	X(ENCAP_TOO_BIG,         "encap_too_big")         /* Packet Too Big returned to the node */ \
+	X(NH_CACHE_HIT,          "nexthop_cache_hit")     /* forwarded without bpf_fib_lookup */ \
+	X(NH_CACHE_MISS,         "nexthop_cache_miss")                           \
+	X(DECAP,                 "decap")                 /* downlink: decapsulated to the node's MAC */ \
+	X(MH_PUNT,               "mh_punt")               /* Mobility Header handed to the control plane */ \
+	X(MH_PUNT_TRUNCATED,     "mh_punt_truncated")     /* punted, longer than MIP6_PUNT_MAX */ \
+	X(RS_PUNT,               "rs_punt")               /* Router Solicitation handed to the control plane */ \
+	X(ATTACH_PUNT,           "attach_punt")           /* frame from an unknown MAC: attach trigger */ \
+	X(DROP_RING_FULL,        "drop_ring_full")        /* control plane not keeping up */ \
+	X(DROP_PUNT_LIMITED,     "drop_punt_limited")     /* RS or attach trigger within the MAC's interval */ \
+	X(DROP_UNKNOWN_MAC,      "drop_unknown_mac")      /* data from a MAC the control plane does not hold here */ \
+	X(DROP_NOT_REGISTERED,   "drop_not_registered")   /* data from a held MAC whose source /64 is not bound to it */ \
+	X(DROP_SPOOFED,          "drop_spoofed")          /* source /64 bound to another MAC or access link */ \
+	X(DROP_EXPIRED,          "drop_expired")          /* binding's lifetime is over (no daemon to refresh it) */ \
+	X(DROP_HOP_LIMIT,        "drop_hop_limit")        /* hop limit <= 1 (no Time Exceeded yet) */ \
+	X(DROP_MH_FRAGMENT,      "drop_mh_fragment")      /* fragmented signaling is not reassembled */ \
+	X(DROP_MALFORMED,        "drop_malformed")        /* IPv6 header or extension header truncated */ \
+	X(DROP_TUNNEL_MALFORMED, "drop_tunnel_malformed") /* inner packet truncated or not IPv6 */ \
+	X(DROP_TUNNEL_NO_BINDING, "drop_tunnel_no_binding") /* inner destination's /64 is bound to no node here */ \
+	X(DROP_TUNNEL_SPOOFED,   "drop_tunnel_spoofed")   /* outer source is not the node's LMA */ \
+	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the LMA */ \
+	X(DROP_ENCAP_LIMIT,      "drop_encap_limit")      /* RFC 2473 §5.1 limit 0: Parameter Problem to the node */ \
+	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* ICMPv6 error budget spent: dropped without it */ \
+	X(DROP_ADJUST_FAIL,      "drop_adjust_fail")      /* the kernel refused to grow or shrink the packet */
+
+#define MIP6_MAG_COUNTER_ENUM(name, str) MIP6_MAG_CNT_##name,
+enum mip6_mag_counter {
+	MIP6_MAG_COUNTERS(MIP6_MAG_COUNTER_ENUM)
+	MIP6_MAG_CNT_MAX
+};
+#undef MIP6_MAG_COUNTER_ENUM
+
 
 #endif /* MIP6_SHARED_H */

@@ -137,7 +137,7 @@ public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane {
 
     /// Data-plane counters by name (mip6_shared.h order), summed over CPUs.
     public func readCounters() throws -> [(name: String, value: UInt64)] {
-        try counters.namedCounters(count: UInt32(MIP6_LMA_CNT_MAX.rawValue), name: { mip6_lma_counter_name($0) })
+        try counters.namedCounters(count: UInt32(MIP6_LMA_CNT_MAX.rawValue), name: { cmip6_lma_counter_name($0) })
     }
 
     /// The counters as a dictionary name -> sum over CPUs (for /metrics).
@@ -147,7 +147,7 @@ public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane {
 
     /// One counter by its name ("encap", "decap", ...), summed over CPUs.
     public func counter(_ name: String) throws -> UInt64 {
-        for i in 0..<UInt32(MIP6_LMA_CNT_MAX.rawValue) where String(cString: mip6_lma_counter_name(i)) == name {
+        for i in 0..<UInt32(MIP6_LMA_CNT_MAX.rawValue) where String(cString: cmip6_lma_counter_name(i)) == name {
             return try (counters.lookupPerCPU(i) ?? []).reduce(0, &+)
         }
         throw SystemError("mip6_lma_counts", errno: EINVAL, "no counter named \(name)")
