@@ -158,8 +158,10 @@ public struct MobileAccessGatewayForwarding: Equatable, Hashable, Sendable, Coda
 public enum MobileAccessGatewayAction: Equatable, Sendable {
     /// Send this complete IPv6 packet (a Proxy Binding Update to an LMA) out of the core side.
     case send(packet: [UInt8], description: String)
-    /// Program the data plane for this node (replaces any state for the same MAC).
-    case install(MobileAccessGatewayForwarding)
+    /// Program the data plane for this node (replaces any state for the same MAC) until
+    /// `expiresAt` (monotonic ns: the LMA's binding ends then, so forwarding stops by itself
+    /// without a daemon). Sent on every accepted registration, refreshes included.
+    case install(MobileAccessGatewayForwarding, expiresAt: UInt64)
     /// Remove this node's data-plane state. Idempotent.
     case remove(MobileAccessGatewayForwarding)
     /// Send this Router Advertisement (IPv6 packet, destination ff02::1) in a frame addressed
@@ -168,6 +170,11 @@ public enum MobileAccessGatewayAction: Equatable, Sendable {
     /// The LMA rejected the node's registration (status >= 128); the MAG retries after
     /// MAX_BINDACK_TIMEOUT. No prefix is advertised and no state installed meanwhile.
     case registrationFailed(mac: [UInt8], status: BAStatus)
+    /// The MAG now handles `mac` on access link `ifindex` (a Binding Update List entry exists):
+    /// its frames there are no attach trigger any more; frames from it elsewhere are.
+    case track(mac: [UInt8], ifindex: UInt32)
+    /// The MAG no longer handles `mac` (entry dropped): its next frame is an attach trigger.
+    case untrack(mac: [UInt8])
     /// The MAC is not in the policy store (RFC 5213 §6.5: a node is served only once it is
     /// identified and authorised). Nothing was sent.
     case notAuthorized(mac: [UInt8], ifindex: UInt32)
@@ -432,6 +439,7 @@ public final class MobileAccessGatewayCore {
             }
             let previous = e.ifindex
             e.ifindex = ifindex
+            actions.append(.track(mac: mac, ifindex: ifindex))
             e.state = .pending
             e.nextRouterAdvertisement = nil
             // §8.4: 3 = the same interface handed off to another access link; only if the LMA
@@ -460,7 +468,7 @@ public final class MobileAccessGatewayCore {
         logOnce(.info, "mobile node attached, registering",
                     metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(mac))",
                                "mip6.ifindex": "\(ifindex)", "mip6.lma": "\(e.lma)", "mip6.trigger": "\(trigger.rawValue)"])
-        return [action]
+        return [.track(mac: mac, ifindex: ifindex), action]
     }
 
     /// The node left its access link (RFC 5213 §6.9.1.4, §6.13): forwarding goes at once, and a
@@ -481,7 +489,7 @@ public final class MobileAccessGatewayCore {
         // only ever asked for `::/0`, which identifies nothing; the LMA's entry (if any) then
         // simply expires.
         guard e.lastSequence != nil, !e.requestedPrefixes.contains(Self.allZeroPrefix) else {
-            drop(e)
+            actions.append(drop(e))
             logOnce(.info, "mobile node detached before registering",
                         metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(mac))"])
             return actions
@@ -562,10 +570,9 @@ public final class MobileAccessGatewayCore {
             // §6.9.1.4: whatever the answer, there is nothing more to do for this node.
             if ba.status.isAccepted { counters.pbasAccepted += 1 } else { counters.pbasRejected += 1 }
             counters.deregistrations += 1
-            drop(e)
             logger.debug("de-registration acknowledged", metadata: ["mip6.mn": "\(e.identifier)",
                                                                    "mip6.status": "\(ba.status.rawValue)"])
-            return []
+            return [drop(e)]
         }
 
         guard ba.status.isAccepted else {
@@ -611,11 +618,11 @@ public final class MobileAccessGatewayCore {
         let forwarding = MobileAccessGatewayForwarding(mac: e.mac, ifindex: e.ifindex, identifier: e.identifier,
                                                        homeNetworkPrefixes: assigned, lma: e.lma,
                                                        proxyCareOf: configuration.proxyCareOf)
+        // Forwarding first, then the RA: the node may send as soon as it has the prefix
+        // (§6.9.1.2, design doc §1.5 item 3). Every acceptance moves the data plane's expiry.
+        actions.append(.install(forwarding, expiresAt: sentAt + lifetimeNs))
         if e.installed != forwarding {
-            // Forwarding first, then the RA: the node may send as soon as it has the prefix
-            // (§6.9.1.2, design doc §1.5 item 3).
             e.installed = forwarding
-            actions.append(.install(forwarding))
             actions.append(routerAdvertisement(&e, now: now))
         }
         if wasRegistered {
@@ -740,7 +747,7 @@ public final class MobileAccessGatewayCore {
         if var t = e.transaction, now >= t.deadline {
             if case .deregister = t.kind, t.transmissions >= configuration.deregistrationAttempts {
                 counters.deregistrationTimeouts += 1
-                drop(e)
+                actions.append(drop(e))
                 logger.debug("de-registration unanswered, entry dropped", metadata: ["mip6.mn": "\(e.identifier)"])
                 return actions
             }
@@ -875,9 +882,10 @@ public final class MobileAccessGatewayCore {
         }
     }
 
-    private func drop(_ e: Entry) {
+    private func drop(_ e: Entry) -> MobileAccessGatewayAction {
         entries[e.mac] = nil
         byIdentifier[e.identifier]?.removeAll { $0 == e.mac }
         if byIdentifier[e.identifier]?.isEmpty == true { byIdentifier[e.identifier] = nil }
+        return .untrack(mac: e.mac)
     }
 }

@@ -124,6 +124,11 @@ private final class MAGHarness {
         return all.count == 1 ? all[0] : nil
     }
 
+    /// The forwarding the actions install, in order.
+    func installs(_ actions: [MobileAccessGatewayAction]) -> [MobileAccessGatewayForwarding] {
+        actions.compactMap { if case .install(let f, _) = $0 { f } else { nil } }
+    }
+
     func ras(_ actions: [MobileAccessGatewayAction]) -> [SentRA] {
         actions.compactMap { action -> SentRA? in
             guard case .sendRouterAdvertisement(let bytes, let mac, let ifindex) = action else { return nil }
@@ -310,7 +315,10 @@ struct MobileAccessGatewayPBATests {
         let actions = h.core.handlePacket(h.pba(for: sent, assign: [assignedFromPool]))
         let expected = h.forwarding(mac2, ifindex: 3, prefixes: [assignedFromPool], identifier: "mn2@pmip.example")
         try #require(actions.count == 2)
-        #expect(actions[0] == .install(expected), "forwarding first")
+        #expect(h.installs(actions) == [expected], "forwarding first")
+        // The data plane's expiry: the granted 60 s from when the PBU left.
+        guard case .install(_, let expiresAt) = actions[0] else { Issue.record("\(actions)"); return }
+        #expect(expiresAt == h.now + 60 * second)
         guard case .sendRouterAdvertisement = actions[1] else {
             Issue.record("the RA comes second")
             return
@@ -371,7 +379,7 @@ struct MobileAccessGatewayPBATests {
         #expect(h.core.handlePacket(PacketBuilder.proxyBindingUpdate(sent.pbu, from: lmaAddress, to: pcoa)).isEmpty)
         #expect(h.core.counters.packetsIgnored == 1)
         // The right one still works.
-        #expect(h.core.handlePacket(h.pba(for: sent)).first == .install(h.forwarding()))
+        #expect(h.core.handlePacket(h.pba(for: sent)).first.map { h.installs([$0]) } == [h.forwarding()])
     }
 
     @Test func withoutAnMNIdentifierTheSequenceNumberMatches() throws {
@@ -379,7 +387,7 @@ struct MobileAccessGatewayPBATests {
         let sent = try #require(h.pbu(h.core.attach(mac: mac1, ifindex: 7, trigger: .carrierUp)))
         let bare: [MobilityOption] = [.homeNetworkPrefix(hnp1)]
         #expect(h.core.handlePacket(h.pba(for: sent, sequence: sent.pbu.sequence &+ 5, options: bare)).isEmpty)
-        #expect(h.core.handlePacket(h.pba(for: sent, options: bare)).first == .install(h.forwarding()))
+        #expect(h.core.handlePacket(h.pba(for: sent, options: bare)).first.map { h.installs([$0]) } == [h.forwarding()])
     }
 
     @Test func twoNodesWithTheSameSequenceAreToldApartByMNIdentifier() throws {
@@ -390,8 +398,8 @@ struct MobileAccessGatewayPBATests {
         // Without MN-ID the number alone is ambiguous: ignored.
         #expect(h.core.handlePacket(h.pba(for: two, options: [.homeNetworkPrefix(assignedFromPool)])).isEmpty)
         let actions = h.core.handlePacket(h.pba(for: two, assign: [assignedFromPool]))
-        #expect(actions.first == .install(h.forwarding(mac2, ifindex: 8, prefixes: [assignedFromPool],
-                                                       identifier: "mn2@pmip.example")))
+        #expect(actions.first.map { h.installs([$0]) } == [h.forwarding(mac2, ifindex: 8, prefixes: [assignedFromPool],
+                                                       identifier: "mn2@pmip.example")])
         #expect(h.core.entry(mac: mac1)?.state == .pending)
         #expect(h.core.entry(mac: mac2)?.state == .registered)
     }
@@ -442,7 +450,7 @@ struct MobileAccessGatewayPBATests {
         #expect(h.core.counters.resyncs135 == 1)
         // A stale 135 (older than what we sent since) is ignored.
         #expect(h.core.handlePacket(h.pba(for: sent, status: .sequenceOutOfWindow, sequence: 3000)).isEmpty)
-        #expect(h.core.handlePacket(h.pba(for: again)).first == .install(h.forwarding()))
+        #expect(h.core.handlePacket(h.pba(for: again)).first.map { h.installs([$0]) } == [h.forwarding()])
     }
 
     @Test func malformedAndTruncatedInputNeverCrashesOrRegisters() throws {
@@ -469,7 +477,7 @@ struct MobileAccessGatewayPBATests {
         let c = h.core.counters
         #expect(c.pbasIgnored + c.packetsIgnored == UInt64(fed))
         #expect(c.pbasAccepted == 0 && h.core.entry(mac: mac1)?.state == .pending)
-        #expect(h.core.handlePacket(good).first == .install(h.forwarding()))
+        #expect(h.core.handlePacket(good).first.map { h.installs([$0]) } == [h.forwarding()])
     }
 }
 
@@ -490,9 +498,9 @@ struct MobileAccessGatewayLifetimeTests {
         #expect(refresh.timestamp == h.wallTimestamp)
         // The LMA holds a binding: INITIAL_BINDACK_TIMEOUT (1 s) for the retransmission.
         #expect(h.core.entry(mac: mac1)?.millisecondsToRetransmission == 1000)
-        // Accepted: same forwarding, so no install and no extra RA.
+        // Accepted: same forwarding, so no extra RA; the data plane's expiry moves on.
         let accepted = h.core.handlePacket(h.pba(for: refresh))
-        #expect(accepted.isEmpty)
+        #expect(accepted == [.install(h.forwarding(), expiresAt: h.now + 60 * second)])
         #expect(h.core.counters.refreshes == 1 && h.core.counters.registrations == 1)
         #expect(h.core.entry(mac: mac1)?.secondsToExpiry == 60)
         #expect(h.core.entry(mac: mac1)?.secondsToRefresh == 45)
@@ -562,7 +570,8 @@ struct MobileAccessGatewayLifetimeTests {
         // No RA for a detached node.
         h.advance(0.5)
         #expect(h.ras(h.core.tick()).isEmpty)
-        #expect(h.core.handlePacket(h.pba(for: dereg, lifetime: 0)).isEmpty)
+        // Acknowledged: the entry goes, and with it the MAC (its next frame is an attach trigger).
+        #expect(h.core.handlePacket(h.pba(for: dereg, lifetime: 0)) == [.untrack(mac: mac2)])
         #expect(h.core.entry(mac: mac2) == nil)
         #expect(h.core.counters.deregistrations == 1 && h.core.counters.detaches == 1)
         #expect(h.core.nextDeadline == nil)
@@ -578,7 +587,7 @@ struct MobileAccessGatewayLifetimeTests {
         h.set(t + 3 * second)
         #expect(h.pbu(h.core.tick())?.pbu.lifetime == 0)
         h.set(t + 7 * second)
-        #expect(h.core.tick().isEmpty)
+        #expect(h.core.tick() == [.untrack(mac: mac1)])
         #expect(h.core.entry(mac: mac1) == nil)
         #expect(h.core.counters.deregistrationTimeouts == 1 && h.core.counters.pbusSent == 4)
         #expect(h.core.nextDeadline == nil)
@@ -589,15 +598,16 @@ struct MobileAccessGatewayLifetimeTests {
         h.register(mac2, ifindex: 4, assign: [assignedFromPool])
         let old = h.forwarding(mac2, ifindex: 4, prefixes: [assignedFromPool], identifier: "mn2@pmip.example")
         let actions = h.core.attach(mac: mac2, ifindex: 5, trigger: .carrierUp)
-        try #require(actions.count == 2)
+        try #require(actions.count == 3)
         #expect(actions[0] == .remove(old))
+        #expect(actions[1] == .track(mac: mac2, ifindex: 5), "frames from the new link are the node's now")
         let pbu = try #require(h.pbu(actions))
         #expect(pbu.options.handoffIndicators == [MobilityOption.HandoffIndicator.handoffBetweenMAGsSameInterface])
         #expect(pbu.options.homeNetworkPrefixes == [assignedFromPool], "keeps the assigned prefix")
         #expect(h.core.entry(mac: mac2)?.state == .pending)
         let accepted = h.core.handlePacket(h.pba(for: pbu))
-        #expect(accepted.first == .install(h.forwarding(mac2, ifindex: 5, prefixes: [assignedFromPool],
-                                                        identifier: "mn2@pmip.example")))
+        #expect(accepted.first.map { h.installs([$0]) } == [h.forwarding(mac2, ifindex: 5, prefixes: [assignedFromPool],
+                                                        identifier: "mn2@pmip.example")])
         #expect(h.ras(accepted).first?.ifindex == 5)
         #expect(h.core.counters.registrations == 2)
     }
