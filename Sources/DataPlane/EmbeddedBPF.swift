@@ -25,4 +25,6 @@ public struct EmbeddedBPF: Sendable {
     public static var mobileNode: EmbeddedBPF { mip6_mn }
     /// The local mobility anchor's XDP and TC programs (bpf/mip6_lma.bpf.c).
     public static var localMobilityAnchor: EmbeddedBPF { mip6_lma }
+    /// The mobile access gateway's TC programs, access links and core (bpf/mip6_mag.bpf.c).
+    public static var mobileAccessGateway: EmbeddedBPF { mip6_mag }
 }

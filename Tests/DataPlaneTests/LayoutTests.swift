@@ -14,6 +14,12 @@ struct LayoutTests {
         #expect(name?.isEmpty == false)
     }
 
+    @Test("every MAG counter has a name", arguments: 0..<Int(MIP6_MAG_CNT_MAX.rawValue))
+    func magCounterNames(_ i: Int) {
+        let name = cmip6_mag_counter_name(UInt32(i)).map { String(cString: $0) }
+        #expect(name?.isEmpty == false)
+    }
+
     @Test("map key and value sizes match MemoryLayout",
           .enabled(if: isRoot, "needs root to load BPF programs: run `sudo swift test` (CI is root)"))
     func mapSizes() throws {
@@ -50,5 +56,11 @@ struct LayoutTests {
         #expect(MemoryLayout<mip6_nexthop>.size == 32)
         #expect(MemoryLayout<mip6_token_bucket>.size == 24)
         #expect(MemoryLayout<mip6_punt_hdr>.size == 32)
+        #expect(MemoryLayout<mip6_mag_hnp_key>.size == 8)
+        #expect(MemoryLayout<mip6_mag_node>.size == 40)
+        #expect(MemoryLayout<mip6_mag_mac_key>.size == 8)
+        #expect(MemoryLayout<mip6_mag_mac>.size == 8)
+        #expect(MemoryLayout<mip6_mag_seen>.size == 16)
+        #expect(MemoryLayout<mip6_mag_config>.size == 72)
     }
 }

@@ -14,11 +14,11 @@
 #define M6_PUNT_OK        0
 #define M6_PUNT_TRUNCATED 1    /* punted, only its first MIP6_PUNT_MAX bytes */
 
-/* Fill a reserved record with `len` bytes from `off` (1 <= len <= room) and submit it. */
-#define M6_PUNT_FILL(ctx, hook, r, off, len, room)                                             \
+/* Fill a reserved record with `count` bytes from `off` (1 <= count <= room) and submit it. */
+#define M6_PUNT_FILL(ctx, hook, r, off, count, room)                                           \
 	({                                                                                     \
 		int _rc = 0;                                                                   \
-		__u32 _n = (len);                                                              \
+		__u32 _n = (count);                                                            \
 		r->hdr.len = _n;                                                               \
 		/* The bounds check next to the call: the verifier must see 1 <= n <= room. */ \
 		barrier_var(_n);                                                               \
@@ -68,6 +68,22 @@ static __always_inline int m6_punt(void *ctx, const enum m6_hook hook, void *rin
 		len = MIP6_PUNT_MAX;
 	int rc = M6_PUNT_FILL(ctx, hook, r, off, len, MIP6_PUNT_MAX);
 	return rc == M6_PUNT_OK && truncated ? M6_PUNT_TRUNCATED : rc;
+}
+
+/*
+ * Punt only the head of the packet of `orig_len` bytes at `off`: its first min(orig_len,
+ * MIP6_PUNT_SMALL) bytes in a small record (orig_len >= 1, within the frame). For records whose
+ * header is the message (the MAG's attach trigger: who, on which link) and whose bytes only
+ * help. Returns M6_PUNT_OK or M6_PUNT_FAILED.
+ */
+static __always_inline int m6_punt_head(void *ctx, const enum m6_hook hook, void *ring, __u32 kind,
+					__u32 off, __u32 orig_len, const __u8 *src_mac)
+{
+	struct mip6_punt_record *r = bpf_ringbuf_reserve(ring, sizeof(struct mip6_punt_hdr) + MIP6_PUNT_SMALL, 0);
+	if (!r)
+		return M6_PUNT_FAILED;
+	m6_punt_header(ctx, hook, &r->hdr, kind, src_mac, orig_len);
+	return M6_PUNT_FILL(ctx, hook, r, off, orig_len < MIP6_PUNT_SMALL ? orig_len : MIP6_PUNT_SMALL, MIP6_PUNT_SMALL);
 }
 
 #endif /* M6_LIB_PUNT_H */

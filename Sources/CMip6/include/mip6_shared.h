@@ -681,7 +681,9 @@ _Static_assert(sizeof(struct mip6_mag_config) == 72, "mip6_mag_config size");
 	X(RX_CORE,               "rx_core")               /* every packet seen on the core interface */ \
 	X(PASS_NOT_IPV6,         "pass_not_ipv6")                                \
 	X(PASS_OTHER,            "pass_other")            /* not ours (or disabled): to the kernel */ \
-	X(PASS_LOCAL,            "pass_local")            /* access: ND, MLD, link-local or multicast to the kernel */ \
+	X(PASS_LOCAL,            "pass_local")            /* to the kernel: on an access link ND, MLD, link-local or \
+	                                                   * multicast; on the core one to the Proxy-CoA, neither tunnel \
+	                                                   * nor MH (echo, TCP to the MAG) */ \
 	X(ENCAP,                 "encap")                 /* uplink: tunneled to the LMA */ \
 	X(ENCAP_REDIRECT,        "encap_redirect")        /* ... redirected to the core interface */ \
 	X(ENCAP_REDIRECT_NEIGH,  "encap_redirect_neigh")  /* ... the kernel resolves the next hop */ \
@@ -708,7 +710,13 @@ _Static_assert(sizeof(struct mip6_mag_config) == 72, "mip6_mag_config size");
 	X(DROP_ENCAP_NO_ROUTE,   "drop_encap_no_route")   /* no route to the LMA */ \
 	X(DROP_ENCAP_LIMIT,      "drop_encap_limit")      /* RFC 2473 §5.1 limit 0: Parameter Problem to the node */ \
 	X(DROP_ICMP_RATE_LIMITED, "drop_icmp_rate_limited") /* ICMPv6 error budget spent: dropped without it */ \
-	X(DROP_ADJUST_FAIL,      "drop_adjust_fail")      /* the kernel refused to grow or shrink the packet */
+	X(DROP_ADJUST_FAIL,      "drop_adjust_fail")      /* the kernel refused to grow or shrink the packet */ \
+	X(DROP_ENCAP_GSO,        "drop_encap_gso")        /* a GSO skb the tunnel cannot re-segment, or a packet the \
+	                                                   * outer payload length cannot carry (> 64 KiB) */ \
+	X(DROP_ENCAP_TUNNEL_MTU, "drop_encap_tunnel_mtu") /* 1280 or less, does not fit a route whose MTU is below \
+	                                                   * 1280 + 40: needs a fragmented tunnel packet (RFC 2473 \
+	                                                   * §7.1(b)), which the MAG does not send */ \
+	X(DROP_EXT_CHAIN,        "drop_ext_chain")        /* core: extension-header chain to the Proxy-CoA too long */
 
 #define MIP6_MAG_COUNTER_ENUM(name, str) MIP6_MAG_CNT_##name,
 enum mip6_mag_counter {
