@@ -353,6 +353,16 @@ public enum PacketBuilder {
         return icmpv6(body, source: source, destination: destination, hopLimit: 255)
     }
 
+    /// Echo Request (RFC 4443 §4.1). A MAG sends one to all-nodes on an access link whose
+    /// carrier just came up: every host there answers at once from its own MAC, which tells the
+    /// MAG who attached (a host that roamed with a carrier flap sends no RS, design doc §2.2).
+    public static func echoRequest(source: IPv6Address, destination: IPv6Address, identifier: UInt16, sequence: UInt16,
+                                   hopLimit: UInt8 = 255) -> [UInt8] {
+        let body: [UInt8] = [128, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff),
+                             UInt8(sequence >> 8), UInt8(sequence & 0xff)]
+        return icmpv6(body, source: source, destination: destination, hopLimit: hopLimit)
+    }
+
     /// Neighbor Advertisement (RFC 4861 §4.4), hop limit 255. The home agent sends an
     /// unsolicited one (override set, to all-nodes ff02::1) to take over a home address
     /// (RFC 6275 §10.4.1).

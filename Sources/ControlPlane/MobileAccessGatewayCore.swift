@@ -401,6 +401,11 @@ public final class MobileAccessGatewayCore {
 
     public var entryCount: Int { entries.count }
 
+    /// The MACs of the entries on access link `ifindex` (when its carrier goes, they all left).
+    public func macs(onAccessLink ifindex: UInt32) -> [[UInt8]] {
+        entries.values.filter { $0.ifindex == ifindex && $0.state != .deregistering }.map(\.mac)
+    }
+
     // MARK: Attach and detach
 
     /// A mobile node showed up on access link `ifindex` (RFC 5213 §6.9.1.1).

@@ -45,6 +45,19 @@ public enum Netlink {
         throw SystemError(what, errno: err, "\(address)/\(prefixLength) on ifindex \(ifindex)")
     }
 
+    /// RTM_SETLINK with IFLA_ADDRESS: the interface's Ethernet address. A MAG gives every
+    /// access link the same one (RFC 5213 §6.9.3, FixedMAGLinkLayerAddressOnAllAccessLinks).
+    public static func setLinkAddress(ifindex: UInt32, mac: [UInt8]) throws(SystemError) {
+        guard mac.count == 6 else { throw SystemError("RTM_SETLINK", errno: EINVAL, "an Ethernet address has 6 bytes") }
+        var body: [UInt8] = [UInt8(AF_UNSPEC), 0, 0, 0]  // struct ifinfomsg: family, pad, type
+        body.appendLE(Int32(bitPattern: ifindex))
+        body.appendLE(UInt32(0))  // ifi_flags
+        body.appendLE(UInt32(0))  // ifi_change
+        body.appendAttribute(1 /* IFLA_ADDRESS */, mac)
+        let err = try transact(19 /* RTM_SETLINK */, flags: 0, body: body, what: "RTM_SETLINK")
+        if err != 0 { throw SystemError("RTM_SETLINK", errno: err, "address \(formatMAC(mac)) on ifindex \(ifindex)") }
+    }
+
     /// Sends one request message: nlmsghdr (NLM_F_REQUEST | `flags`) and `body`.
     static func send(_ fd: OwnedFD, _ type: UInt16, flags: UInt16, sequence: UInt32, body: [UInt8], what: String) throws(SystemError) {
         var msg: [UInt8] = []

@@ -11,7 +11,7 @@ public struct Mip6Command: AsyncParsableCommand {
         commandName: "mip6",
         abstract: "Mobile IPv6 (RFC 6275) home agent with an XDP data plane, for stock kernels without MIPv6.",
         version: Mip6Build.version,
-        subcommands: [HACommand.self, ForwarderCommand.self, MNCommand.self, LMACommand.self, BindingsCommand.self, StatsCommand.self, DataplaneCommand.self]
+        subcommands: [HACommand.self, ForwarderCommand.self, MNCommand.self, LMACommand.self, MAGCommand.self, BindingsCommand.self, StatsCommand.self, DataplaneCommand.self]
     )
 
     public init() {}

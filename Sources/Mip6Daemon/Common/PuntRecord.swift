@@ -7,6 +7,8 @@ public struct PuntRecord {
     public let ifindex: UInt32
     /// bpf_ktime_get_ns() when the data plane punted it (CLOCK_MONOTONIC).
     public let timestampNanoseconds: UInt64
+    /// The frame's Ethernet source (a MAG identifies a mobile node by it).
+    public let sourceMAC: [UInt8]
     public let packet: [UInt8]
 
     /// nil for a record shorter than its header or a packet the data plane truncated
@@ -20,6 +22,7 @@ public struct PuntRecord {
         kind = hdr.kind
         ifindex = hdr.ifindex
         timestampNanoseconds = hdr.tstamp_ns
+        sourceMAC = withUnsafeBytes(of: hdr.src_mac) { Array($0) }
         packet = Array(record[hdrSize..<hdrSize + len])
     }
 }

@@ -1,0 +1,110 @@
+import ArgumentParser
+import ControlPlane
+import DataPlane
+import Foundation
+import Logging
+import Mip6CommandSupport
+import Mip6Daemon
+
+/// `mip6 mag`: the Proxy Mobile IPv6 mobile access gateway (RFC 5213 §6), and `mip6 mag status`.
+struct MAGCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mag",
+        abstract: "Run the PMIPv6 mobile access gateway (RFC 5213) or show its Binding Update List.",
+        subcommands: [Run.self, Status.self],
+        defaultSubcommand: Run.self
+    )
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run",
+            abstract: "Run the mobile access gateway (the default: `mip6 mag --access ... --core ...`).",
+            discussion: """
+                Unmodified hosts attach on the --access links. A host is noticed by the fastest of: the link's \
+                carrier coming up (the MAG then pings all-nodes and the host's answer shows its MAC), any frame \
+                from a MAC the MAG does not serve yet, a Router Solicitation. Its MAC is looked up in --policy \
+                (`mn NAI mac MAC prefix PREFIX|pool [lma ADDRESS]` lines, the LMA's file works as is), a Proxy \
+                Binding Update goes to its LMA from --proxy-coa, and only once it is accepted does the host get \
+                a unicast Router Advertisement with its prefix and an MTU 40 bytes below the tunnel's path. \
+                Its traffic is then tunneled to the LMA and back in TC programs. Every access link takes the \
+                same --mac and --link-local on every MAG, so a host that moves between MAGs keeps its router.
+                """
+        )
+
+        @Option(help: "An access link where mobile nodes attach (repeat).") var access: [String] = []
+        @Option(help: "The core interface, towards the LMAs.") var core: String
+        @Option(name: .customLong("proxy-coa"), help: "The Proxy-CoA: this MAG's address on --core (PBU source, tunnel end).")
+        var proxyCoA: IPv6Address
+        @Option(help: "The LMA for mobile nodes whose policy line names none.") var lma: IPv6Address
+        @Option(help: "The policy file (mn lines; the LMA's file works as is).") var policy: String
+        @Option(help: "The link-local address of every access link, the same on every MAG.") var linkLocal: IPv6Address = IPv6Address("fe80::1")!
+        @Option(help: "The MAC of every access link, the same on every MAG.") var mac: String = formatMAC(MobileAccessGatewayOptions.defaultMAC)
+        @Option(help: "Lifetime asked for in each PBU, seconds (4...262140).") var lifetime: UInt32 = 60
+        @Option(help: "Seconds between unicast RAs to each registered node (0: only after registration and on RS).") var raPeriod: Double = 3
+        @Option(help: "Directory on a BPF filesystem for the pinned maps.") var bpffs: String = "/sys/fs/bpf/mip6-mag"
+        @Option(help: "Directory for the state file read by `mip6 mag status`.") var stateDir: String = "/run/mip6-mag"
+        @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+
+        func validate() throws {
+            if access.isEmpty { throw ValidationError("--access is required (an access link where mobile nodes attach)") }
+            if !proxyCoA.isUnicastRoutable { throw ValidationError("--proxy-coa must be a global unicast address") }
+            if !lma.isUnicastRoutable { throw ValidationError("--lma must be a global unicast address") }
+            if !linkLocal.isLinkLocal { throw ValidationError("--link-local must be a link-local address (fe80::/10)") }
+            guard let m = ProxyPolicy.parseMAC(mac), m[0] & 1 == 0 else {
+                throw ValidationError("--mac: a unicast Ethernet address, e.g. 02:00:5e:00:53:01")
+            }
+            if lifetime < 4 || lifetime > 262_140 { throw ValidationError("--lifetime must be 4...262140 seconds") }
+            if !(0...3600).contains(raPeriod) { throw ValidationError("--ra-period must be 0...3600 seconds") }
+        }
+
+        func run() async throws {
+            LogSetup.bootstrap(level: logLevel)
+            let logger = Logger(label: "mip6.mag")
+            let daemon = MobileAccessGatewayDaemon(
+                options: MobileAccessGatewayOptions(accessInterfaces: access, coreInterface: core, proxyCareOf: proxyCoA, lma: lma,
+                                                    policyPath: policy, linkLocal: linkLocal, mac: ProxyPolicy.parseMAC(mac)!,
+                                                    lifetime: lifetime, raPeriod: raPeriod, bpffs: bpffs, stateDir: stateDir),
+                logger: logger)
+            do {
+                try daemon.start()
+                try await DaemonService(daemon, threadName: "mip6-mag-loop").runGroup(logger: logger)
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the Binding Update List: node, MAC, prefixes, state, expiry.")
+        @Option(help: "The daemon's --state-dir.") var stateDir: String = "/run/mip6-mag"
+        @Option(help: "The daemon's --bpffs (data-plane counters, read live).") var bpffs: String = "/sys/fs/bpf/mip6-mag"
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            var saved: MobileAccessGatewayReport
+            do { saved = try MobileAccessGatewayReport.read(stateDir: stateDir) } catch {
+                FileHandle.standardError.write(Data("mip6: no MAG state in \(stateDir) (is `mip6 mag` running with this --state-dir?)\n".utf8))
+                throw ExitCode(1)
+            }
+            // The counters as they are now (the state file is written on events only).
+            if let live = try? MobileAccessGatewayMaps(pinnedAt: bpffs).counterValues() { saved.dataplane = live }
+            if output.json { return try printJSON(saved) }
+            let s = saved.status
+            print("Proxy-CoA \(s.proxyCareOf), default LMA \(s.defaultLMA), access \(saved.accessInterfaces.joined(separator: ",")) "
+                  + "(\(saved.mac), \(saved.linkLocal)), core \(saved.coreInterface)")
+            print("identifier                       MAC                prefixes                    state         expires")
+            for e in s.entries {
+                let prefixes = (e.homeNetworkPrefixes.isEmpty ? e.requestedPrefixes : e.homeNetworkPrefixes).map { "\($0)" }.joined(separator: ",")
+                print("\(e.identifier.padding(toLength: 32, withPad: " ", startingAt: 0)) \(e.mac.padding(toLength: 18, withPad: " ", startingAt: 0)) "
+                      + "\(prefixes.padding(toLength: 27, withPad: " ", startingAt: 0)) \(e.state.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0)) "
+                      + (e.secondsToExpiry.map { "\($0)" } ?? "-"))
+            }
+            let c = s.counters
+            print("\(s.entries.count) nodes; attaches \(c.attaches), registrations \(c.registrations), refreshes \(c.refreshes), "
+                  + "detaches \(c.detaches), PBUs \(c.pbusSent) (retransmitted \(c.retransmissions)), rejected \(c.pbasRejected), "
+                  + "unknown nodes \(c.unknownMobileNodes), RAs \(c.rasSent)"
+                  + (c.lastRegistrationMs.map { "; last registration \($0) ms" } ?? ""))
+        }
+    }
+}
