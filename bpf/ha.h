@@ -13,7 +13,7 @@
  *    and for the link-local address of a binding with the L flag (§10.3.1; never tunneled)
  *  - Mobility Header to one of our addresses: copy to the control plane's ring, drop
  *    (this kernel would discard a BU for its Home Address option and answer Parameter Problem)
- *  - everything else: XDP_PASS / TC_ACT_OK
+ *  - everything else: XDP_PASS / TC_ACT_UNSPEC (next filter, then the stack)
  *  - MIP6_CFG_FORWARDER (mip6 forwarder, a data-plane-only node fed from the shared store):
  *    only the two tunnels above; Mobility Headers, ND and what would be punted go to the kernel
  *

@@ -18,7 +18,7 @@
  *    decapsulated and passed to the kernel, which routes the inner packet
  *  - Mobility Header to the LMA address (PBU): copied to the control plane's ring through a
  *    per-MAG and a global token bucket, dropped
- *  - everything else: XDP_PASS / TC_ACT_OK untouched
+ *  - everything else: XDP_PASS / TC_ACT_UNSPEC (next filter, then the stack) untouched
  *
  * No proxy ND, no DAD, no home link: the home network prefixes are routed to the LMA.
  * Each function returns an outcome (lib/verdict.h) named by the counters of mip6_shared.h

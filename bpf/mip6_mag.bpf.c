@@ -25,7 +25,7 @@
  *    alive: decapsulated, the inner hop limit less one, Ethernet to the node's MAC from the
  *    shared MAC, redirected out of its access link (§6.10.5)
  *  - a Mobility Header to the Proxy-CoA (a PBA): copied to the control plane's ring, dropped
- *  - everything else: TC_ACT_OK untouched
+ *  - everything else: TC_ACT_UNSPEC untouched (next filter, then the stack)
  *
  * Each function returns an outcome (lib/verdict.h) named by the counters of mip6_shared.h
  * (MIP6_MAG_COUNTERS); each program counts it once, in m6_exit. Punt triggers that do not

@@ -12,7 +12,7 @@
  *  - Mobility Header from the home agent (a BA behind a Type 2 Routing Header, a BRR,
  *    a BE; also inside the tunnel): copied to the control plane's ring, dropped
  *    (the kernel would discard it and answer Parameter Problem)
- *  - everything else: TC_ACT_OK untouched
+ *  - everything else: TC_ACT_UNSPEC untouched (next filter, then the stack)
  *
  * mip6_mn_egress:
  *  - from the home address, tunnel up: IPv6-in-IPv6 to the home agent (reverse

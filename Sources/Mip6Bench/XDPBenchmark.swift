@@ -37,7 +37,7 @@ public struct XDPBenchmark {
     }
 
     static let verdictNames: [UInt32: String] = [0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"]
-    static let tcVerdictNames: [UInt32: String] = [0: "TC_ACT_OK", 2: "TC_ACT_SHOT", 7: "TC_ACT_REDIRECT"]
+    static let tcVerdictNames: [UInt32: String] = [0: "TC_ACT_OK", 2: "TC_ACT_SHOT", 7: "TC_ACT_REDIRECT", UInt32(bitPattern: -1): "TC_ACT_UNSPEC"]
 
     /// Runs every case; throws if a case does not take the path it is named after.
     public func run() throws -> [Row] {
@@ -59,7 +59,7 @@ public struct XDPBenchmark {
             ("TC: encapsulation HoA->CoA (redirect)", "mip6_bench_ha_tc", F.encapFrame(), 7),
             ("TC: reverse-tunnel decapsulation (redirect)", "mip6_bench_ha_tc", F.decapFrame(), 7),
             ("TC: proxy NA for an NS (redirect)", "mip6_bench_ha_tc", F.neighborSolicitationFrame(), 7),
-            ("TC: pass-through, not a home address", "mip6_bench_ha_tc", F.passThroughFrame(), 0),
+            ("TC: pass-through, not a home address", "mip6_bench_ha_tc", F.passThroughFrame(), UInt32(bitPattern: -1)),
         ]
         var rows: [Row] = []
         for (name, program, frame, expected) in cases where only.map({ name.contains($0) }) ?? true {

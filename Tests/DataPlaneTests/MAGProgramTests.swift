@@ -16,7 +16,8 @@ import Mip6TestSupport
 struct MAGProgramTests {
     typealias F = PacketFixtures
 
-    static let tcOK: UInt32 = 0, tcShot: UInt32 = 2, tcRedirect: UInt32 = 7
+    /// TC_ACT_UNSPEC (-1): passed on to the next filter, then the stack (bpf/lib/ctx.h m6_act_pass).
+    static let tcOK = UInt32(bitPattern: -1), tcShot: UInt32 = 2, tcRedirect: UInt32 = 7
 
     /// FixedMAGLinkLayerAddressOnAllAccessLinks: a0's and a2's MAC.
     static let sharedMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0xEE]

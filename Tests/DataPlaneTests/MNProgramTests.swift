@@ -15,7 +15,8 @@ struct MNProgramTests {
     typealias F = PacketFixtures
     typealias Env = MNFixtureEnvironment
 
-    static let tcOK: UInt32 = 0, tcShot: UInt32 = 2, tcRedirect: UInt32 = 7
+    /// TC_ACT_UNSPEC (-1): passed on to the next filter, then the stack (bpf/lib/ctx.h m6_act_pass).
+    static let tcOK = UInt32(bitPattern: -1), tcShot: UInt32 = 2, tcRedirect: UInt32 = 7
 
     enum Direction: String, Sendable { case ingress, egress }
 

@@ -18,7 +18,8 @@ struct TCHomeAgentTests {
     typealias Env = XDPFixtureEnvironment
     typealias XDP = XDPProgramTests
 
-    static let tcOK: UInt32 = 0, tcShot: UInt32 = 2, tcRedirect: UInt32 = 7
+    /// TC_ACT_UNSPEC (-1): passed on to the next filter, then the stack (bpf/lib/ctx.h m6_act_pass).
+    static let tcOK = UInt32(bitPattern: -1), tcShot: UInt32 = 2, tcRedirect: UInt32 = 7
 
     /// XDP verdict -> TC verdict: DROP -> SHOT, PASS -> OK, TX and REDIRECT -> TC_ACT_REDIRECT.
     static func tcVerdict(_ xdp: UInt32) -> UInt32 {

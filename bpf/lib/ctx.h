@@ -51,9 +51,15 @@ static __always_inline __u64 m6_now_coarse(void)
 
 /* ---- verdicts ---- */
 
+/* TC passes with TC_ACT_UNSPEC, not TC_ACT_OK: a packet that is not ours goes on to the next
+ * filter of the hook (another mip6 daemon's on the same interface, as `mip6 ha` and `mip6 lma`
+ * co-located, RFC 6612; or anyone else's), then to the stack. verdict.h keeps verdicts in 8
+ * bits, where M6_TC_NEXT stands for it; m6_exit turns it back into TC_ACT_UNSPEC. */
+#define M6_TC_NEXT 0xff
+
 static __always_inline int m6_act_pass(const enum m6_hook hook)
 {
-	return hook == M6_XDP ? XDP_PASS : TC_ACT_OK;
+	return hook == M6_XDP ? XDP_PASS : M6_TC_NEXT;
 }
 
 static __always_inline int m6_act_drop(const enum m6_hook hook)

@@ -18,7 +18,7 @@
 
 #include "ctx.h"
 
-#define M6_ACT_BITS 8 /* XDP_* and TC_ACT_* verdicts we return are 0..8 */
+#define M6_ACT_BITS 8 /* XDP_* and TC_ACT_* verdicts we return are 0..8, and M6_TC_NEXT (ctx.h) */
 
 #define M6_DROP(cnt)       (-(int)(cnt) - 1)
 #define M6_OUT(cnt, act)   ((int)((__u32)(cnt) << M6_ACT_BITS) | ((act) & ((1 << M6_ACT_BITS) - 1)))
@@ -39,7 +39,8 @@ static __always_inline int m6_exit(const enum m6_hook hook, int ret, void *count
 		return m6_act_drop(hook);
 	}
 	m6_count(counters, (__u32)ret >> M6_ACT_BITS);
-	return ret & ((1 << M6_ACT_BITS) - 1);
+	int act = ret & ((1 << M6_ACT_BITS) - 1);
+	return hook == M6_TC && act == M6_TC_NEXT ? TC_ACT_UNSPEC : act;
 }
 
 #endif /* M6_LIB_VERDICT_H */
