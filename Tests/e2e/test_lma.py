@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from testbed.harness import PYTHON, Capture, HarnessError
+from testbed.harness import PYTHON, Capture, HarnessError, ping
 
 NAI = "mn1@pmip.example"
 MN_MAC = "02:00:00:00:0a:01"
@@ -29,8 +29,9 @@ HNP_ROUTE = "2001:db8:200::/48"
 class LMA:
     """`mip6 lma` in the HA namespace with a policy file; the CLI pointed at its state."""
 
-    def __init__(self, tb, binary, tmp_path, policy: str):
+    def __init__(self, tb, binary, tmp_path, policy: str, address: str | None = None):
         self.tb, self.binary = tb, binary
+        self.address = address or tb.HA
         self.policy_path = tmp_path / "pmip.policy"
         self.policy_path.write_text(policy)
         self.log_path = tmp_path / "mip6-lma.log"
@@ -41,7 +42,7 @@ class LMA:
     def start(self, timeout: float = 15):
         subprocess.run(["rm", "-rf", str(self.tb.BPFFS / f"mip6-lma-{self.tb.tag}")], check=False)
         self.log = open(self.log_path, "wb")
-        self.proc = self.tb.popen("ha", [str(self.binary), "lma", "--interface", self.tb.HA_IF, "--address", self.tb.HA,
+        self.proc = self.tb.popen("ha", [str(self.binary), "lma", "--interface", self.tb.HA_IF, "--address", self.address,
                                          "--policy", str(self.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
                                          "--log-level", "debug"], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -83,11 +84,12 @@ def lma(testbed, mip6_bin, tmp_path):
     tb.run("rtr", ["ip", "-6", "route", "del", "2001:db8:300::/48"], check=False)
 
 
-def mag(tb, command: str, *args, node: str = "mn", iface: str | None = None, source: str | None = None) -> dict:
+def mag(tb, command: str, *args, node: str = "mn", iface: str | None = None, source: str | None = None,
+        lma: str | None = None) -> dict:
     iface = iface or tb.MN_IF1
     router_mac = next(v.a_mac for v in tb.VETHS if v.b_if == iface)
     cp = tb.run(node, [PYTHON, "-m", "testbed.scapy_mag", command, "--iface", iface, "--mag", source or tb.COA1,
-                       "--lma", tb.HA, "--router-mac", router_mac, *map(str, args)], check=False, timeout=30)
+                       "--lma", lma or tb.HA, "--router-mac", router_mac, *map(str, args)], check=False, timeout=30)
     try:
         out = json.loads(cp.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -215,3 +217,41 @@ def test_policy_reloaded_on_sighup(testbed, lma):
     lma.proc.send_signal(1)
     time.sleep(0.5)
     assert pbu(tb, 22, "--prefix", HNP)["status"] == 154
+
+
+COLOCATED_LMA = "2001:db8:5::b"        # on the home agent's interface, outside its home prefix
+
+
+def test_colocated_with_the_home_agent(testbed, daemon, mobile_node, mip6_bin, tmp_path):
+    """RFC 6612 co-location: `mip6 ha` and `mip6 lma` on the same node and interface, each with
+    its own address, prefixes and binding cache. The home agent's TC program runs first and
+    passes what is not its own on (TC_ACT_UNSPEC), so the LMA's sees the PBUs and its tunnel;
+    a mobile node registered with the home agent and a proxy binding at the LMA both carry
+    traffic at the same time."""
+    tb = testbed
+    tb.run("ha", ["ip", "-6", "address", "replace", f"{COLOCATED_LMA}/128", "dev", tb.HA_IF, "nodad"])
+    tb.run("rtr", ["ip", "-6", "route", "replace", f"{COLOCATED_LMA}/128", "via", tb.HA, "dev", tb.HOME_BRIDGE])
+    tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
+    lma = LMA(tb, mip6_bin, tmp_path, f"mag {tb.COA1}\nmn {NAI} mac {MN_MAC} prefix {HNP}\n", address=COLOCATED_LMA)
+    try:
+        lma.start()
+        mn = mobile_node()
+        mn.wait_registered(tb.COA1, timeout=8)
+        ba = pbu(tb, 21, "--prefix", HNP, lma=COLOCATED_LMA)
+        assert ba["status"] == 0 and ba["flags"] & 0x20, ba
+        # Host-based mobility through the home agent...
+        received, _ = ping(tb, "cn", tb.HOA, count=3)
+        assert received == 3, "CN -> home address through the home agent"
+        # ...and the proxy binding through the LMA, at the same time on the same interface.
+        cap = Capture(tb, "mn", tb.MN_IF1, f"ip6 proto 41 and src {COLOCATED_LMA} and dst {tb.COA1}").start()
+        tb.run("cn", ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", HOST], check=False)
+        lines = cap.stop()
+        assert len([l for l in lines if HOST in l and "echo request" in l]) == 3, lines
+        b = lma.bindings()
+        assert [x["prefixes"] for x in b["bindings"]] == [[HNP]] and b["dataplane"]["encap"] >= 3, b
+        assert daemon.binding(tb.HOA) is not None, "the home agent kept its own binding"
+    finally:
+        lma.stop()
+        tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
+        tb.run("rtr", ["ip", "-6", "route", "del", f"{COLOCATED_LMA}/128"], check=False)
+        tb.run("ha", ["ip", "-6", "address", "del", f"{COLOCATED_LMA}/128", "dev", tb.HA_IF], check=False)

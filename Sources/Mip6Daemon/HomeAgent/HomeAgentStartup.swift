@@ -125,15 +125,16 @@ extension HomeAgentDaemon {
                                                    pins: pins, logger: logger)
     }
 
-    /// Our addresses on the --interfaces (and the home agent address): the data plane punts
-    /// their Mobility Headers and decapsulates tunnels to them, and the core refuses them as
-    /// home addresses. At start (pins of an earlier daemon may list addresses gone since) and
-    /// on every address event.
+    /// Our addresses in the home prefix on the --interfaces (and the home agent address): the
+    /// data plane punts their Mobility Headers and decapsulates tunnels to them, and the core
+    /// refuses them as home addresses. Other addresses on the same interfaces are not the home
+    /// agent's: an LMA co-located on the node (RFC 6612) takes its PBUs and tunnels there. At
+    /// start (pins of an earlier daemon may list addresses gone since) and on every address event.
     func syncLocalAddresses() throws {
         var now: Set<IPv6Address> = [options.address]
         for name in options.interfaces {
             guard let i = try? NetworkInterface(named: name) else { continue }
-            now.formUnion(i.ipv6Addresses())
+            now.formUnion(i.ipv6Addresses().filter { options.homePrefix.contains($0) })
         }
         let (added, removed) = try maps.setLocalAddresses(now)
         if (added > 0 || removed > 0) && !localAddresses.isEmpty {
