@@ -92,6 +92,13 @@ public struct LocalMobilityAnchorCounters: Sendable, Equatable, Codable {
     /// Packets dropped without a PBA, by reason.
     public var drops: [String: UInt64] = [:]
     public init() {}
+
+    /// The event counters by the names `mip6 lma status` and `/metrics` use.
+    public var events: [String: UInt64] {
+        ["registrations": registrations, "handoffs": handoffs, "refreshes": refreshes, "deregistrations": deregistrations,
+         "stale_deregistrations": staleDeregistrations, "expirations": expirations, "prefixes_assigned": prefixesAssigned,
+         "pool_exhausted": poolExhausted, "dataplane_errors": dataPlaneErrors]
+    }
 }
 
 /// The LMA's protocol logic (RFC 5213 §5), kernel-free: packets in, actions out.
@@ -135,6 +142,10 @@ public final class LocalMobilityAnchorCore {
     public func binding(prefix: IPv6Prefix) -> ProxyBinding? { owners[prefix.address].flatMap { bindings[$0] } }
     public var all: [ProxyBinding] { bindings.values.sorted { $0.identifier < $1.identifier } }
     public var count: Int { bindings.count }
+    /// Entries de-registered by their serving MAG, kept without forwarding (§5.3.5).
+    public private(set) var deregisteredCount = 0
+    /// Entries forwarding now.
+    public var activeCount: Int { bindings.count - deregisteredCount }
 
     /// A new policy (SIGHUP). Existing bindings stay until they are refreshed or expire: a
     /// mobile node taken out of the policy is refused at its next PBU (152).
@@ -225,6 +236,7 @@ public final class LocalMobilityAnchorCore {
                 return reject(.insufficientResources)
             }
             b.deregisteredAt = now
+            deregisteredCount += 1
             b.sequence = pbu.sequence
             b.timestamp = stamp
             bindings[identifier] = b
@@ -258,6 +270,7 @@ public final class LocalMobilityAnchorCore {
             logger.error("cannot write a proxy binding to the data plane", metadata: ["mip6.nai": "\(identifier)", "mip6.error": "\(error)"])
             return reject(.insufficientResources)
         }
+        if existing?.isActive == false { deregisteredCount -= 1 }
         if existing == nil {
             counters.registrations += 1
             if node.prefixes.isEmpty { counters.prefixesAssigned += 1 }
@@ -356,6 +369,8 @@ public final class LocalMobilityAnchorCore {
                 }
                 counters.expirations += 1
                 actions.append(.removed(b, reason: .expired))
+            } else {
+                deregisteredCount -= 1
             }
             bindings[id] = nil
             for p in b.prefixes where owners[p.address] == id { owners[p.address] = nil }

@@ -2,16 +2,20 @@ import ArgumentParser
 import ControlPlane
 import DataPlane
 import Foundation
+import Glibc
 import Logging
 import Mip6CommandSupport
 import Mip6Daemon
+import Mip6HTTP
+import ServiceLifecycle
 
-/// `mip6 lma`: the Proxy Mobile IPv6 local mobility anchor (RFC 5213), and `mip6 lma bindings`.
+/// `mip6 lma`: the Proxy Mobile IPv6 local mobility anchor (RFC 5213), `mip6 lma bindings`
+/// and `mip6 lma status`.
 struct LMACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lma",
-        abstract: "Run the PMIPv6 local mobility anchor (RFC 5213) or list its bindings.",
-        subcommands: [Run.self, Bindings.self],
+        abstract: "Run the PMIPv6 local mobility anchor (RFC 5213), list its bindings or show its counters.",
+        subcommands: [Run.self, Bindings.self, Status.self],
         defaultSubcommand: Run.self
     )
 
@@ -34,26 +38,59 @@ struct LMACommand: AsyncParsableCommand {
         @Option(help: "The policy file (mag, pool and mn lines).") var policy: String
         @Option(help: "Longest lifetime granted, seconds.") var maxLifetime: UInt32 = 3600
         @Option(help: "Directory on a BPF filesystem for the pinned maps.") var bpffs: String = "/sys/fs/bpf/mip6-lma"
-        @Option(help: "Directory for the state file read by `mip6 lma bindings`.") var stateDir: String = "/run/mip6-lma"
+        @Option(help: "Directory for the state file read by `mip6 lma bindings` and `mip6 lma status`.") var stateDir: String = "/run/mip6-lma"
+        @Option(help: "Signaling packets per second handed to the control plane, all MAGs together (0: no limit).")
+        var puntRate: UInt32 = PuntLimits.default.rate
+        @Option(help: "Burst allowed above --punt-rate, packets.") var puntBurst: UInt32 = PuntLimits.default.burst
+        @Option(help: "Signaling packets per second from one MAG (source address) (0: no limit).")
+        var puntRatePerMag: UInt32 = PuntLimits.default.perSourceRate
+        @Option(help: "Burst allowed above --punt-rate-per-mag, packets.") var puntBurstPerMag: UInt32 = PuntLimits.default.perSourceBurst
+        @Option(help: "Serve /healthz, /readyz and Prometheus /metrics on ADDR:PORT, e.g. [::1]:9465 or *:9465 (off by default).")
+        var httpListen: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
 
         func validate() throws {
             if interface.isEmpty { throw ValidationError("--interface is required") }
             if !address.isUnicastRoutable { throw ValidationError("--address must be a global unicast address") }
             if maxLifetime < 4 || maxLifetime > 262_140 { throw ValidationError("--max-lifetime must be 4...262140 seconds") }
+            if !bpffs.hasPrefix("/") { throw ValidationError("--bpffs must be an absolute path") }
+            if let httpListen {
+                do { _ = try ListenAddress(parsing: httpListen) } catch { throw ValidationError("\(error)") }
+            }
         }
 
         func run() async throws {
             LogSetup.bootstrap(level: logLevel)
             let logger = Logger(label: "mip6.lma")
-            let daemon = LocalMobilityAnchorDaemon(
-                options: LocalMobilityAnchorOptions(interfaces: interface, address: address, policyPath: policy,
-                                                    maxLifetime: maxLifetime, bpffs: bpffs, stateDir: stateDir),
-                logger: logger)
+            var options = LocalMobilityAnchorOptions(interfaces: interface, address: address, policyPath: policy,
+                                                     maxLifetime: maxLifetime, bpffs: bpffs, stateDir: stateDir)
+            options.puntLimits = PuntLimits(rate: puntRate, burst: puntBurst, perSourceRate: puntRatePerMag,
+                                            perSourceBurst: puntBurstPerMag)
+            let daemon = LocalMobilityAnchorDaemon(options: options, logger: logger)
+            let service = DaemonService(daemon, threadName: "mip6-lma-loop")
+            let metrics = LocalMobilityAnchorMetrics()
+            daemon.onAckLatency = { metrics.observeAckLatency(seconds: $0) }
+            var http: HTTPEndpoint?
             do {
+                if let httpListen {
+                    let address = try ListenAddress(parsing: httpListen)
+                    try address.checkCanListen() // before anything is attached: a taken port is a start-up error
+                    let endpoints = LocalMobilityAnchorEndpoints(box: service.box, metrics: metrics)
+                    http = HTTPEndpoint(address: address, logger: logger, name: "mip6 lma", health: { endpoints.health() },
+                                        ready: { endpoints.ready() }, metrics: { endpoints.render() })
+                }
                 try daemon.start()
-                try await DaemonService(daemon, threadName: "mip6-lma-loop").runGroup(logger: logger)
             } catch {
+                logger.critical("\(error)")
+                throw ExitCode(1)
+            }
+            // The HTTP endpoint answers until the loop has drained (the loop is last in the group).
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let http {
+                services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
+                logger.info("serving /healthz, /readyz, /metrics", metadata: ["mip6.http": "\(http.address)"])
+            }
+            do { try await service.runGroup(before: services, logger: logger) } catch {
                 logger.critical("\(error)")
                 throw ExitCode(1)
             }
@@ -85,6 +122,69 @@ struct LMACommand: AsyncParsableCommand {
             let c = saved.counters
             print("\(saved.bindings.count) bindings; PBUs \(c.proxyBindingUpdates), registrations \(c.registrations), "
                   + "handoffs \(c.handoffs), refreshes \(c.refreshes), de-registrations \(c.deregistrations), expirations \(c.expirations)")
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The LMA's counters: bindings, PBUs and PBAs by status, control-plane events, data-plane counters (read live).")
+        @Option(help: "The daemon's --state-dir.") var stateDir: String = "/run/mip6-lma"
+        @Option(help: "The daemon's --bpffs (data-plane counters, read live).") var bpffs: String = "/sys/fs/bpf/mip6-lma"
+        @OptionGroup var output: OutputOptions
+
+        /// What `--json` prints: the state file without the binding list, the data-plane
+        /// counters as they are now.
+        struct Report: Encodable {
+            var pid: Int32
+            var running: Bool
+            var updatedAt: Date
+            var address: IPv6Address
+            var bindings: Int
+            var activeBindings: Int
+            var deregisteredBindings: Int
+            var proxyBindingUpdates: UInt64
+            /// PBAs sent by status code.
+            var acksByStatus: [String: UInt64]
+            /// Registrations, handoffs, ..., send_failures, punts_malformed (as /metrics' events).
+            var events: [String: UInt64]
+            /// Signaling dropped without an answer, by reason.
+            var dropped: [String: UInt64]
+            /// Data-plane counters by name; `dataplaneLive`: read from the pinned maps now (else
+            /// as of the state file).
+            var dataplane: [String: UInt64]
+            var dataplaneLive: Bool
+        }
+
+        func run() throws {
+            let saved: LocalMobilityAnchorReport
+            do { saved = try LocalMobilityAnchorReport.read(stateDir: stateDir) } catch {
+                FileHandle.standardError.write(Data("mip6: no LMA state in \(stateDir) (is `mip6 lma` running with this --state-dir?)\n".utf8))
+                throw ExitCode(1)
+            }
+            let live = try? LocalMobilityAnchorMaps(pinnedAt: bpffs).counterValues()
+            let active = saved.bindings.filter(\.active).count
+            var events = saved.counters.events
+            events["send_failures"] = saved.sendFailures
+            events["punts_malformed"] = saved.puntsMalformed
+            let r = Report(pid: saved.pid, running: kill(saved.pid, 0) == 0 || errno == EPERM, updatedAt: saved.updatedAt,
+                           address: saved.address, bindings: saved.bindings.count, activeBindings: active,
+                           deregisteredBindings: saved.bindings.count - active,
+                           proxyBindingUpdates: saved.counters.proxyBindingUpdates,
+                           acksByStatus: Dictionary(uniqueKeysWithValues: saved.counters.acksByStatus.map { ("\($0.key)", $0.value) }),
+                           events: events, dropped: saved.counters.drops, dataplane: live ?? saved.dataplane, dataplaneLive: live != nil)
+            if output.json { return try printJSON(r) }
+            print("mip6 lma \(r.address): pid \(r.pid) \(r.running ? "running" : "not running"), state written "
+                  + String(format: "%.1f s ago", Date().timeIntervalSince(r.updatedAt)))
+            print("bindings: \(r.bindings) (\(r.activeBindings) active, \(r.deregisteredBindings) de-registered)\n")
+            var rows: [[String]] = [["proxy_binding_updates", "\(r.proxyBindingUpdates)"]]
+            rows += r.acksByStatus.sorted { Int($0.key)! < Int($1.key)! }.map { ["pba_status_\($0.key)", "\($0.value)"] }
+            rows += r.events.sorted { $0.key < $1.key }.map { [$0.key, "\($0.value)"] }
+            rows += r.dropped.sorted { $0.key < $1.key }.map { ["dropped_\($0.key)", "\($0.value)"] }
+            printTable(["CONTROL PLANE", "COUNT"], rows)
+            print("")
+            // The data-plane counters in mip6_shared.h order; zeros left out.
+            printTable(["DATA PLANE" + (r.dataplaneLive ? "" : " (as of the state file)"), "PACKETS"],
+                       LocalMobilityAnchorMaps.counterNames.compactMap { name in r.dataplane[name].flatMap { $0 == 0 ? nil : [name, "\($0)"] } })
         }
     }
 }

@@ -33,14 +33,16 @@ public struct HTTPEndpoint: Service {
     /// only a closure that hangs makes it matter. Tests shorten it.
     var stopDeadline = Duration.seconds(5)
 
+    /// - Parameter name: what `GET /` says is serving ("mip6 home agent", "mip6 lma").
     public init(address: ListenAddress,
                 logger: Logger = Logger(label: "mip6.http"),
+                name: String = "mip6 home agent",
                 health: @escaping @Sendable () async -> HealthReport,
                 ready: @escaping @Sendable () async -> HealthReport,
                 metrics: @escaping @Sendable () async -> String) {
         self.address = address
         self.logger = logger
-        routes = Routes(health: health, ready: ready, metrics: metrics)
+        routes = Routes(name: name, health: health, ready: ready, metrics: metrics)
     }
 
     /// Serves until the task is cancelled or graceful shutdown is triggered, then returns.
@@ -269,6 +271,7 @@ private final class StopRequest: @unchecked Sendable {
 
 /// The three paths. Bodies are small and built per request: no caching, no state.
 private struct Routes: Sendable {
+    let name: String
     let health: @Sendable () async -> HealthReport
     let ready: @Sendable () async -> HealthReport
     let metrics: @Sendable () async -> String
@@ -288,7 +291,7 @@ private struct Routes: Sendable {
         case "/metrics":
             return respond(method, .ok, await metrics(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         case "/":
-            return respond(method, .ok, "mip6 home agent: /healthz /readyz /metrics\n")
+            return respond(method, .ok, "\(name): /healthz /readyz /metrics\n")
         default:
             return respond(method, .notFound, "not found: try /healthz, /readyz or /metrics\n")
         }

@@ -43,6 +43,7 @@ def mip6_binary() -> Path:
 # --- pytest hooks ------------------------------------------------------------
 def pytest_configure(config):
     config.addinivalue_line("markers", "daemon_args(*args): extra command-line arguments for `mip6 ha`")
+    config.addinivalue_line("markers", "lma_args(*args): extra command-line arguments for `mip6 lma` (test_lma.py)")
 
 
 def pytest_report_header(config):

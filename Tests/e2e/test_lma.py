@@ -12,6 +12,7 @@ correspondent, and only from the MAG the prefix is bound to.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -29,8 +30,8 @@ HNP_ROUTE = "2001:db8:200::/48"
 class LMA:
     """`mip6 lma` in the HA namespace with a policy file; the CLI pointed at its state."""
 
-    def __init__(self, tb, binary, tmp_path, policy: str, address: str | None = None):
-        self.tb, self.binary = tb, binary
+    def __init__(self, tb, binary, tmp_path, policy: str, extra_args: tuple[str, ...] = (), address: str | None = None):
+        self.tb, self.binary, self.extra_args = tb, binary, list(extra_args)
         self.address = address or tb.HA
         self.policy_path = tmp_path / "pmip.policy"
         self.policy_path.write_text(policy)
@@ -44,7 +45,7 @@ class LMA:
         self.log = open(self.log_path, "wb")
         self.proc = self.tb.popen("ha", [str(self.binary), "lma", "--interface", self.tb.HA_IF, "--address", self.address,
                                          "--policy", str(self.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
-                                         "--log-level", "debug"], stdout=self.log, stderr=subprocess.STDOUT)
+                                         "--log-level", "debug", *self.extra_args], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "local mobility anchor ready" in self.log_path.read_text(errors="replace"):
@@ -67,17 +68,22 @@ class LMA:
         cp = self.tb.run("ha", [str(self.binary), "lma", "bindings", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
         return json.loads(cp.stdout)
 
+    def status(self) -> dict:
+        cp = self.tb.run("ha", [str(self.binary), "lma", "status", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
+        return json.loads(cp.stdout)
+
 
 @pytest.fixture
-def lma(testbed, mip6_bin, tmp_path):
+def lma(testbed, mip6_bin, tmp_path, request):
     tb = testbed
+    marker = request.node.get_closest_marker("lma_args")
     policy = (f"mag {tb.COA1}\n"
               f"mn {NAI} mac {MN_MAC} prefix {HNP}\n"
               "mn pool@pmip.example mac 02:00:00:00:0a:02 prefix pool\n"
               "pool 2001:db8:300::/48\n")
     tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
     tb.run("rtr", ["ip", "-6", "route", "replace", "2001:db8:300::/48", "via", tb.HA, "dev", tb.HOME_BRIDGE])
-    d = LMA(tb, mip6_bin, tmp_path, policy).start()
+    d = LMA(tb, mip6_bin, tmp_path, policy, extra_args=marker.args if marker else ()).start()
     yield d
     d.stop()
     tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
@@ -217,6 +223,145 @@ def test_policy_reloaded_on_sighup(testbed, lma):
     lma.proc.send_signal(1)
     time.sleep(0.5)
     assert pbu(tb, 22, "--prefix", HNP)["status"] == 154
+
+
+# --- --http-listen: /healthz, /readyz, /metrics ------------------------------------------------
+LMA_LISTEN = "[::1]:9465"
+FETCH = r"""
+import json, sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=5)
+    print(json.dumps({"status": r.status, "type": r.headers.get("Content-Type"), "body": r.read().decode()}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "type": e.headers.get("Content-Type"), "body": e.read().decode()}))
+"""
+
+
+def http_get(tb, path: str) -> dict:
+    """GET from inside the LMA's namespace (the endpoint listens on its loopback)."""
+    cp = tb.run("ha", [PYTHON, "-c", FETCH, f"http://[::1]:9465{path}"], timeout=15)
+    return json.loads(cp.stdout)
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """{label string: value} of every sample of metric `name` in the exposition text."""
+    out = {}
+    for m in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+def labelled(text: str, name: str, **labels: str) -> float:
+    """The one sample of `name` carrying these labels (0 when there is none)."""
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    hits = [v for k, v in samples(text, name).items() if all(w in k for w in want)]
+    assert len(hits) <= 1, (name, labels, hits)
+    return hits[0] if hits else 0.0
+
+
+SEND_MH = r"""
+import sys
+from scapy.all import Ether, IPv6, Raw, sendp
+iface, mac, src, dst, kind = sys.argv[1:6]
+if kind == "oversized":
+    # A 1,400-byte Mobility Header: the data plane punts its first 1,280 bytes, marked truncated.
+    mh = bytes([59, 1400 // 8 - 1, 5, 0, 0, 0]) + bytes(1394)
+else:
+    # A PBU-shaped Mobility Header whose checksum is wrong (RFC 6275 §9.2: silently discarded).
+    mh = bytes([59, 1, 5, 0, 0xde, 0xad, 0, 1, 0x82, 0, 0, 15, 0, 0, 0, 0])
+sendp(Ether(dst=mac) / IPv6(src=src, dst=dst, nh=135, hlim=64) / Raw(mh), iface=iface, verbose=0)
+"""
+
+
+def send_bad_mh(tb, kind: str) -> None:
+    router_mac = next(v.a_mac for v in tb.VETHS if v.b_if == tb.MN_IF1)
+    tb.run("mn", [PYTHON, "-c", SEND_MH, tb.MN_IF1, router_mac, tb.COA1, tb.HA, kind], timeout=30)
+
+
+@pytest.mark.lma_args("--http-listen", LMA_LISTEN)
+def test_metrics_health_and_status_follow_real_signaling(testbed, lma):
+    """/healthz and /readyz answer once the LMA is up; /metrics (and `mip6 lma status --json`)
+    move with what really happens: a registration through the scapy MAG, a refused PBU,
+    traffic tunneled to the MAG, a Mobility Header with a bad checksum and one too long to be
+    punted whole (both answered by nothing, counted, and the daemon carries on); readiness
+    follows the data plane when the program is taken off behind the daemon's back."""
+    tb = testbed
+    h = http_get(tb, "/healthz")
+    assert h["status"] == 200, h
+    r = http_get(tb, "/readyz")
+    print(r["body"])
+    assert r["status"] == 200, f"not ready right after start: {r}"
+    for check in ("programs", "maps", "policy", "signaling"):
+        assert f"[+]{check} ok" in r["body"], r["body"]
+    assert "2 mobile nodes, 1 MAGs" in r["body"], r["body"]
+
+    before = http_get(tb, "/metrics")
+    assert before["status"] == 200 and before["type"].startswith("text/plain"), before
+    b = before["body"]
+    assert labelled(b, "mip6_lma_bindings", state="active") == 0, b
+    assert samples(b, "mip6_lma_proxy_binding_updates_total") == {"": 0.0}, b
+    assert samples(b, "mip6_lma_policy_mobile_nodes") == {"": 2.0}
+    for name in ("mip6_lma_bindings", "mip6_lma_proxy_binding_updates_total", "mip6_lma_dataplane_packets_total",
+                 "mip6_lma_pba_latency_seconds", "mip6_lma_punts_rate_limited_total", "mip6_lma_controlplane_events_total"):
+        assert f"# HELP {name} " in b and f"# TYPE {name} " in b, name
+
+    # Real signaling and traffic through the scapy MAG and the correspondent.
+    assert pbu(tb, 7, "--prefix", HNP, "--lifetime", 60)["status"] == 0
+    assert pbu(tb, 8, "--prefix", HNP, nai="nobody@pmip.example")["status"] == 152
+    tb.run("cn", ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", HOST], check=False)
+    send_bad_mh(tb, "checksum")
+    send_bad_mh(tb, "oversized")
+    time.sleep(0.3)
+    assert lma.proc.poll() is None, "the LMA exited on malformed signaling"
+
+    m = http_get(tb, "/metrics")["body"]
+    print("\n".join(line for line in m.splitlines() if line.startswith("mip6_lma_") and not line.endswith(" 0")))
+    assert labelled(m, "mip6_lma_bindings", state="active") == 1
+    assert labelled(m, "mip6_lma_bindings", state="deregistered") == 0
+    assert samples(m, "mip6_lma_proxy_binding_updates_total") == {"": 2.0}
+    assert labelled(m, "mip6_lma_proxy_binding_acks_total", status="0", result="accepted") == 1
+    assert labelled(m, "mip6_lma_proxy_binding_acks_total", status="152", result="rejected") == 1
+    assert labelled(m, "mip6_lma_controlplane_events_total", event="registrations") == 1
+    assert labelled(m, "mip6_lma_controlplane_events_total", event="punts_malformed") == 1
+    assert labelled(m, "mip6_lma_controlplane_events_total", event="send_failures") == 0
+    assert labelled(m, "mip6_lma_signaling_dropped_total", reason="malformed_mh") == 1
+    assert labelled(m, "mip6_lma_dataplane_packets_total", reason="encap") >= 3
+    assert labelled(m, "mip6_lma_dataplane_packets_total", reason="mh_punt") == 4
+    assert labelled(m, "mip6_lma_dataplane_packets_total", reason="mh_punt_truncated") == 1
+    assert labelled(m, "mip6_lma_punts_rate_limited_total", scope="mag") == 0
+    assert samples(m, "mip6_lma_pba_latency_seconds_count") == {"": 2.0}, "one latency per PBA sent"
+    assert 0 < samples(m, "mip6_lma_pba_latency_seconds_sum")[""] < 1.0
+
+    # The same figures from the CLI (state file + the pinned counters read now).
+    time.sleep(0.4)  # the state file is written at most every 200 ms
+    st = lma.status()
+    print(json.dumps({k: v for k, v in st.items() if k != "dataplane"}))
+    assert st["running"] and st["bindings"] == 1 and st["activeBindings"] == 1, st
+    assert st["proxyBindingUpdates"] == 2 and st["acksByStatus"] == {"0": 1, "152": 1}, st
+    assert st["events"]["registrations"] == 1 and st["events"]["punts_malformed"] == 1, st
+    assert st["dropped"] == {"malformed_mh": 1}, st
+    assert st["dataplaneLive"] and st["dataplane"]["mh_punt"] == 4 and st["dataplane"]["encap"] >= 3, st
+    text = tb.run("ha", [str(lma.binary), "lma", "status", "--state-dir", lma.state_dir, "--bpffs", lma.bpffs]).stdout
+    assert "1 active" in text and "pba_status_152" in text and "mh_punt_truncated" in text, text
+
+    # Readiness follows the data plane; liveness does not.
+    tb.run("ha", ["tc", "filter", "del", "dev", tb.HA_IF, "ingress"])
+    r = http_get(tb, "/readyz")
+    print(r["body"])
+    assert r["status"] == 503 and "[-]programs failed" in r["body"] and "[+]policy ok" in r["body"], r
+    assert http_get(tb, "/healthz")["status"] == 200, "liveness must not follow the data plane"
+
+
+def test_bad_flags_are_refused(testbed, mip6_bin, tmp_path):
+    """A bad --http-listen or --bpffs is refused before anything is attached, with the flag named."""
+    tb = testbed
+    policy = tmp_path / "p.policy"
+    policy.write_text(f"mag {tb.COA1}\n")
+    base = [str(mip6_bin), "lma", "--interface", tb.HA_IF, "--address", tb.HA, "--policy", str(policy)]
+    for extra, needle in ((["--http-listen", "nowhere"], "--http-listen"), (["--bpffs", "relative/dir"], "--bpffs"),
+                          (["--punt-rate", "-1"], "--punt-rate")):
+        cp = tb.run("ha", base + extra, check=False)
+        assert cp.returncode != 0 and needle in cp.stderr, (extra, cp.returncode, cp.stderr)
 
 
 COLOCATED_LMA = "2001:db8:5::b"        # on the home agent's interface, outside its home prefix

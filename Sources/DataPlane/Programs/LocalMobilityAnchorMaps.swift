@@ -140,6 +140,11 @@ public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane {
         try counters.namedCounters(count: UInt32(MIP6_LMA_CNT_MAX.rawValue), name: { cmip6_lma_counter_name($0) })
     }
 
+    /// Every counter's name, in mip6_shared.h order (MIP6_LMA_COUNTERS).
+    public static var counterNames: [String] {
+        (0..<UInt32(MIP6_LMA_CNT_MAX.rawValue)).map { String(cString: cmip6_lma_counter_name($0)) }
+    }
+
     /// The counters as a dictionary name -> sum over CPUs (for /metrics).
     public func counterValues() throws -> [String: UInt64] {
         Dictionary(try readCounters().map { ($0.name, $0.value) }, uniquingKeysWith: +)

@@ -25,10 +25,24 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
     var attachments: [TCAttachment] = []
     var puntsMalformed: UInt64 = 0
     var sendFailures: UInt64 = 0
+    var policyReloads: UInt64 = 0
+    var policyReloadFailures: UInt64 = 0
     var stateDirty = true
     var lastStateWrite: UInt64 = 0
+    /// CLOCK_MONOTONIC of the data plane's punt of the PBU being handled (0: none), for the latency.
+    var currentPuntNs: UInt64 = 0
     let startedAt = Date()
     let reload = Locked(false)
+    /// Called with PBU-punted-by-the-data-plane -> PBA-sent, seconds (metrics). Set before start().
+    public var onAckLatency: ((Double) -> Void)?
+
+    // Shared with other threads (the HTTP endpoint): what the loop last published.
+    let shared = Locked(Shared())
+    struct Shared {
+        var status: LocalMobilityAnchorStatus?
+        /// Interface name -> (ifindex, program id) of our filter, set once at start.
+        var attached: [String: (ifindex: UInt32, programID: UInt32)] = [:]
+    }
     static let stateWriteDelayNs: UInt64 = 200_000_000
     static let tcHandle = UInt32(MIP6_LMA_TC_HANDLE), tcPriority = UInt32(MIP6_LMA_TC_PRIORITY)
 
@@ -65,7 +79,7 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
         }
         object = obj
         maps = try LocalMobilityAnchorMaps(object: obj)
-        try maps.setConfig(lmaAddress: options.address, enabled: true)
+        try maps.setConfig(lmaAddress: options.address, enabled: true, limits: options.puntLimits)
         ring = try RingBuffer(map: maps.punt) { [unowned self] record in handlePunt(record) }
         sender = try RawIPv6Sender()
         core = LocalMobilityAnchorCore(configuration: LocalMobilityAnchorConfiguration(address: options.address, maxLifetime: options.maxLifetime),
@@ -79,8 +93,12 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
                 throw StartupError("cannot attach the TC program to \(i.name): \(error)")
             }
         }
+        shared.write { s in
+            for (name, a) in zip(ifaces.map(\.name), attachments) { s.attached[name] = (a.ifindex, a.programID) }
+        }
         setUpLoop()
         writeState()
+        publish()
         logger.notice("local mobility anchor ready", metadata: [
             "mip6.address": "\(options.address)", "mip6.interfaces": "\(options.interfaces.joined(separator: ","))",
             "mip6.policy": "\(options.policyPath)", "mip6.mobile_nodes": "\(policy.mobileNodes.count)",
@@ -97,12 +115,19 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
     }
 
     func setUpLoop() {
-        loop.watch(ring.pollFD) { [unowned self] in try ring.consume() }
+        loop.watch(ring.pollFD) { [unowned self] in
+            try ring.consume()
+            publish()
+        }
         loop.onWake = { [unowned self] in
-            if reload.write({ let r = $0; $0 = false; return r }) { reloadPolicy() }
+            if reload.write({ let r = $0; $0 = false; return r }) {
+                reloadPolicy()
+                publish()
+            }
         }
         loop.timer(deadline: { [unowned self] in core.nextDeadline }) { [unowned self] in
             perform(core.expire())
+            publish()
         }
         loop.timer(deadline: { [unowned self] in stateDirty ? lastStateWrite + Self.stateWriteDelayNs : nil }) { [unowned self] in
             writeState()
@@ -113,8 +138,10 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
         do {
             let policy = try Self.readPolicy(options.policyPath)
             core.replacePolicy(policy)
+            policyReloads += 1
             logger.notice("SIGHUP: policy reloaded, bindings kept", metadata: ["mip6.mobile_nodes": "\(policy.mobileNodes.count)"])
         } catch {
+            policyReloadFailures += 1
             logger.error("SIGHUP: keeping the previous policy", metadata: ["mip6.error": "\(error)"])
         }
     }
@@ -125,6 +152,8 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
             puntsMalformed += 1 // short, truncated or not signaling: never half-parsed
             return
         }
+        currentPuntNs = punt.timestampNanoseconds
+        defer { currentPuntNs = 0 }
         perform(core.handlePacket(punt.packet))
     }
 
@@ -137,6 +166,11 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
                     if sendFailures == 1 { // the first; the rest are counted
                         logger.warning("cannot send a PBA", metadata: ["mip6.what": "\(description)", "mip6.error": "\(error)"])
                     }
+                    continue
+                }
+                if let observe = onAckLatency, currentPuntNs > 0 {
+                    let now = clock.nanoseconds()
+                    if now >= currentPuntNs { observe(Double(now - currentPuntNs) / 1e9) }
                 }
             case .installed, .removed:
                 stateDirty = true
@@ -155,6 +189,17 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
         logger.notice("stopped", metadata: ["mip6.bpffs": "\(options.bpffs)"])
     }
 
+    /// The counters as they are now, for other threads (`publishedStatus`). Called after each
+    /// ring drain, expiry and reload: a few reference-counted copies.
+    func publish() {
+        let status = LocalMobilityAnchorStatus(
+            counters: core.counters, activeBindings: core.activeCount, deregisteredBindings: core.deregisteredCount,
+            policyMobileNodes: core.policy.mobileNodes.count, policyMAGs: core.policy.mags.count,
+            puntsMalformed: puntsMalformed, sendFailures: sendFailures,
+            policyReloads: policyReloads, policyReloadFailures: policyReloadFailures)
+        shared.write { $0.status = status }
+    }
+
     func writeState() {
         lastStateWrite = clock.nanoseconds()
         stateDirty = false
@@ -168,6 +213,20 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
         }
     }
+}
+
+/// The control plane's counters as the loop last published them (thread-safe copy for the
+/// HTTP endpoint).
+public struct LocalMobilityAnchorStatus: Sendable {
+    public var counters: LocalMobilityAnchorCounters
+    public var activeBindings: Int
+    public var deregisteredBindings: Int
+    public var policyMobileNodes: Int
+    public var policyMAGs: Int
+    public var puntsMalformed: UInt64
+    public var sendFailures: UInt64
+    public var policyReloads: UInt64
+    public var policyReloadFailures: UInt64
 }
 
 /// The LMA's state file, read by `mip6 lma bindings` and `mip6 lma status`.

@@ -12,6 +12,9 @@ public struct LocalMobilityAnchorOptions: Sendable {
     public var maxLifetime: UInt32
     public var bpffs: String
     public var stateDir: String
+    /// The data plane's signaling buckets: all MAGs together, and per MAG (`perSource*`: a
+    /// MAG is one source address).
+    public var puntLimits: PuntLimits = .default
 
     public init(interfaces: [String], address: IPv6Address, policyPath: String, maxLifetime: UInt32 = 3600,
                 bpffs: String = "/sys/fs/bpf/mip6-lma", stateDir: String = "/run/mip6-lma") {
