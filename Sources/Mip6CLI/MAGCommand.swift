@@ -5,6 +5,8 @@ import Foundation
 import Logging
 import Mip6CommandSupport
 import Mip6Daemon
+import Mip6HTTP
+import ServiceLifecycle
 
 /// `mip6 mag`: the Proxy Mobile IPv6 mobile access gateway (RFC 5213 §6), and `mip6 mag status`.
 struct MAGCommand: AsyncParsableCommand {
@@ -43,6 +45,8 @@ struct MAGCommand: AsyncParsableCommand {
         @Option(help: "Seconds between unicast RAs to each registered node (0: only after registration and on RS).") var raPeriod: Double = 3
         @Option(help: "Directory on a BPF filesystem for the pinned maps.") var bpffs: String = "/sys/fs/bpf/mip6-mag"
         @Option(help: "Directory for the state file read by `mip6 mag status`.") var stateDir: String = "/run/mip6-mag"
+        @Option(help: "Serve /healthz, /readyz and Prometheus /metrics on ADDR:PORT, e.g. [::1]:9466 or *:9466 (off by default).")
+        var httpListen: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
 
         func validate() throws {
@@ -55,6 +59,9 @@ struct MAGCommand: AsyncParsableCommand {
             }
             if lifetime < 4 || lifetime > 262_140 { throw ValidationError("--lifetime must be 4...262140 seconds") }
             if !(0...3600).contains(raPeriod) { throw ValidationError("--ra-period must be 0...3600 seconds") }
+            if let httpListen {
+                do { _ = try ListenAddress(parsing: httpListen) } catch { throw ValidationError("\(error)") }
+            }
         }
 
         func run() async throws {
@@ -65,10 +72,29 @@ struct MAGCommand: AsyncParsableCommand {
                                                     policyPath: policy, linkLocal: linkLocal, mac: ProxyPolicy.parseMAC(mac)!,
                                                     lifetime: lifetime, raPeriod: raPeriod, bpffs: bpffs, stateDir: stateDir),
                 logger: logger)
+            let service = DaemonService(daemon, threadName: "mip6-mag-loop")
+            let metrics = MobileAccessGatewayMetrics()
+            daemon.onRegistration = { metrics.observeRegistration(seconds: $0) }
+            var http: HTTPEndpoint?
             do {
+                if let httpListen {
+                    let address = try ListenAddress(parsing: httpListen)
+                    try address.checkCanListen() // before anything is attached: a taken port is a start-up error
+                    let endpoints = MobileAccessGatewayEndpoints(box: service.box, metrics: metrics)
+                    http = HTTPEndpoint(address: address, logger: logger, name: "mip6 mag", health: { endpoints.health() },
+                                        ready: { endpoints.ready() }, metrics: { endpoints.render() })
+                }
                 try daemon.start()
-                try await DaemonService(daemon, threadName: "mip6-mag-loop").runGroup(logger: logger)
             } catch {
+                logger.critical("\(error)")
+                throw ExitCode(1)
+            }
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let http {
+                services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
+                logger.info("serving /healthz, /readyz, /metrics", metadata: ["mip6.http": "\(http.address)"])
+            }
+            do { try await service.runGroup(before: services, logger: logger) } catch {
                 logger.critical("\(error)")
                 throw ExitCode(1)
             }

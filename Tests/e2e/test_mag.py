@@ -17,6 +17,7 @@ from conftest import NOT_ROOT, TAG, mip6_binary
 from testbed.harness import PYTHON, PcapCapture, UdpStream, wait_for
 from testbed.pmip import (HNP, LMA, MAG, MAG_LINK_LOCAL, MAG_MAC, MN_MAC, NAI, PmipTestbed, start_daemon)
 from testbed.stream import summary
+from test_lma import FETCH, labelled
 
 PMIP_TAG = (TAG[:9] + "pm")[:12]
 
@@ -36,7 +37,7 @@ class Gateway:
         self.proc = start_daemon(self.tb, self.node, [
             self.binary, "mag", "--access", f"m{self.n}-acc", "--core", f"m{self.n}-core", "--proxy-coa", MAG[self.n],
             "--lma", LMA, "--policy", str(self.tb.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
-            "--log-level", "debug"], self.log_path, "mobile access gateway ready")
+            "--http-listen", "[::1]:9466", "--log-level", "debug"], self.log_path, "mobile access gateway ready")
         return self
 
     def stop(self, sig=None):
@@ -258,3 +259,35 @@ def test_bad_flags_exit_nonzero_with_a_reason(pmip):
                          "--policy", str(tb.policy_path), "--bpffs", "/sys/fs/bpf/mip6-magx", "--state-dir", "/run/mip6-magx"],
                 check=False, timeout=20)
     assert cp.returncode == 1 and "nosuch0" in cp.stderr, cp.stderr
+
+
+def test_metrics_and_probes(pmip):
+    """`--http-listen`: /readyz says ready with both programs attached; /metrics shows the host
+    registered, the registration in the latency histogram, and the tunnel's packets; removing
+    our filter from the core interface behind the daemon's back makes /readyz fail."""
+    tb = pmip["tb"]
+    address = attach_first(pmip, 1)
+    tb.run("cn", ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", address], check=False)
+
+    def get(path: str) -> dict:
+        return json.loads(tb.run("mag1", [PYTHON, "-c", FETCH, f"http://[::1]:9466{path}"], timeout=15).stdout)
+
+    ready = get("/readyz")
+    assert ready["status"] == 200, ready
+    assert get("/healthz")["status"] == 200
+    m = get("/metrics")
+    assert m["status"] == 200 and m["type"].startswith("text/plain"), m
+    text = m["body"]
+    assert labelled(text, "mip6_mag_nodes", state="registered") == 1, text
+    assert labelled(text, "mip6_mag_controlplane_events_total", event="registrations") >= 1
+    assert labelled(text, "mip6_mag_dataplane_packets_total", reason="decap") >= 3
+    assert labelled(text, "mip6_mag_registration_latency_seconds_count") >= 1
+    assert labelled(text, "mip6_mag_policy_mobile_nodes") == 2
+    try:
+        tb.run("mag1", ["tc", "filter", "del", "dev", "m1-core", "ingress", "pref", str(0x13), "handle", "0x6d67", "bpf"])
+        nope = get("/readyz")
+        assert nope["status"] == 503 and "m1-core" in nope["body"], nope
+    finally:
+        g = pmip["mags"][1]
+        g.stop()
+        g.start()

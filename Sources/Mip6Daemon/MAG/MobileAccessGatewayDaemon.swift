@@ -33,6 +33,17 @@ public final class MobileAccessGatewayDaemon: LoopDaemon {
     var stateDirty = true
     var lastStateWrite: UInt64 = 0
     let reload = Locked(false)
+    /// Called with each registration's first PBU -> accepted PBA time, seconds (metrics). Set before start().
+    public var onRegistration: ((Double) -> Void)?
+    var registrationsSeen: UInt64 = 0
+
+    // Shared with other threads (the HTTP endpoint): what the loop last published.
+    let shared = Locked(Shared())
+    struct Shared {
+        var status: MobileAccessGatewayPublished?
+        /// Interface name -> (ifindex, program id) of our filter, set once at start.
+        var attached: [String: (ifindex: UInt32, programID: UInt32)] = [:]
+    }
     static let stateWriteDelayNs: UInt64 = 200_000_000
     static let tcHandle = UInt32(MIP6_MAG_TC_HANDLE), tcPriority = UInt32(MIP6_MAG_TC_PRIORITY)
 
@@ -102,6 +113,10 @@ public final class MobileAccessGatewayDaemon: LoopDaemon {
                 throw StartupError("cannot attach the TC program to \(link.name): \(error)")
             }
         }
+        let names = options.accessInterfaces + [options.coreInterface]
+        shared.write { s in
+            for (name, a) in zip(names, attachments) { s.attached[name] = (a.ifindex, a.programID) }
+        }
         setUpLoop()
         // Hosts already on an access link when we start: ask them to show themselves.
         for link in accessLinks {
@@ -110,6 +125,7 @@ public final class MobileAccessGatewayDaemon: LoopDaemon {
             if up == true { solicit(link.index) }
         }
         writeState()
+        publish()
         logger.notice("mobile access gateway ready", metadata: [
             "mip6.proxy_coa": "\(options.proxyCareOf)", "mip6.lma": "\(options.lma)",
             "mip6.access": "\(options.accessInterfaces.joined(separator: ","))", "mip6.core": "\(options.coreInterface)",
@@ -120,15 +136,23 @@ public final class MobileAccessGatewayDaemon: LoopDaemon {
     }
 
     func setUpLoop() {
-        loop.watch(ring.pollFD) { [unowned self] in try ring.consume() }
+        loop.watch(ring.pollFD) { [unowned self] in
+            try ring.consume()
+            publish()
+        }
         loop.watch(links.pollFD) { [unowned self] in
             if links.drain() { linksChanged() }
+            publish()
         }
         loop.onWake = { [unowned self] in
-            if reload.write({ let r = $0; $0 = false; return r }) { reloadPolicy() }
+            if reload.write({ let r = $0; $0 = false; return r }) {
+                reloadPolicy()
+                publish()
+            }
         }
         loop.timer(deadline: { [unowned self] in core.nextDeadline }) { [unowned self] in
             perform(core.tick())
+            publish()
         }
         loop.timer(deadline: { [unowned self] in stateDirty ? lastStateWrite + Self.stateWriteDelayNs : nil }) { [unowned self] in
             writeState()
@@ -220,6 +244,27 @@ public final class MobileAccessGatewayDaemon: LoopDaemon {
         logger.notice("stopped", metadata: ["mip6.bpffs": "\(options.bpffs)"])
     }
 
+    /// The counters as they are now, for other threads (`publishedStatus`), and each new
+    /// registration's time for the histogram.
+    func publish() {
+        let c = core.counters
+        if c.registrations != registrationsSeen {
+            registrationsSeen = c.registrations
+            if let ms = c.lastRegistrationMs { onRegistration?(Double(ms) / 1000) }
+        }
+        var states: [String: Int] = [:]
+        for e in core.status.entries { states[e.state.rawValue, default: 0] += 1 }
+        var events: [String: UInt64] = [:]
+        for source in [Mirror(reflecting: c), Mirror(reflecting: counters)] {
+            for child in source.children {
+                if let name = child.label, let v = child.value as? UInt64 { events[name] = v }
+            }
+        }
+        let published = MobileAccessGatewayPublished(nodes: states, policyMobileNodes: core.configuration.policy.mobileNodes.count,
+                                                     events: events)
+        shared.write { $0.status = published }
+    }
+
     func writeState() {
         lastStateWrite = clock.nanoseconds()
         stateDirty = false
@@ -256,4 +301,13 @@ public struct MobileAccessGatewayReport: StateFile {
     public var coreInterface: String
     public var mac: String
     public var linkLocal: IPv6Address
+}
+
+/// What the loop last published, for the HTTP endpoint (a thread-safe copy).
+public struct MobileAccessGatewayPublished: Sendable {
+    /// Binding Update List entries by state.
+    public var nodes: [String: Int]
+    public var policyMobileNodes: Int
+    /// The core's and the daemon's counters by name.
+    public var events: [String: UInt64]
 }
