@@ -127,12 +127,14 @@ class PmipTestbed(Testbed):
     def move_to(self, mag: int | None) -> int:
         """Attach the host to MAG `mag` (1 or 2; None: to neither): the other MAG's bridge port
         goes down first (break before make), then this one's comes up. Returns the
-        CLOCK_MONOTONIC time in ns of the `up`."""
+        CLOCK_MONOTONIC time in ns just before the change."""
         lines = [f"link set dev a-m{n} down" for n in (1, 2) if n != mag]
-        self._ip_batch("air", lines)
-        t = time.monotonic_ns()
         if mag is not None:
-            self._ip_batch("air", [f"link set dev a-m{mag} up"])
+            lines.append(f"link set dev a-m{mag} up")
+        # One `ip` run: the old port goes down microseconds before the new one comes up, as an
+        # access point hands a station over (two runs would add a process start between).
+        t = time.monotonic_ns()
+        self._ip_batch("air", lines)
         self.attached_to = mag
         return t
 
