@@ -88,6 +88,8 @@ public struct LocalMobilityAnchorCounters: Sendable, Equatable, Codable {
     public var prefixesAssigned: UInt64 = 0
     /// PBUs refused (130) because no pool prefix was free.
     public var poolExhausted: UInt64 = 0
+    /// Pool prefixes a node named without an entry here (assigned before a restart), taken back.
+    public var poolReclaims: UInt64 = 0
     public var dataPlaneErrors: UInt64 = 0
     /// Packets dropped without a PBA, by reason.
     public var drops: [String: UInt64] = [:]
@@ -97,7 +99,7 @@ public struct LocalMobilityAnchorCounters: Sendable, Equatable, Codable {
     public var events: [String: UInt64] {
         ["registrations": registrations, "handoffs": handoffs, "refreshes": refreshes, "deregistrations": deregistrations,
          "stale_deregistrations": staleDeregistrations, "expirations": expirations, "prefixes_assigned": prefixesAssigned,
-         "pool_exhausted": poolExhausted, "dataplane_errors": dataPlaneErrors]
+         "pool_exhausted": poolExhausted, "pool_reclaims": poolReclaims, "dataplane_errors": dataPlaneErrors]
     }
 }
 
@@ -214,7 +216,8 @@ public final class LocalMobilityAnchorCore {
         if asksAssignment {
             prefixes = existing?.prefixes ?? node.prefixes
         } else {
-            guard requested.allSatisfy({ $0.length == 64 && (node.prefixes.contains($0) || existing?.prefixes.contains($0) == true) }) else {
+            guard requested.allSatisfy({ $0.length == 64 && (node.prefixes.contains($0) || existing?.prefixes.contains($0) == true
+                                                             || mayReclaim($0, node: node, existing: existing)) }) else {
                 return reject(.notAuthorizedForHomeNetworkPrefix)
             }
             // §5.4.1.2: a PBU for an existing entry must name the same prefix set.
@@ -307,6 +310,16 @@ public final class LocalMobilityAnchorCore {
     }
 
     // MARK: Prefix pool
+
+    /// A pool node with no entry here naming a free /64 of the pool: the prefix an LMA
+    /// assigned it before it restarted (its MAG refreshes with the prefix it was given). Taking
+    /// it back keeps the host's addresses; refusing it (155) would cut the host off.
+    private func mayReclaim(_ p: IPv6Prefix, node: ProxyPolicy.MobileNode, existing: ProxyBinding?) -> Bool {
+        guard existing == nil, node.prefixes.isEmpty, let pool = policy.pool, pool.contains(p.address),
+              owners[p.address] == nil, policy.node(prefix: p) == nil else { return false }
+        counters.poolReclaims += 1
+        return true
+    }
 
     /// The next free /64 of the pool, round robin (a prefix freed a moment ago is the last to
     /// be handed out again: traffic still in flight to it reaches nobody else).

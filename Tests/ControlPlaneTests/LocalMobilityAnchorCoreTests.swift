@@ -115,6 +115,25 @@ final class LocalMobilityAnchorCoreTests {
         #expect(lma.counters.prefixesAssigned == 2)
     }
 
+    @Test("after a restart, a pool node's MAG refreshes with the prefix it was given: taken back unless another node holds it")
+    func poolPrefixReclaimedAfterRestart() throws {
+        // What a restarted LMA sees: a refresh (HI 5) naming a pool /64 it has no entry for.
+        let given = IPv6Prefix("2001:db8:100:7::/64")!
+        let back = try pba(lma.handlePacket(pbu("pool@pmip.example", prefixes: [given], hi: 5)))
+        #expect(back.status == .accepted && back.proxyOptions.homeNetworkPrefixes == [given])
+        #expect(dataPlane.routes[given] == Self.mag1 && lma.counters.poolReclaims == 1)
+        // Held now: another pool node cannot take it; a fixed node's prefix or one outside the
+        // pool is never reclaimed.
+        clock.advance(seconds: 1)
+        #expect(try pba(lma.handlePacket(pbu("pool2@pmip.example", prefixes: [given], hi: 5))).status.rawValue == 155)
+        #expect(try pba(lma.handlePacket(pbu("pool2@pmip.example", prefixes: [Self.fixed], hi: 5))).status.rawValue == 155)
+        #expect(try pba(lma.handlePacket(pbu("pool2@pmip.example", prefixes: [IPv6Prefix("2001:db8:900:1::/64")!], hi: 5)))
+            .status.rawValue == 155)
+        #expect(try pba(lma.handlePacket(pbu("fixed@pmip.example", prefixes: [IPv6Prefix("2001:db8:100:8::/64")!], hi: 5)))
+            .status.rawValue == 155, "a node with its own prefixes takes nothing from the pool")
+        #expect(lma.counters.poolReclaims == 1)
+    }
+
     @Test("every refusal of §5.3.1 in its order, each with nothing written")
     func refusals() throws {
         func status(_ packet: [UInt8], to mag: IPv6Address = LocalMobilityAnchorCoreTests.mag1) throws -> UInt8 { try pba(lma.handlePacket(packet), to: mag).status.rawValue }

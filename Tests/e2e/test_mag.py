@@ -20,6 +20,7 @@ from testbed.stream import summary
 from test_lma import FETCH, labelled
 
 PMIP_TAG = (TAG[:9] + "pm")[:12]
+LIFETIME = 12       # short, so that a refresh comes within the LMA restart test (75 %: 9 s)
 
 
 class Gateway:
@@ -37,7 +38,7 @@ class Gateway:
         self.proc = start_daemon(self.tb, self.node, [
             self.binary, "mag", "--access", f"m{self.n}-acc", "--core", f"m{self.n}-core", "--proxy-coa", MAG[self.n],
             "--lma", LMA, "--policy", str(self.tb.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
-            "--http-listen", "[::1]:9466", "--log-level", "debug"], self.log_path, "mobile access gateway ready")
+            "--lifetime", str(LIFETIME), "--http-listen", "[::1]:9466", "--log-level", "debug"], self.log_path, "mobile access gateway ready")
         return self
 
     def stop(self, sig=None):
@@ -57,6 +58,13 @@ class Gateway:
         return bool(e and e["state"] == "registered" and e["installed"])
 
 
+def start_lma(tb, binary, logs):
+    return start_daemon(tb, "lma", [str(binary), "lma", "--interface", "lma0", "--address", LMA,
+                                    "--policy", str(tb.policy_path), "--bpffs", "/sys/fs/bpf/mip6-lma",
+                                    "--state-dir", f"/run/mip6-lma-{tb.tag}", "--log-level", "debug"],
+                        logs / f"mip6-lma-{time.monotonic_ns()}.log", "local mobility anchor ready")
+
+
 @pytest.fixture(scope="module")
 def pmip(tmp_path_factory):
     if __import__("os").geteuid() != 0:
@@ -69,10 +77,7 @@ def pmip(tmp_path_factory):
     tb.policy_path.write_text(tb.policy())
     state = {"tb": tb, "binary": binary, "logs": logs}
     try:
-        state["lma"] = start_daemon(tb, "lma", [str(binary), "lma", "--interface", "lma0", "--address", LMA,
-                                                "--policy", str(tb.policy_path), "--bpffs", "/sys/fs/bpf/mip6-lma",
-                                                "--state-dir", f"/run/mip6-lma-{tb.tag}", "--log-level", "debug"],
-                                    logs / "mip6-lma.log", "local mobility anchor ready")
+        state["lma"] = start_lma(tb, binary, logs)
         state["mags"] = {n: Gateway(tb, n, binary, logs).start() for n in (1, 2)}
         yield state
     finally:
@@ -80,10 +85,8 @@ def pmip(tmp_path_factory):
             g.stop()
         if "lma" in state:
             PmipTestbed.stop(state["lma"])
-        for name in ("mip6-lma.log", "mip6-mag1.log", "mip6-mag2.log"):
-            p = logs / name
-            if p.exists():
-                print(f"- {name} -\n{p.read_text(errors='replace')[-4000:]}")
+        for p in sorted(logs.glob("*.log")):
+            print(f"- {p.name} -\n{p.read_text(errors='replace')[-4000:]}")
         tb.down()
 
 
@@ -155,7 +158,7 @@ def test_first_attach_ra_after_pba_and_traffic_through_the_lma(pmip):
     t = dict(zip(fields, values[2:]))
     print(f"tshark: {t}")
     assert (t["mip6.bu.a_flag"], t["mip6.bu.h_flag"], t["mip6.bu.p_flag"]) == ("1", "0", "1"), t
-    assert t["mip6.bu.lifetime"] == "15" and t["mip6.mnid.identifier"] == NAI, t      # 60 s in 4 s units
+    assert t["mip6.bu.lifetime"] == str(LIFETIME // 4) and t["mip6.mnid.identifier"] == NAI, t      # in 4 s units
     assert t["mip6.nemo.mnp.mnp"] == "2001:db8:100:1::" and t["mip6.nemo.mnp.pfl"] == "64", t
     assert t["mip6.hi"] == "4" and t["mip6.att"] == "3", t            # handoff state unknown, IEEE 802.3
     assert t["mip6.mnlli.lli"].replace(":", "") == MN_MAC.replace(":", "") and t["mip6.timestamp_tmp"], t
@@ -291,3 +294,20 @@ def test_metrics_and_probes(pmip):
         g = pmip["mags"][1]
         g.stop()
         g.start()
+
+
+def test_lma_restart_keeps_traffic_and_takes_the_binding_back(pmip):
+    """`mip6 lma` stopped and started again: its pinned entries carry the host's traffic
+    meanwhile (each expires on its own), and the MAG's next refresh gives the new daemon the
+    binding back, with the same prefix, without the host doing anything."""
+    tb = pmip["tb"]
+    address = attach_first(pmip, 1)
+    PmipTestbed.stop(pmip["lma"])
+    pmip["lma"] = start_lma(tb, pmip["binary"], pmip["logs"])
+    assert lma_bindings(pmip) == [], "a restarted LMA starts with an empty cache"
+    ping = tb.run("cn", ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", address], check=False)
+    assert ping.returncode == 0, "the pinned entry forwards while the cache is empty: " + ping.stdout
+    assert wait_for(lambda: [b["prefixes"] for b in lma_bindings(pmip)] == [[HNP]], LIFETIME), lma_bindings(pmip)
+    b = lma_bindings(pmip)[0]
+    assert b["mag"] == MAG[1] and b["active"], b
+    assert pmip["mags"][1].registered()
