@@ -10,8 +10,9 @@ throughput through the home agent (iperf3), a 1000 datagrams/s UDP stream to the
 home address while mn-f1 goes down (the MN moves to mn-f2: outage and loss),
 the binding cache and the MN's status. Then, unless --no-cluster (or --keep), the
 second part (scripts/demo_cluster.py): three replicas sharing bindings through etcd behind
-an anycast BGP/BFD router, one dying silently and one stopping gracefully under traffic.
-Takes about 40 s. --keep leaves the
+an anycast BGP/BFD router, one dying silently and one stopping gracefully under traffic;
+then, unless --no-pmip, the third (scripts/demo_pmip.py): Proxy Mobile IPv6, an LMA and two
+MAGs serving a plain Linux host that moves between them under traffic. Takes about 50 s. --keep leaves the
 topology and both daemons running for poking around; `python3 -m testbed down
 --tag m6` clears it. Ctrl-C cleans up too.
 """
@@ -44,6 +45,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="leave the testbed and the daemons running")
     ap.add_argument("--bin", default=os.environ.get("MIP6_BIN", str(default_binary())))
     ap.add_argument("--no-cluster", action="store_true", help="skip the second part (replicas, etcd, BGP + BFD)")
+    ap.add_argument("--no-pmip", action="store_true", help="skip the third part (Proxy Mobile IPv6: LMA, two MAGs, a plain host)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("the demo needs root (network namespaces, XDP, TC)", file=sys.stderr)
@@ -142,6 +144,14 @@ def main() -> int:
             print(f"\ncluster demo failed: {e}", file=sys.stderr)
             return 1
         print(f"\ncluster testbed down ({time.monotonic() - t_start:.1f} s in all)")
+    if ok and not args.keep and not args.no_pmip:
+        import demo_pmip
+        try:
+            demo_pmip.run((args.tag[:10] + "p"), Path(args.bin), logdir, step)
+        except (HarnessError, TestbedError) as e:
+            print(f"\nPMIPv6 demo failed: {e}", file=sys.stderr)
+            return 1
+        print(f"\nPMIPv6 testbed down ({time.monotonic() - t_start:.1f} s in all)")
     return 0 if ok else 1
 
 
