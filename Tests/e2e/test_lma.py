@@ -180,6 +180,32 @@ def test_spoofed_uplink_and_unknown_mag(testbed, lma):
     assert lma.bindings()["dataplane"].get("drop_tunnel_spoofed", 0) == before + 2
 
 
+def test_late_deregistration_from_the_old_mag_changes_nothing(testbed, mip6_bin, tmp_path):
+    """The node moves from MAG A to MAG B and B registers first; A's de-registration arrives
+    after (RFC 5213 §5.3.5): it is answered, and the binding, the tunnel to B and its traffic
+    stay as they are."""
+    tb = testbed
+    tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
+    lma = LMA(tb, mip6_bin, tmp_path, f"mag {tb.COA1}\nmag {tb.COA2}\nmn {NAI} mac {MN_MAC} prefix {HNP}\n")
+    try:
+        lma.start()
+        assert pbu(tb, 1, "--prefix", HNP)["status"] == 0
+        moved = pbu(tb, 2, "--prefix", HNP, "--hi", 3, iface=tb.MN_IF2, source=tb.COA2)
+        assert moved["status"] == 0, moved
+        late = pbu(tb, 3, "--prefix", HNP, "--lifetime", 0)
+        assert late["status"] == 0 and late["lifetime"] == 0, late
+        b = lma.bindings()["bindings"]
+        assert len(b) == 1 and b[0]["mag"] == tb.COA2 and b[0]["active"], b
+        cap = Capture(tb, "mn", tb.MN_IF2, f"ip6 proto 41 and src {tb.HA} and dst {tb.COA2}").start()
+        tb.run("cn", ["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", HOST], check=False)
+        assert len([l for l in cap.stop() if HOST in l and "echo request" in l]) == 2, "still tunneled to MAG B"
+        events = lma.status()["events"]
+        assert events["stale_deregistrations"] == 1 and events["deregistrations"] == 0 and events["handoffs"] == 1, events
+    finally:
+        lma.stop()
+        tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
+
+
 @pytest.mark.parametrize("leave_out,status", [(8, 160), (22, 158), (23, 161), (24, 162)])
 def test_missing_mandatory_options(testbed, lma, leave_out, status):
     tb = testbed
