@@ -88,27 +88,9 @@ struct ForwarderCommand: AsyncParsableCommand {
             options.programObject = programObject
             let daemon = ForwarderDaemon(options: options, logger: logger)
             let service = DaemonService(daemon, threadName: "mip6-fwd-loop")
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-            do {
-                if let httpListen {
-                    let address = try ListenAddress(parsing: httpListen)
-                    try address.checkCanListen()
-                    let box = service.box
-                    let http = HTTPEndpoint(address: address, logger: logger,
-                                            health: { HealthReport([box.daemon.livenessCheck()].map { .init($0.name, ok: $0.ok, detail: $0.detail) }) },
-                                            ready: { HealthReport(box.daemon.readinessChecks().map { .init($0.name, ok: $0.ok, detail: $0.detail) }) },
-                                            metrics: { ForwarderMetrics.render(box.daemon) })
-                    services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
-                }
-                try daemon.start()
-            } catch {
-                logger.critical("\(error)")
-                throw ExitCode(1)
-            }
-            do { try await service.runGroup(before: services, logger: logger) } catch {
-                logger.critical("\(error)")
-                throw ExitCode(1)
-            }
+            let box = service.box
+            try await runDaemon(service, httpListen: httpListen, name: "mip6 forwarder", logger: logger,
+                                metrics: { ForwarderMetrics.render(box.daemon) })
         }
     }
 

@@ -117,30 +117,8 @@ struct HACommand: AsyncParsableCommand {
         let service = DaemonService(daemon, threadName: "mip6-ha-loop")
         let metrics = HomeAgentMetrics(topBindings: metricsTopBindings)
         daemon.onAckLatency = { metrics.observeAckLatency(seconds: $0) }
-        var http: HTTPEndpoint?
-        do {
-            if let httpListen {
-                let address = try ListenAddress(parsing: httpListen)
-                try address.checkCanListen() // before anything is attached: a taken port is a start-up error
-                let endpoints = HomeAgentEndpoints(box: service.box, metrics: metrics)
-                http = HTTPEndpoint(address: address, logger: logger, health: { endpoints.health() },
-                                    ready: { endpoints.ready() }, metrics: { endpoints.render() })
-            }
-            try daemon.start()
-        } catch {
-            logger.critical("\(error)")
-            throw ExitCode(1)
-        }
-        // The HTTP endpoint answers until the loop has drained (the loop is last in the group).
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let http {
-            services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
-            logger.info("serving /healthz, /readyz, /metrics", metadata: ["mip6.http": "\(http.address)"])
-        }
-        do { try await service.runGroup(before: services, logger: logger) } catch {
-            logger.critical("\(error)")
-            throw ExitCode(1)
-        }
+        let endpoints = HomeAgentEndpoints(box: service.box, metrics: metrics)
+        try await runDaemon(service, httpListen: httpListen, name: "mip6 home agent", logger: logger, metrics: { endpoints.render() })
     }
 }
 

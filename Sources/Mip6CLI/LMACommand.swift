@@ -70,30 +70,8 @@ struct LMACommand: AsyncParsableCommand {
             let service = DaemonService(daemon, threadName: "mip6-lma-loop")
             let metrics = LocalMobilityAnchorMetrics()
             daemon.onAckLatency = { metrics.observeAckLatency(seconds: $0) }
-            var http: HTTPEndpoint?
-            do {
-                if let httpListen {
-                    let address = try ListenAddress(parsing: httpListen)
-                    try address.checkCanListen() // before anything is attached: a taken port is a start-up error
-                    let endpoints = LocalMobilityAnchorEndpoints(box: service.box, metrics: metrics)
-                    http = HTTPEndpoint(address: address, logger: logger, name: "mip6 lma", health: { endpoints.health() },
-                                        ready: { endpoints.ready() }, metrics: { endpoints.render() })
-                }
-                try daemon.start()
-            } catch {
-                logger.critical("\(error)")
-                throw ExitCode(1)
-            }
-            // The HTTP endpoint answers until the loop has drained (the loop is last in the group).
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-            if let http {
-                services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
-                logger.info("serving /healthz, /readyz, /metrics", metadata: ["mip6.http": "\(http.address)"])
-            }
-            do { try await service.runGroup(before: services, logger: logger) } catch {
-                logger.critical("\(error)")
-                throw ExitCode(1)
-            }
+            let endpoints = LocalMobilityAnchorEndpoints(box: service.box, metrics: metrics)
+            try await runDaemon(service, httpListen: httpListen, name: "mip6 lma", logger: logger, metrics: { endpoints.render() })
         }
     }
 

@@ -9,15 +9,6 @@ struct LocalMobilityAnchorEndpoints: Sendable {
     let box: DaemonService<LocalMobilityAnchorDaemon>.Box
     let metrics: LocalMobilityAnchorMetrics
 
-    func health() -> HealthReport {
-        let c = box.daemon.livenessCheck()
-        return HealthReport([.init(c.name, ok: c.ok, detail: c.detail)])
-    }
-
-    func ready() -> HealthReport {
-        HealthReport(box.daemon.readinessChecks().map { .init($0.name, ok: $0.ok, detail: $0.detail) })
-    }
-
     func render() -> String {
         metrics.update(snapshot())
         return metrics.render()

@@ -75,29 +75,8 @@ struct MAGCommand: AsyncParsableCommand {
             let service = DaemonService(daemon, threadName: "mip6-mag-loop")
             let metrics = MobileAccessGatewayMetrics()
             daemon.onRegistration = { metrics.observeRegistration(seconds: $0) }
-            var http: HTTPEndpoint?
-            do {
-                if let httpListen {
-                    let address = try ListenAddress(parsing: httpListen)
-                    try address.checkCanListen() // before anything is attached: a taken port is a start-up error
-                    let endpoints = MobileAccessGatewayEndpoints(box: service.box, metrics: metrics)
-                    http = HTTPEndpoint(address: address, logger: logger, name: "mip6 mag", health: { endpoints.health() },
-                                        ready: { endpoints.ready() }, metrics: { endpoints.render() })
-                }
-                try daemon.start()
-            } catch {
-                logger.critical("\(error)")
-                throw ExitCode(1)
-            }
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-            if let http {
-                services.append(.init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup))
-                logger.info("serving /healthz, /readyz, /metrics", metadata: ["mip6.http": "\(http.address)"])
-            }
-            do { try await service.runGroup(before: services, logger: logger) } catch {
-                logger.critical("\(error)")
-                throw ExitCode(1)
-            }
+            let endpoints = MobileAccessGatewayEndpoints(box: service.box, metrics: metrics)
+            try await runDaemon(service, httpListen: httpListen, name: "mip6 mag", logger: logger, metrics: { endpoints.render() })
         }
     }
 

@@ -7,15 +7,6 @@ struct MobileAccessGatewayEndpoints: Sendable {
     let box: DaemonService<MobileAccessGatewayDaemon>.Box
     let metrics: MobileAccessGatewayMetrics
 
-    func health() -> HealthReport {
-        let c = box.daemon.livenessCheck()
-        return HealthReport([.init(c.name, ok: c.ok, detail: c.detail)])
-    }
-
-    func ready() -> HealthReport {
-        HealthReport(box.daemon.readinessChecks().map { .init($0.name, ok: $0.ok, detail: $0.detail) })
-    }
-
     func render() -> String {
         let d = box.daemon
         var s = MobileAccessGatewayMetricsSnapshot(dataPlane: d.dataPlaneCounters())

@@ -14,7 +14,7 @@ import Mip6Store
 /// is set only while synced (ForwarderSync): otherwise every packet passes and is routed to
 /// the replicas, so it never forwards from stale maps. The store side is in
 /// ForwarderStore.swift, the state file and health in ForwarderState.swift.
-public final class ForwarderDaemon: LoopDaemon {
+public final class ForwarderDaemon: ProbedDaemon {
     let options: ForwarderOptions
     let logger: Logger
     let clock = SystemMonotonicClock()

@@ -84,14 +84,12 @@ extension ForwarderDaemon {
     public var publishedState: ForwarderState? { shared.read { $0 } }
 
     /// Liveness: the loop turned within `maxAge` seconds.
-    public func livenessCheck(maxAge: Double = 5) -> HomeAgentDaemon.Check {
-        let last = lastLoopTurnNanoseconds
-        let age = last == 0 ? Double.infinity : Double(clock.nanoseconds() &- last) / 1e9
-        return .init(name: "loop", ok: age <= maxAge, detail: last == 0 ? "not started" : String(format: "last turn %.1f s ago", age))
+    public func livenessCheck(maxAge: Double = 5) -> HealthCheck {
+        Probes.loop(lastTurn: lastLoopTurnNanoseconds, now: clock.nanoseconds(), maxAge: maxAge)
     }
 
     /// Readiness: our programs attached, and synced with the store (forwarding).
-    public func readinessChecks() -> [HomeAgentDaemon.Check] {
+    public func readinessChecks() -> [HealthCheck] {
         let wrong = ProgramAttachment.wrong(attachments, interfaces: options.interfaces)
         let s = publishedState
         return [

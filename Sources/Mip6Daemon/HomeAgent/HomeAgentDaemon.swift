@@ -10,7 +10,7 @@ import Logging
 /// expiry, DAD, the state file). Nothing blocks per BU. Start-up is in HomeAgentStartup.swift,
 /// BU handling in HomeAgentSignaling.swift, DAD and NAs in HomeAgentNeighborDiscovery.swift,
 /// fragmented tunnel packets in HomeAgentTunnel.swift.
-public final class HomeAgentDaemon: LoopDaemon {
+public final class HomeAgentDaemon: ProbedDaemon {
     let options: HomeAgentOptions
     let logger: Logger
     let clock = SystemMonotonicClock()

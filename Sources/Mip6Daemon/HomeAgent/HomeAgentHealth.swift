@@ -8,17 +8,11 @@ import Logging
 extension HomeAgentDaemon {
     // Health, called from other threads after start() (the HTTP endpoint).
 
-    public struct Check: Sendable {
-        public let name: String
-        public let ok: Bool
-        public let detail: String
-    }
+    public typealias Check = HealthCheck
 
     /// Liveness: the loop turned within `maxAge` seconds (it wakes at least once a second).
     public func livenessCheck(maxAge: Double = 5) -> Check {
-        let last = lastLoopTurnNanoseconds
-        let age = last == 0 ? Double.infinity : Double(clock.nanoseconds() &- last) / 1e9
-        return Check(name: "loop", ok: age <= maxAge, detail: last == 0 ? "not started" : String(format: "last turn %.1f s ago", age))
+        Probes.loop(lastTurn: lastLoopTurnNanoseconds, now: clock.nanoseconds(), maxAge: maxAge)
     }
 
     /// Readiness: our programs are the ones attached, the maps answer, the signaling loop turns.
@@ -31,9 +25,7 @@ extension HomeAgentDaemon {
         let config = try? maps.readConfig()
         checks.append(Check(name: "maps", ok: config.map { $0.flags & UInt32(MIP6_CFG_ENABLED) != 0 } ?? false,
                             detail: config == nil ? "mip6_config unreadable" : "mip6_config enabled"))
-        let live = livenessCheck(maxAge: 2)
-        let stopping = loop.stopRequested
-        checks.append(Check(name: "signaling", ok: live.ok && !stopping, detail: stopping ? "stopping" : live.detail))
+        checks.append(Probes.signaling(livenessCheck(maxAge: 2), stopping: loop.stopRequested))
         if let want = options.store {
             // Ready once the first list is in the maps, and while the watch keeps up with a
             // store that answers (a store nobody reaches makes every replica alike: stay).

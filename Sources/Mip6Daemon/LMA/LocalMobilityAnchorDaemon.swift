@@ -9,7 +9,7 @@ import Logging
 /// data plane's punt ring, go through LocalMobilityAnchorCore, whose bindings are written to
 /// the BPF maps (one entry per /64) before the PBA leaves; expiry runs on the core's heap and,
 /// without a daemon, in the data plane itself (every entry carries its expiry).
-public final class LocalMobilityAnchorDaemon: LoopDaemon {
+public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     let options: LocalMobilityAnchorOptions
     let logger: Logger
     let clock = SystemMonotonicClock()

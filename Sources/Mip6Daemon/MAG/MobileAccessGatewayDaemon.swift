@@ -9,7 +9,7 @@ import Logging
 /// (carrier up on an access link, a frame from an unknown MAC, a Router Solicitation) and PBAs
 /// come from the data plane's punt ring and rtnetlink; MobileAccessGatewayCore decides; its
 /// forwarding is written to the BPF maps before the RA that lets the host use its prefix.
-public final class MobileAccessGatewayDaemon: LoopDaemon {
+public final class MobileAccessGatewayDaemon: ProbedDaemon {
     let options: MobileAccessGatewayOptions
     let logger: Logger
     let clock = SystemMonotonicClock()
