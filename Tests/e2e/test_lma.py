@@ -18,58 +18,13 @@ import time
 
 import pytest
 
-from testbed.harness import PYTHON, Capture, HarnessError
+from testbed.harness import PYTHON, Capture, HarnessError, LocalMobilityAnchor
 
 NAI = "mn1@pmip.example"
 MN_MAC = "02:00:00:00:0a:01"
 HNP = "2001:db8:200:1::/64"
 HOST = "2001:db8:200:1::5"        # an address the mobile node would form in its prefix
 HNP_ROUTE = "2001:db8:200::/48"
-
-
-class LMA:
-    """`mip6 lma` in the HA namespace with a policy file; the CLI pointed at its state."""
-
-    def __init__(self, tb, binary, tmp_path, policy: str, extra_args: tuple[str, ...] = ()):
-        self.tb, self.binary, self.extra_args = tb, binary, list(extra_args)
-        self.policy_path = tmp_path / "pmip.policy"
-        self.policy_path.write_text(policy)
-        self.log_path = tmp_path / "mip6-lma.log"
-        self.state_dir = f"/run/mip6-lma-{tb.tag}"
-        self.bpffs = f"/sys/fs/bpf/mip6-lma-{tb.tag}"
-        self.proc = None
-
-    def start(self, timeout: float = 15):
-        subprocess.run(["rm", "-rf", str(self.tb.BPFFS / f"mip6-lma-{self.tb.tag}")], check=False)
-        self.log = open(self.log_path, "wb")
-        self.proc = self.tb.popen("ha", [str(self.binary), "lma", "--interface", self.tb.HA_IF, "--address", self.tb.HA,
-                                         "--policy", str(self.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
-                                         "--log-level", "debug", *self.extra_args], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "local mobility anchor ready" in self.log_path.read_text(errors="replace"):
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise HarnessError(f"mip6 lma did not start: {self.log_path.read_text(errors='replace')[-3000:]}")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        print(f"- mip6 lma log -\n{self.log_path.read_text(errors='replace')[-4000:]}")
-
-    def bindings(self) -> dict:
-        cp = self.tb.run("ha", [str(self.binary), "lma", "bindings", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
-        return json.loads(cp.stdout)
-
-    def status(self) -> dict:
-        cp = self.tb.run("ha", [str(self.binary), "lma", "status", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
-        return json.loads(cp.stdout)
 
 
 @pytest.fixture
@@ -82,9 +37,14 @@ def lma(testbed, mip6_bin, tmp_path, request):
               "pool 2001:db8:300::/48\n")
     tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
     tb.run("rtr", ["ip", "-6", "route", "replace", "2001:db8:300::/48", "via", tb.HA, "dev", tb.HOME_BRIDGE])
-    d = LMA(tb, mip6_bin, tmp_path, policy, extra_args=marker.args if marker else ()).start()
+    policy_path = tmp_path / "pmip.policy"
+    policy_path.write_text(policy)
+    d = LocalMobilityAnchor(tb, mip6_bin, tmp_path / "mip6-lma.log", policy_path,
+                            extra_args=list(marker.args) if marker else []).start()
     yield d
     d.stop()
+    print(f"- mip6 lma log -\n{d.log_text()[-4000:]}")
+    d.clear_state()
     tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
     tb.run("rtr", ["ip", "-6", "route", "del", "2001:db8:300::/48"], check=False)
 
@@ -339,7 +299,7 @@ def test_metrics_health_and_status_follow_real_signaling(testbed, lma):
     assert st["events"]["registrations"] == 1 and st["events"]["punts_malformed"] == 1, st
     assert st["dropped"] == {"malformed_mh": 1}, st
     assert st["dataplaneLive"] and st["dataplane"]["mh_punt"] == 4 and st["dataplane"]["encap"] >= 3, st
-    text = tb.run("ha", [str(lma.binary), "lma", "status", "--state-dir", lma.state_dir, "--bpffs", lma.bpffs]).stdout
+    text = lma.cli("status").stdout
     assert "1 active" in text and "pba_status_152" in text and "mh_punt_truncated" in text, text
 
     # Readiness follows the data plane; liveness does not.
@@ -360,3 +320,21 @@ def test_bad_flags_are_refused(testbed, mip6_bin, tmp_path):
                           (["--punt-rate", "-1"], "--punt-rate")):
         cp = tb.run("ha", base + extra, check=False)
         assert cp.returncode != 0 and needle in cp.stderr, (extra, cp.returncode, cp.stderr)
+
+
+def test_binding_list_is_written_on_request_and_at_shutdown(testbed, lma):
+    """`mip6 lma bindings` asks the running daemon for its list (SIGUSR1) and gets one written
+    for that request; after a stop, the list the daemon wrote at shutdown, said to be old."""
+    tb = testbed
+    assert pbu(tb, 30, "--prefix", HNP)["status"] == 0
+    listing = lma.bindings()
+    assert listing["fresh"] and listing["running"], {k: v for k, v in listing.items() if k != "dataplane"}
+    assert [b["identifier"] for b in listing["bindings"]] == [NAI], listing["bindings"]
+    again = lma.bindings()
+    assert again["fresh"] and again["takenAt"] >= listing["takenAt"]
+    assert lma.alive(), "SIGUSR1 ended the daemon"
+    assert lma.stop() == 0
+    cp = lma.cli("bindings", "--json", "--wait", "1")
+    after = json.loads(cp.stdout)
+    assert not after["fresh"] and not after["running"], after
+    assert [b["identifier"] for b in after["bindings"]] == [NAI] and "is not running" in cp.stderr, cp.stderr

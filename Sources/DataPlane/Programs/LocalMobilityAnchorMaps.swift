@@ -94,18 +94,24 @@ public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane {
     public func install(_ binding: ProxyBinding, previous: ProxyBinding?) throws {
         let keys = try binding.prefixes.map(Self.key)
         let value = Self.value(binding)
-        var written: [(mip6_lma_hnp_key, mip6_lma_binding?)] = []
-        do {
-            for k in keys {
-                let old = try prefixes.lookup(k)
-                try prefixes.update(k, value)
-                written.append((k, old))
+        if keys.count == 1 {
+            // One prefix (the usual case): a failed update changed nothing, so there is nothing
+            // to restore and no need to read the old entry first (a system call per PBU).
+            try prefixes.update(keys[0], value)
+        } else {
+            var written: [(mip6_lma_hnp_key, mip6_lma_binding?)] = []
+            do {
+                for k in keys {
+                    let old = try prefixes.lookup(k)
+                    try prefixes.update(k, value)
+                    written.append((k, old))
+                }
+            } catch {
+                for (k, old) in written.reversed() {
+                    if let old { _ = try? prefixes.update(k, old) } else { _ = try? prefixes.delete(k) }
+                }
+                throw error
             }
-        } catch {
-            for (k, old) in written.reversed() {
-                if let old { _ = try? prefixes.update(k, old) } else { _ = try? prefixes.delete(k) }
-            }
-            throw error
         }
         guard let previous else { return }
         let kept = Set(binding.prefixes)
