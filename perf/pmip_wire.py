@@ -48,16 +48,32 @@ from signaling_wire import cpu_delta, cpu_times, proc_cpu_seconds  # noqa: E402
 LISTEN = "[::1]:9465"   # the LMA's /metrics, in its namespace: its own latency histogram per step
 
 
-def generator(tb: Testbed, binary: str, cpu: int, args: list[str], timeout: float, nice: int = 0) -> dict:
-    out = tb.run("mn", ["nice", "-n", str(nice), "taskset", "-c", str(cpu), bench_binary(binary), "pbu-load", *args, "--json"],
-                 timeout=timeout)
+def generator(tb: Testbed, binary: str, cpu: int, args: list[str], timeout: float, nice: int = 0, rt: int = 0) -> dict:
+    prio = ["chrt", "-f", str(rt)] if rt else ["nice", "-n", str(nice)]
+    out = tb.run("mn", [*prio, "taskset", "-c", str(cpu), bench_binary(binary), "pbu-load", *args, "--json"], timeout=timeout)
     return json.loads(out.stdout)
 
 
-def renice(pid: int, nice: int) -> None:
-    """Every thread of `pid` (setpriority works per thread on Linux)."""
+def run_delay_seconds(pid: int) -> tuple[float, int]:
+    """Time the LMA's threads spent runnable but waiting for their CPU (schedstat run_delay,
+    precise, unlike /proc/stat's per-CPU ticks), and how many times they were scheduled in."""
+    delay, runs = 0, 0
     for task in Path(f"/proc/{pid}/task").iterdir():
-        os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+        try:
+            _, d, n = (task / "schedstat").read_text().split()
+        except (FileNotFoundError, ValueError):
+            continue
+        delay, runs = delay + int(d), runs + int(n)
+    return delay / 1e9, runs
+
+
+def prioritise(pid: int, nice: int, rt: int) -> None:
+    """Every thread of `pid` (setpriority and sched_setscheduler work per thread on Linux)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if rt:
+            os.sched_setscheduler(int(task.name), os.SCHED_FIFO, os.sched_param(rt))
+        else:
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
 
 
 FETCH = r"""
@@ -116,6 +132,9 @@ def main() -> int:
     ap.add_argument("--gen-cpu", type=int, default=1)
     ap.add_argument("--nice", type=int, default=0,
                     help="nice value of the LMA's threads and the generator (e.g. -20: ahead of other work on the machine)")
+    ap.add_argument("--rt", type=int, default=0,
+                    help="SCHED_FIFO priority of the LMA's threads and the generator (e.g. 10: the CPU to themselves "
+                         "whenever they are runnable, as on a dedicated core; 0: normal scheduling)")
     ap.add_argument("--perf-rate", default=None, help="perf record -g the LMA during the step at this rate (or max)")
     ap.add_argument("--quick", action="store_true", help="tiny run for CI: 2000 and 10000 PBU/s for 0.3 s, max of 5000")
     ap.add_argument("--tag", default="m6pmw")
@@ -135,7 +154,7 @@ def main() -> int:
         return 1
     nodes = max(counts) if args.refresh else sum(counts)
     results: dict = {"rates": rates, "seconds": args.seconds, "burst": args.burst, "nodes": nodes, "refresh": args.refresh,
-                     "lma_cpu": args.lma_cpu, "gen_cpu": args.gen_cpu, "nice": args.nice, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                     "lma_cpu": args.lma_cpu, "gen_cpu": args.gen_cpu, "nice": args.nice, "rt": args.rt, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                      "steps": []}
     work = Path(tempfile.mkdtemp(prefix="mip6-pmip-wire-"))
     policy = work / "pmip.policy"
@@ -172,15 +191,15 @@ def main() -> int:
         try:
             pid = lma.proc.pid      # popen exec's the daemon itself
             subprocess.run(["taskset", "-a", "-p", "-c", str(args.lma_cpu), str(pid)], check=True, capture_output=True)
-            if args.nice:
-                renice(pid, args.nice)
+            if args.nice or args.rt:
+                prioritise(pid, args.nice, args.rt)
             # Neighbours resolved both ways before timing (router <-> MAG, LMA <-> router).
             ping(tb, "mn", tb.HA, count=2, interval=0.1, echo=False)
 
             if args.refresh:
                 # Register every node first, at a rate the LMA keeps up with.
                 generator(tb, args.bin, args.gen_cpu, [*common, "--rates", "20000", "--seconds", str(nodes / 20000),
-                                                       "--nodes", str(nodes)], timeout=600, nice=args.nice)
+                                                       "--nodes", str(nodes)], timeout=600, nice=args.nice, rt=args.rt)
                 seq = 2
             first = 0
             for rate, count in zip(rates, counts):
@@ -200,9 +219,9 @@ def main() -> int:
                     time.sleep(0.5)
                 h0 = latency_buckets(tb)
                 load0 = os.getloadavg()[0]
-                c0, s0 = proc_cpu_seconds(pid), cpu_times()
-                res = generator(tb, args.bin, args.gen_cpu, step_args, timeout=600, nice=args.nice)
-                c1, s1 = proc_cpu_seconds(pid), cpu_times()
+                c0, s0, r0 = proc_cpu_seconds(pid), cpu_times(), run_delay_seconds(pid)
+                res = generator(tb, args.bin, args.gen_cpu, step_args, timeout=600, nice=args.nice, rt=args.rt)
+                c1, s1, r1 = proc_cpu_seconds(pid), cpu_times(), run_delay_seconds(pid)
                 h1 = latency_buckets(tb)
                 if recorder is not None:
                     recorder.send_signal(2)
@@ -214,6 +233,8 @@ def main() -> int:
                 cpu = c1 - c0
                 step["lma_cpu_seconds"] = round(cpu, 3)
                 step["lma_internal_latency_us"] = bucket_quantiles(h0, h1)
+                step["lma_runqueue_wait_seconds"] = round(r1[0] - r0[0], 4)
+                step["lma_scheduled_in"] = r1[1] - r0[1]
                 step["loadavg_1min_before"] = load0
                 step["cpu"] = cpu_delta(s0, s1)
                 step["lma_us_per_accepted_pbu"] = cpu / step["accepted"] * 1e6 if step["accepted"] and cpu > 0 else None
@@ -237,11 +258,12 @@ def main() -> int:
     c = results["generator_ceiling"]
     print(f"generator alone (own veth, peer drops, send only): {c['sent']} PBUs of {results['frame_bytes']} B "
           f"in {c['sendSeconds']:.3f} s = {c['sendRate']:,.0f} PBU/s")
-    print(f"LMA on CPU {args.lma_cpu} (TC), generator on CPU {args.gen_cpu}, nice {args.nice}, "
+    print(f"LMA on CPU {args.lma_cpu} (TC), generator on CPU {args.gen_cpu}, {f'SCHED_FIFO {args.rt}' if args.rt else f'nice {args.nice}'}, "
           f"{'refreshes of' if args.refresh else 'new registrations,'} {nodes} mobile nodes in the policy "
           f"(policy written in {results['policy_write_seconds']} s, LMA ready {results['lma_start_seconds']} s after start)\n")
     hdr = ["offered", "sent", "send/s", "PBAs", "accepted", "other", "missing", "accepted/s", "PBA arr/s",
-           "p50 us", "p99 us", "p99.9 us", "max us", "LMA p50/p99 us", "LMA cpu s", "LMA us/PBU", "PBU/LMA-cpu-s", "load"]
+           "p50 us", "p99 us", "p99.9 us", "max us", "LMA p50/p99 us", "LMA cpu s", "LMA runq ms", "LMA us/PBU",
+           "PBU/LMA-cpu-s", "load"]
     rows = []
     for s in results["steps"]:
         other = {k: v for k, v in s["bindingAcksByStatus"].items() if k != "0"}
@@ -251,7 +273,7 @@ def main() -> int:
                      f"{s['acceptedPerSecond']:.0f}", f"{s['baArrivalRate']:.0f}", f"{s['p50Microseconds']:.0f}",
                      f"{s['p99Microseconds']:.0f}", f"{s['p999Microseconds']:.0f}", f"{s['maxMicroseconds']:.0f}",
                      "<={}/<={}".format(s["lma_internal_latency_us"]["p50"], s["lma_internal_latency_us"]["p99"]),
-                     f"{s['lma_cpu_seconds']:.2f}",
+                     f"{s['lma_cpu_seconds']:.2f}", f"{s['lma_runqueue_wait_seconds'] * 1000:.1f}",
                      f"{s['lma_us_per_accepted_pbu']:.2f}" if s["lma_us_per_accepted_pbu"] else "-",
                      f"{s['accepted_per_lma_cpu_second']:.0f}" if s["accepted_per_lma_cpu_second"] else "-",
                      f"{s['loadavg_1min_before']:.1f}"])
@@ -265,8 +287,9 @@ def main() -> int:
           f"dropped {st['dropped'] or '-'}, send failures {st['events'].get('send_failures')}, "
           f"punt ring full {dp.get('drop_mh_ring_full', 0)}, rate-limited {dp.get('drop_punt_rate_limited', 0)}"
           f"+{dp.get('drop_punt_mag_rate_limited', 0)}")
-    print("(LMA p50/p99: the daemon's own histogram, punt -> PBA handed to the kernel, as bucket bounds; "
-          "load: 1-minute load average before the step, of a 2-CPU machine others build on)")
+    print("(LMA p50/p99: the daemon's own histogram, punt -> PBA handed to the kernel, as bucket bounds; LMA runq: "
+          "time its threads were runnable but waiting for the CPU (schedstat); load: 1-minute load average before the "
+          "step, of a 2-CPU machine others build on)")
     print(f"accepted PBU/s at saturation: {results['max_accepted_per_second']:,.0f} (target >= 50,000)")
     t = results["at_10000"]
     if t:

@@ -9,7 +9,10 @@ import Glibc
 /// The binding cache is keyed by home network prefix: one entry per /64 of a
 /// `ProxyBinding`, each naming the MAG and the binding's expiry, which the data plane
 /// checks itself (CLOCK_MONOTONIC, as `ProxyBinding.expiresAt`).
-public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane {
+///
+/// Sendable: it holds only map file descriptors, and every method is system calls on them,
+/// which the kernel serializes (the daemon reads the counters from another thread).
+public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane, @unchecked Sendable {
     public let prefixes: BPFMap<mip6_lma_hnp_key, mip6_lma_binding>
     public let config: BPFMap<UInt32, mip6_lma_config>
     public let counters: BPFMap<UInt32, UInt64>

@@ -36,8 +36,8 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
     var pendingSends: [(packet: [UInt8], description: String, receivedNs: UInt64)] = []
     var draining = false
     static let flushEvery = 64
-    /// Serializes the binding list off the loop (one at a time, in order).
-    let dumpQueue = DispatchQueue(label: "mip6.lma.bindings-dump")
+    /// Encodes and writes the state file and the binding list off the loop (one at a time, in order).
+    let dumpQueue = DispatchQueue(label: "mip6.lma.state-files")
     var policyReloads: UInt64 = 0
     var policyReloadFailures: UInt64 = 0
     var stateDirty = true
@@ -224,7 +224,7 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
         flushSends()
         writeState()
         dumpBindings()
-        dumpQueue.sync {} // the list is on disk before the process exits
+        dumpQueue.sync {} // both files are on disk before the process exits
         for a in attachments { try? a.detach() }
         attachments.removeAll()
         logger.notice("stopped", metadata: ["mip6.bpffs": "\(options.bpffs)"])
@@ -241,17 +241,23 @@ public final class LocalMobilityAnchorDaemon: LoopDaemon {
         shared.write { $0.status = status }
     }
 
-    /// The counters (`lma.json`): a few hundred bytes whatever the number of bindings.
+    /// The counters (`lma.json`): a few hundred bytes whatever the number of bindings. The loop
+    /// takes the control plane's; the queue reads the data plane's (a system call per counter),
+    /// encodes and writes, so the loop never waits for the file.
     func writeState() {
         lastStateWrite = clock.nanoseconds()
         stateDirty = false
         let report = LocalMobilityAnchorReport(
             pid: getpid(), updatedAt: Date(), address: options.address, policyPath: options.policyPath,
             activeBindings: core.activeCount, deregisteredBindings: core.deregisteredCount,
-            counters: core.counters, dataplane: (try? maps.counterValues()) ?? [:],
-            puntsMalformed: puntsMalformed, sendFailures: sendFailures)
-        do { try report.write(stateDir: options.stateDir) } catch {
-            logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
+            counters: core.counters, dataplane: [:], puntsMalformed: puntsMalformed, sendFailures: sendFailures)
+        let (maps, stateDir, logger) = (maps!, options.stateDir, logger)
+        dumpQueue.async {
+            var report = report
+            report.dataplane = (try? maps.counterValues()) ?? [:]
+            do { try report.write(stateDir: stateDir) } catch {
+                logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
+            }
         }
     }
 
@@ -288,7 +294,7 @@ public struct LocalMobilityAnchorStatus: Sendable {
 }
 
 /// The LMA's state file (counters), read by `mip6 lma status` and `mip6 lma bindings`.
-public struct LocalMobilityAnchorReport: StateFile {
+public struct LocalMobilityAnchorReport: StateFile, Sendable {
     public static let fileName = "lma.json"
 
     public var pid: Int32
