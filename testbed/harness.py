@@ -211,6 +211,65 @@ class HomeAgent(_Daemon):
         return wait_for(find, timeout)
 
 
+class LocalMobilityAnchor(_Daemon):
+    """`mip6 lma` (PMIPv6, RFC 5213) in the HA namespace with the home agent's address and a
+    policy file, its output in `log_path`, the CLI pointed at its state. --bpffs is
+    /sys/fs/bpf/mip6-lma-<tag> (the testbed's private bpffs), --state-dir /run/mip6-lma-<tag>.
+    Shared by Tests/e2e/test_lma.py and perf/pmip_wire.py."""
+
+    READY = "local mobility anchor ready"
+
+    def __init__(self, tb: Testbed, binary: Path, log_path: Path, policy_path: Path, extra_args: list[str] = (),
+                 log_level: str = "debug", address: str | None = None):
+        self.tb, self.binary, self.log_path, self.policy_path = tb, Path(binary), Path(log_path), Path(policy_path)
+        self.bpffs = f"/sys/fs/bpf/mip6-lma-{tb.tag}"
+        self.bpffs_host = tb.BPFFS / f"mip6-lma-{tb.tag}"
+        self.state_dir = f"/run/mip6-lma-{tb.tag}"
+        self.argv = [str(self.binary), "lma", "--interface", tb.HA_IF, "--address", address or tb.HA, "--policy", str(self.policy_path),
+                     "--bpffs", self.bpffs, "--state-dir", self.state_dir, "--log-level", log_level, *extra_args]
+        self.proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self._log = None
+        self.name = "mip6 lma"
+
+    def start(self, timeout: float = 15.0) -> "LocalMobilityAnchor":
+        """Start with no pins of an earlier run and wait for the ready line."""
+        if not self.binary.is_file():
+            raise HarnessError(f"{self.binary} not found: run `swift build -c release` in {REPO_ROOT}")
+        shutil.rmtree(self.bpffs_host, ignore_errors=True)
+        self._log = open(self.log_path, "wb")
+        self.exit_code = None
+        self.proc = self.tb.popen("ha", self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: self.READY in self.log_text() or self.proc.poll() is not None, timeout)
+        if self.READY not in self.log_text():
+            code = self.proc.poll()
+            self.stop()
+            raise HarnessError(f"`mip6 lma` did not log {self.READY!r} within {timeout:.0f} s (exit code {code}); "
+                               f"its output:\n{self.log_text()[-3000:]}")
+        return self
+
+    def clear_state(self) -> None:
+        """Remove the pins and the state file (call when no daemon runs; it removes its filters itself)."""
+        for path in (self.bpffs_host, Path(self.state_dir)):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
+        return self.tb.run("ha", [str(self.binary), "lma", *args, "--state-dir", self.state_dir, "--bpffs", self.bpffs],
+                           check=check, timeout=timeout)
+
+    def bindings(self) -> dict:
+        return json.loads(self.cli("bindings", "--json").stdout)
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json").stdout)
+
+
 def write_key_file(path: Path, lines: list[str] | str, mode: int = 0o600) -> Path:
     """Write a key file (`--auth-keys` lines, or the MN's one hex line) with `mode`, atomically
     (a SIGHUP never sees half a file)."""

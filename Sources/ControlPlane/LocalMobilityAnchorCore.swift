@@ -143,6 +143,8 @@ public final class LocalMobilityAnchorCore {
     public subscript(identifier: String) -> ProxyBinding? { bindings[identifier] }
     public func binding(prefix: IPv6Prefix) -> ProxyBinding? { owners[prefix.address].flatMap { bindings[$0] } }
     public var all: [ProxyBinding] { bindings.values.sorted { $0.identifier < $1.identifier } }
+    /// Every entry, unsorted: one copy, for a caller that sorts elsewhere.
+    public var snapshot: [ProxyBinding] { Array(bindings.values) }
     public var count: Int { bindings.count }
     /// Entries de-registered by their serving MAG, kept without forwarding (§5.3.5).
     public private(set) var deregisteredCount = 0

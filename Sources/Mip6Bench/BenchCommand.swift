@@ -15,7 +15,7 @@ public struct BenchCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mip6-bench",
         abstract: "Benchmarks of the mip6 data plane and signaling (see perf/README.md).",
-        subcommands: [XDP.self, Signaling.self, ProxySignaling.self, Gen.self, Hold.self, BULoad.self]
+        subcommands: [XDP.self, Signaling.self, ProxySignaling.self, Gen.self, Hold.self, BULoad.self, PBULoad.self, PBUPolicy.self]
     )
 
     struct XDP: ParsableCommand {
@@ -267,19 +267,45 @@ extension BenchCommand {
         @Option(help: "Also write the results as JSON to this file.") var output: String?
         @OptionGroup var format: OutputOptions
 
-        func parsedRates() throws -> [Double] {
-            try rates.split(separator: ",").map { r in
+        func parsedRates() throws -> [Double] { try Self.rates(rates) }
+
+        /// "10000,20000,max" -> [10000, 20000, 0].
+        static func rates(_ text: String) throws -> [Double] {
+            let r = try text.split(separator: ",").map { r in
                 let t = r.trimmingCharacters(in: .whitespaces).lowercased()
-                if t == "max" { return 0 }
+                if t == "max" { return 0.0 }
                 guard let v = Double(t), v >= 0 else { throw ValidationError("--rates: numbers or max, comma-separated") }
                 return v
             }
+            if r.isEmpty { throw ValidationError("--rates: at least one") }
+            return r
+        }
+
+        static func printProgress(_ step: WireLoadGenerator.Step) {
+            FileHandle.standardError.write(Data(String(format: "step %@: %d sent at %.0f/s, %d accepted, p99 %.0f us\n",
+                step.offeredRate > 0 ? String(format: "%.0f", step.offeredRate) : "max", step.sent, step.sendRate,
+                step.accepted, step.p99Microseconds).utf8))
+        }
+
+        /// The steps as a table; `names`: what is sent and what answers ("BU", "BA").
+        static func printSteps(_ steps: [WireLoadGenerator.Step], names: (sent: String, ack: String)) {
+            let (m, a) = names
+            printTable(["OFFERED \(m)/S", "SENT", "SEND \(m)/S", "\(a)S", "ACCEPTED", "OTHER STATUS", "MISSING", "ACCEPTED \(m)/S",
+                        "\(a) ARRIVAL/S", "P50 US", "P90 US", "P99 US", "P99.9 US", "MAX US"], steps.map { s in
+                let other = s.bindingAcksByStatus.filter { $0.key != "0" }.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }
+                return [s.offeredRate > 0 ? String(format: "%.0f", s.offeredRate) : "max", "\(s.sent)", String(format: "%.0f", s.sendRate),
+                        "\(s.bindingAcks)", "\(s.accepted)", other.isEmpty ? "-" : other.joined(separator: " "), "\(s.missing)",
+                        String(format: "%.0f", s.acceptedPerSecond), String(format: "%.0f", s.baArrivalRate),
+                        String(format: "%.0f", s.p50Microseconds), String(format: "%.0f", s.p90Microseconds),
+                        String(format: "%.0f", s.p99Microseconds), String(format: "%.0f", s.p999Microseconds),
+                        String(format: "%.0f", s.maxMicroseconds)]
+            })
         }
 
         func validate() throws {
             if parseMAC(destinationMac) == nil { throw ValidationError("--destination-mac: six hex bytes, e.g. 02:00:00:00:f1:01") }
             if UInt64(firstHomeAddress, radix: 16) == nil { throw ValidationError("--first-home-address: hex interface identifier") }
-            if try parsedRates().isEmpty { throw ValidationError("--rates: at least one") }
+            _ = try parsedRates()
             if seconds <= 0 || maxCount < 1 || burst < 1 || burst > 1024 || homeAddresses < 0 {
                 throw ValidationError("--seconds > 0, --max-count >= 1, --burst 1...1024, --home-addresses >= 0")
             }
@@ -301,11 +327,7 @@ extension BenchCommand {
             let result: BULoadGenerator.Result
             do {
                 result = try BULoadGenerator(c).run { step in
-                    if !format.json {
-                        FileHandle.standardError.write(Data(String(format: "step %@: %d sent at %.0f/s, %d accepted, p99 %.0f us\n",
-                            step.offeredRate > 0 ? String(format: "%.0f", step.offeredRate) : "max", step.sent, step.sendRate,
-                            step.accepted, step.p99Microseconds).utf8))
-                    }
+                    if !format.json { Self.printProgress(step) }
                 }
             } catch {
                 FileHandle.standardError.write(Data("mip6-bench bu-load: \(error)\n".utf8))
@@ -315,17 +337,105 @@ extension BenchCommand {
                 try writeJSON(result, to: output)
             }
             if format.json { return try printJSON(result) }
-            printTable(["OFFERED BU/S", "SENT", "SEND BU/S", "BAS", "ACCEPTED", "OTHER STATUS", "MISSING", "ACCEPTED BU/S", "BA ARRIVAL/S",
-                        "P50 US", "P90 US", "P99 US", "P99.9 US", "MAX US"], result.steps.map { s in
-                let other = s.bindingAcksByStatus.filter { $0.key != "0" }.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }
-                return [s.offeredRate > 0 ? String(format: "%.0f", s.offeredRate) : "max", "\(s.sent)", String(format: "%.0f", s.sendRate),
-                        "\(s.bindingAcks)", "\(s.accepted)", other.isEmpty ? "-" : other.joined(separator: " "), "\(s.missing)",
-                        String(format: "%.0f", s.acceptedPerSecond), String(format: "%.0f", s.baArrivalRate),
-                        String(format: "%.0f", s.p50Microseconds), String(format: "%.0f", s.p90Microseconds),
-                        String(format: "%.0f", s.p99Microseconds), String(format: "%.0f", s.p999Microseconds),
-                        String(format: "%.0f", s.maxMicroseconds)]
-            })
+            Self.printSteps(result.steps, names: ("BU", "BA"))
             print("\n\(result.frameBytes)-byte frames, bursts of \(result.burst), \(result.homeAddresses) home addresses; latency: BU handed to the kernel -> BA received on \(result.interface).")
+        }
+    }
+}
+
+extension BenchCommand {
+    /// `mip6-bench pbu-load`: Proxy Binding Updates over the wire from a MAG's side, PBAs matched back.
+    struct PBULoad: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pbu-load",
+            abstract: "Over-the-wire LMA load: PBUs for many mobile nodes at offered rates, PBAs matched back (PBU/s accepted, round-trip latency).",
+            discussion: """
+                Runs on a MAG's side (the testbed's mobile-node namespace, --interface mn-f1): pre-built Proxy Binding \
+                Updates (A and P flags; MN-ID, HNP, HI, ATT, MN-LL-ID, Timestamp) from --mag for distinct mobile nodes \
+                leave by AF_PACKET and sendmmsg, paced in bursts at each offered rate (open loop; "max": as fast as \
+                possible), each with the Timestamp of the moment it is sent; a second thread receives the PBAs on the \
+                same interface and matches each to its PBU (NAI in the MN-ID option + sequence). The LMA's policy must \
+                list the nodes and the MAG (`mip6-bench pbu-policy` writes it) and its signaling rate limits be off \
+                (--punt-rate 0 --punt-rate-per-mag 0). perf/pmip_wire.py drives it. Needs root (AF_PACKET).
+                """
+        )
+        @Option(help: "Interface the PBUs leave by and the PBAs arrive on.") var interface: String = "mn-f1"
+        @Option(help: "Destination MAC of the PBUs (the next hop's, e.g. the MAG link's router).") var destinationMac: String
+        @Option(help: "The MAG's Proxy-CoA (source of the PBUs; the PBAs come back to it).") var mag: IPv6Address
+        @Option(help: "The LMA address.") var lma: IPv6Address
+        @Option(help: "Index of the first mobile node.") var firstNode: Int = 0
+        @Option(help: "Distinct mobile nodes, cycled with sequence+1 per round (0: one per PBU of the run, all new registrations).")
+        var nodes: Int = 0
+        @Option(help: "Sequence number of the first round.") var firstSequence: UInt16 = 1
+        @Option(help: "Requested lifetime, seconds.") var lifetime: UInt32 = 600
+        @Option(help: "Offered rates in PBU/s, comma-separated, one step each; \"max\" (or 0) sends as fast as possible.")
+        var rates: String = "10000,20000,50000,max"
+        @Option(help: "Seconds per paced step (PBUs = rate x seconds).") var seconds: Double = 2
+        @Option(help: "PBUs in a \"max\" step.") var maxCount: Int = 200_000
+        @Option(help: "PBUs per sendmmsg call (pacing granularity).") var burst: Int = 4
+        @Option(help: "Longest wait for late PBAs after each step, seconds.") var drain: Double = 2
+        @Flag(help: "Send only (no PBA receiver): the generator's own ceiling, e.g. into a veth whose peer drops.") var noReceive = false
+        @Option(help: "Also write the results as JSON to this file.") var output: String?
+        @OptionGroup var format: OutputOptions
+
+        func validate() throws {
+            if parseMAC(destinationMac) == nil { throw ValidationError("--destination-mac: six hex bytes, e.g. 02:00:00:00:f1:01") }
+            _ = try BULoad.rates(rates)
+            if seconds <= 0 || maxCount < 1 || burst < 1 || burst > 1024 || nodes < 0 || firstNode < 0 {
+                throw ValidationError("--seconds > 0, --max-count >= 1, --burst 1...1024, --nodes >= 0, --first-node >= 0")
+            }
+        }
+
+        func run() throws {
+            var c = PBULoadGenerator.Configuration(interface: interface, destinationMAC: parseMAC(destinationMac)!, mag: mag, lma: lma)
+            c.firstNode = firstNode
+            c.nodes = nodes
+            c.firstSequence = firstSequence
+            c.lifetimeSeconds = lifetime
+            c.rates = try BULoad.rates(rates)
+            c.seconds = seconds
+            c.maxCount = maxCount
+            c.burst = burst
+            c.drainSeconds = drain
+            c.receive = !noReceive
+            let result: PBULoadGenerator.Result
+            do {
+                result = try PBULoadGenerator(c).run { step in
+                    if !format.json { BULoad.printProgress(step) }
+                }
+            } catch {
+                FileHandle.standardError.write(Data("mip6-bench pbu-load: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            if let output {
+                try writeJSON(result, to: output)
+            }
+            if format.json { return try printJSON(result) }
+            BULoad.printSteps(result.steps, names: ("PBU", "PBA"))
+            print("\n\(result.frameBytes)-byte frames, bursts of \(result.burst), \(result.nodes) mobile nodes from \(result.firstNode); "
+                  + "latency: PBU handed to the kernel -> PBA received on \(result.interface).")
+        }
+    }
+
+    /// `mip6-bench pbu-policy`: the LMA policy file listing the nodes `pbu-load` sends for.
+    struct PBUPolicy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pbu-policy",
+            abstract: "Write the LMA policy file for `pbu-load`: the MAG and one mn line per mobile node (NAI, MAC, /64).")
+        @Option(help: "Index of the first mobile node.") var firstNode: Int = 0
+        @Option(help: "Mobile nodes.") var nodes: Int
+        @Option(help: "A MAG the LMA accepts PBUs from (repeat).") var mag: [IPv6Address] = []
+        @Option(help: "The file to write.") var output: String
+
+        func validate() throws {
+            if nodes < 1 || firstNode < 0 || firstNode + nodes > PBUWorkload.maxNodes {
+                throw ValidationError("--nodes >= 1, --first-node >= 0, at most \(PBUWorkload.maxNodes) in all")
+            }
+            if mag.isEmpty { throw ValidationError("--mag is required") }
+        }
+
+        func run() throws {
+            try PBULoadGenerator.policy(first: firstNode, count: nodes, mags: mag).write(toFile: output, atomically: true, encoding: .utf8)
         }
     }
 }

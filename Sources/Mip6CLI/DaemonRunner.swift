@@ -7,12 +7,13 @@ import ServiceLifecycle
 /// How every daemon command runs its daemon: with --http-listen, the port is checked before
 /// anything is attached (a taken port is a start-up error), /healthz and /readyz come from the
 /// daemon's probes and /metrics from `metrics`; then the daemon starts and runs in its service
-/// group, the HTTP endpoint first so it answers until the loop has drained. Any failure is
-/// logged and exits 1.
+/// group, the HTTP endpoint first so it answers until the loop has drained (`also`: services of
+/// the daemon's own, before the loop too). Any failure is logged and exits 1.
 func runDaemon<D: ProbedDaemon>(_ service: DaemonService<D>, httpListen: String?, name: String, logger: Logger,
+                                also: [ServiceGroupConfiguration.ServiceConfiguration] = [],
                                 metrics: @escaping @Sendable () -> String) async throws {
     let box = service.box
-    var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+    var services = also
     do {
         if let httpListen {
             let address = try ListenAddress(parsing: httpListen)

@@ -8,6 +8,7 @@ import Mip6CommandSupport
 import Mip6Daemon
 import Mip6HTTP
 import ServiceLifecycle
+import UnixSignals
 
 /// `mip6 lma`: the Proxy Mobile IPv6 local mobility anchor (RFC 5213), `mip6 lma bindings`
 /// and `mip6 lma status`.
@@ -60,6 +61,8 @@ struct LMACommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            // Trapped before anything else: `mip6 lma bindings` sends it to the pid of the state file.
+            let user1 = await UnixSignalsSequence(trapping: .sigusr1)
             LogSetup.bootstrap(level: logLevel)
             let logger = Logger(label: "mip6.lma")
             var options = LocalMobilityAnchorOptions(interfaces: interface, address: address, policyPath: policy,
@@ -71,34 +74,95 @@ struct LMACommand: AsyncParsableCommand {
             let metrics = LocalMobilityAnchorMetrics()
             daemon.onAckLatency = { metrics.observeAckLatency(seconds: $0) }
             let endpoints = LocalMobilityAnchorEndpoints(box: service.box, metrics: metrics)
-            try await runDaemon(service, httpListen: httpListen, name: "mip6 lma", logger: logger, metrics: { endpoints.render() })
+            try await runDaemon(service, httpListen: httpListen, name: "mip6 lma", logger: logger,
+                                also: [.init(service: DumpBindingsOnUser1(box: service.box, signals: user1))],
+                                metrics: { endpoints.render() })
         }
     }
 
     struct Bindings: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the proxy bindings: node, prefixes, MAG, expiry.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the proxy bindings: node, prefixes, MAG, expiry.",
+            discussion: """
+                Asks the running daemon for its list (SIGUSR1 to the pid in --state-dir; it writes \
+                lma-bindings.json from another thread, so a large list does not hold up signaling) and \
+                waits for it up to --wait seconds. When the daemon is not running, or does not answer, \
+                the last list written (at its shutdown, or for an earlier request) is shown, and stderr \
+                says so.
+                """)
         @Option(help: "The daemon's --state-dir.") var stateDir: String = "/run/mip6-lma"
         @Option(help: "The daemon's --bpffs (data-plane counters, read live).") var bpffs: String = "/sys/fs/bpf/mip6-lma"
+        @Option(help: "Longest wait for the daemon's list, seconds.") var wait: Double = 10
         @OptionGroup var output: OutputOptions
 
+        /// What `--json` prints.
+        struct Listing: Encodable {
+            var pid: Int32
+            var running: Bool
+            /// The list was written for this request (else: the last one written).
+            var fresh: Bool
+            var takenAt: Date
+            var address: IPv6Address
+            var bindings: [LocalMobilityAnchorBindings.Entry]
+            var counters: LocalMobilityAnchorCounters
+            var dataplane: [String: UInt64]
+            var puntsMalformed: UInt64
+            var sendFailures: UInt64
+        }
+
+        func validate() throws {
+            if !(0...300).contains(wait) { throw ValidationError("--wait must be 0...300 seconds") }
+        }
+
         func run() throws {
-            var saved: LocalMobilityAnchorReport
+            let saved: LocalMobilityAnchorReport
             do { saved = try LocalMobilityAnchorReport.read(stateDir: stateDir) } catch {
                 FileHandle.standardError.write(Data("mip6: no LMA state in \(stateDir) (is `mip6 lma` running with this --state-dir?)\n".utf8))
                 throw ExitCode(1)
             }
-            // The counters as they are now (the state file is written on signaling only).
-            if let live = try? LocalMobilityAnchorMaps(pinnedAt: bpffs).counterValues() { saved.dataplane = live }
-            if output.json { return try printJSON(saved) }
+            let requestedAt = LocalMobilityAnchorBindings.realtimeNanoseconds()
+            let running = kill(saved.pid, 0) == 0
+            var list: LocalMobilityAnchorBindings?
+            if running && kill(saved.pid, SIGUSR1) == 0 {
+                let deadline = Date().addingTimeInterval(wait)
+                repeat {
+                    if let d = try? LocalMobilityAnchorBindings.read(stateDir: stateDir), d.pid == saved.pid, d.takenAtNanoseconds >= requestedAt {
+                        list = d
+                        break
+                    }
+                    usleep(10_000)
+                } while Date() < deadline
+            }
+            let fresh = list != nil
+            if list == nil { list = try? LocalMobilityAnchorBindings.read(stateDir: stateDir) }
+            guard let list else {
+                FileHandle.standardError.write(Data(("mip6: no binding list in \(stateDir): "
+                    + (running ? "the daemon (pid \(saved.pid)) did not write one within \(wait) s\n"
+                               : "the daemon (pid \(saved.pid)) is not running and left none\n")).utf8))
+                throw ExitCode(1)
+            }
+            let takenAt = Date(timeIntervalSince1970: Double(list.takenAtNanoseconds) / 1e9)
+            if !fresh {
+                FileHandle.standardError.write(Data(("mip6: " + (running ? "the daemon (pid \(saved.pid)) did not answer within \(wait) s"
+                                                                         : "the daemon (pid \(saved.pid)) is not running")
+                    + "; the list written at \(takenAt) follows\n").utf8))
+            }
+            // The data-plane counters as they are now.
+            let live = (try? LocalMobilityAnchorMaps(pinnedAt: bpffs).counterValues()) ?? saved.dataplane
+            if output.json {
+                return try printJSON(Listing(pid: saved.pid, running: running, fresh: fresh, takenAt: takenAt, address: saved.address,
+                                             bindings: list.bindings, counters: saved.counters, dataplane: live,
+                                             puntsMalformed: saved.puntsMalformed, sendFailures: saved.sendFailures))
+            }
             print("identifier                       prefixes                    MAG                       expires  state")
-            for b in saved.bindings {
+            for b in list.bindings {
                 let prefixes = b.prefixes.map { "\($0)" }.joined(separator: ",")
                 print("\(b.identifier.padding(toLength: 32, withPad: " ", startingAt: 0)) \(prefixes.padding(toLength: 27, withPad: " ", startingAt: 0)) "
                       + "\("\(b.mag)".padding(toLength: 25, withPad: " ", startingAt: 0)) \(String(b.secondsToExpiry).padding(toLength: 8, withPad: " ", startingAt: 0)) "
                       + (b.active ? "active" : "de-registered"))
             }
             let c = saved.counters
-            print("\(saved.bindings.count) bindings; PBUs \(c.proxyBindingUpdates), registrations \(c.registrations), "
+            print("\(list.bindings.count) bindings; PBUs \(c.proxyBindingUpdates), registrations \(c.registrations), "
                   + "handoffs \(c.handoffs), refreshes \(c.refreshes), de-registrations \(c.deregistrations), expirations \(c.expirations)")
         }
     }
@@ -140,13 +204,12 @@ struct LMACommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             let live = try? LocalMobilityAnchorMaps(pinnedAt: bpffs).counterValues()
-            let active = saved.bindings.filter(\.active).count
             var events = saved.counters.events
             events["send_failures"] = saved.sendFailures
             events["punts_malformed"] = saved.puntsMalformed
             let r = Report(pid: saved.pid, running: kill(saved.pid, 0) == 0 || errno == EPERM, updatedAt: saved.updatedAt,
-                           address: saved.address, bindings: saved.bindings.count, activeBindings: active,
-                           deregisteredBindings: saved.bindings.count - active,
+                           address: saved.address, bindings: saved.activeBindings + saved.deregisteredBindings,
+                           activeBindings: saved.activeBindings, deregisteredBindings: saved.deregisteredBindings,
                            proxyBindingUpdates: saved.counters.proxyBindingUpdates,
                            acksByStatus: Dictionary(uniqueKeysWithValues: saved.counters.acksByStatus.map { ("\($0.key)", $0.value) }),
                            events: events, dropped: saved.counters.drops, dataplane: live ?? saved.dataplane, dataplaneLive: live != nil)

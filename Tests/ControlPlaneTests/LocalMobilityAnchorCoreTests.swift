@@ -193,18 +193,22 @@ final class LocalMobilityAnchorCoreTests {
         let dereg = lma.handlePacket(pbu("pool@pmip.example", prefixes: [assigned], lifetime: 0))
         #expect(try pba(dereg).status == .accepted && dataPlane.routes.isEmpty)
         #expect(lma["pool@pmip.example"]?.isActive == false)
+        #expect(lma.activeCount == 0 && lma.deregisteredCount == 1, "the bindings gauge by state (/metrics)")
         // Within the delay the next MAG's PBU finds the entry: same prefix.
         clock.advance(seconds: 5)
         let back = try pba(lma.handlePacket(pbu("pool@pmip.example", prefixes: [zero], from: Self.mag2, hi: 3)), to: Self.mag2)
         #expect(back.proxyOptions.homeNetworkPrefixes == [assigned] && dataPlane.routes == [assigned: Self.mag2])
+        #expect(lma.activeCount == 1 && lma.deregisteredCount == 0)
         // De-registered again and left: after the delay the entry is gone and the prefix free.
         clock.advance(seconds: 1)
         _ = lma.handlePacket(pbu("pool@pmip.example", prefixes: [assigned], from: Self.mag2, lifetime: 0))
         clock.advance(seconds: 9)
         #expect(lma.expire().isEmpty && lma.count == 1, "not yet: 10 s")
+        #expect(lma.activeCount == 0 && lma.deregisteredCount == 1)
         clock.advance(seconds: 1.1)
         _ = lma.expire()
         #expect(lma.count == 0 && lma.binding(prefix: assigned) == nil && lma.nextDeadline == nil)
+        #expect(lma.activeCount == 0 && lma.deregisteredCount == 0)
     }
 
     @Test("expiry: a binding not refreshed leaves the data plane when its lifetime runs out, not before")

@@ -18,59 +18,13 @@ import time
 
 import pytest
 
-from testbed.harness import PYTHON, Capture, HarnessError, ping
+from testbed.harness import PYTHON, Capture, HarnessError, LocalMobilityAnchor, ping
 
 NAI = "mn1@pmip.example"
 MN_MAC = "02:00:00:00:0a:01"
 HNP = "2001:db8:200:1::/64"
 HOST = "2001:db8:200:1::5"        # an address the mobile node would form in its prefix
 HNP_ROUTE = "2001:db8:200::/48"
-
-
-class LMA:
-    """`mip6 lma` in the HA namespace with a policy file; the CLI pointed at its state."""
-
-    def __init__(self, tb, binary, tmp_path, policy: str, extra_args: tuple[str, ...] = (), address: str | None = None):
-        self.tb, self.binary, self.extra_args = tb, binary, list(extra_args)
-        self.address = address or tb.HA
-        self.policy_path = tmp_path / "pmip.policy"
-        self.policy_path.write_text(policy)
-        self.log_path = tmp_path / "mip6-lma.log"
-        self.state_dir = f"/run/mip6-lma-{tb.tag}"
-        self.bpffs = f"/sys/fs/bpf/mip6-lma-{tb.tag}"
-        self.proc = None
-
-    def start(self, timeout: float = 15):
-        subprocess.run(["rm", "-rf", str(self.tb.BPFFS / f"mip6-lma-{self.tb.tag}")], check=False)
-        self.log = open(self.log_path, "wb")
-        self.proc = self.tb.popen("ha", [str(self.binary), "lma", "--interface", self.tb.HA_IF, "--address", self.address,
-                                         "--policy", str(self.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
-                                         "--log-level", "debug", *self.extra_args], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "local mobility anchor ready" in self.log_path.read_text(errors="replace"):
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise HarnessError(f"mip6 lma did not start: {self.log_path.read_text(errors='replace')[-3000:]}")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        print(f"- mip6 lma log -\n{self.log_path.read_text(errors='replace')[-4000:]}")
-
-    def bindings(self) -> dict:
-        cp = self.tb.run("ha", [str(self.binary), "lma", "bindings", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
-        return json.loads(cp.stdout)
-
-    def status(self) -> dict:
-        cp = self.tb.run("ha", [str(self.binary), "lma", "status", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
-        return json.loads(cp.stdout)
 
 
 @pytest.fixture
@@ -83,9 +37,14 @@ def lma(testbed, mip6_bin, tmp_path, request):
               "pool 2001:db8:300::/48\n")
     tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
     tb.run("rtr", ["ip", "-6", "route", "replace", "2001:db8:300::/48", "via", tb.HA, "dev", tb.HOME_BRIDGE])
-    d = LMA(tb, mip6_bin, tmp_path, policy, extra_args=marker.args if marker else ()).start()
+    policy_path = tmp_path / "pmip.policy"
+    policy_path.write_text(policy)
+    d = LocalMobilityAnchor(tb, mip6_bin, tmp_path / "mip6-lma.log", policy_path,
+                            extra_args=list(marker.args) if marker else []).start()
     yield d
     d.stop()
+    print(f"- mip6 lma log -\n{d.log_text()[-4000:]}")
+    d.clear_state()
     tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
     tb.run("rtr", ["ip", "-6", "route", "del", "2001:db8:300::/48"], check=False)
 
@@ -186,7 +145,9 @@ def test_late_deregistration_from_the_old_mag_changes_nothing(testbed, mip6_bin,
     stay as they are."""
     tb = testbed
     tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
-    lma = LMA(tb, mip6_bin, tmp_path, f"mag {tb.COA1}\nmag {tb.COA2}\nmn {NAI} mac {MN_MAC} prefix {HNP}\n")
+    policy = tmp_path / "late.policy"
+    policy.write_text(f"mag {tb.COA1}\nmag {tb.COA2}\nmn {NAI} mac {MN_MAC} prefix {HNP}\n")
+    lma = LocalMobilityAnchor(tb, mip6_bin, tmp_path / "mip6-lma-late.log", policy)
     try:
         lma.start()
         assert pbu(tb, 1, "--prefix", HNP)["status"] == 0
@@ -203,6 +164,7 @@ def test_late_deregistration_from_the_old_mag_changes_nothing(testbed, mip6_bin,
         assert events["stale_deregistrations"] == 1 and events["deregistrations"] == 0 and events["handoffs"] == 1, events
     finally:
         lma.stop()
+        lma.clear_state()
         tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
 
 
@@ -367,7 +329,7 @@ def test_metrics_health_and_status_follow_real_signaling(testbed, lma):
     assert st["events"]["registrations"] == 1 and st["events"]["punts_malformed"] == 1, st
     assert st["dropped"] == {"malformed_mh": 1}, st
     assert st["dataplaneLive"] and st["dataplane"]["mh_punt"] == 4 and st["dataplane"]["encap"] >= 3, st
-    text = tb.run("ha", [str(lma.binary), "lma", "status", "--state-dir", lma.state_dir, "--bpffs", lma.bpffs]).stdout
+    text = lma.cli("status").stdout
     assert "1 active" in text and "pba_status_152" in text and "mh_punt_truncated" in text, text
 
     # Readiness follows the data plane; liveness does not.
@@ -390,6 +352,24 @@ def test_bad_flags_are_refused(testbed, mip6_bin, tmp_path):
         assert cp.returncode != 0 and needle in cp.stderr, (extra, cp.returncode, cp.stderr)
 
 
+def test_binding_list_is_written_on_request_and_at_shutdown(testbed, lma):
+    """`mip6 lma bindings` asks the running daemon for its list (SIGUSR1) and gets one written
+    for that request; after a stop, the list the daemon wrote at shutdown, said to be old."""
+    tb = testbed
+    assert pbu(tb, 30, "--prefix", HNP)["status"] == 0
+    listing = lma.bindings()
+    assert listing["fresh"] and listing["running"], {k: v for k, v in listing.items() if k != "dataplane"}
+    assert [b["identifier"] for b in listing["bindings"]] == [NAI], listing["bindings"]
+    again = lma.bindings()
+    assert again["fresh"] and again["takenAt"] >= listing["takenAt"]
+    assert lma.alive(), "SIGUSR1 ended the daemon"
+    assert lma.stop() == 0
+    cp = lma.cli("bindings", "--json", "--wait", "1")
+    after = json.loads(cp.stdout)
+    assert not after["fresh"] and not after["running"], after
+    assert [b["identifier"] for b in after["bindings"]] == [NAI] and "is not running" in cp.stderr, cp.stderr
+
+
 COLOCATED_LMA = "2001:db8:5::b"        # on the home agent's interface, outside its home prefix
 
 
@@ -403,7 +383,9 @@ def test_colocated_with_the_home_agent(testbed, daemon, mobile_node, mip6_bin, t
     tb.run("ha", ["ip", "-6", "address", "replace", f"{COLOCATED_LMA}/128", "dev", tb.HA_IF, "nodad"])
     tb.run("rtr", ["ip", "-6", "route", "replace", f"{COLOCATED_LMA}/128", "via", tb.HA, "dev", tb.HOME_BRIDGE])
     tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
-    lma = LMA(tb, mip6_bin, tmp_path, f"mag {tb.COA1}\nmn {NAI} mac {MN_MAC} prefix {HNP}\n", address=COLOCATED_LMA)
+    policy = tmp_path / "colocated.policy"
+    policy.write_text(f"mag {tb.COA1}\nmn {NAI} mac {MN_MAC} prefix {HNP}\n")
+    lma = LocalMobilityAnchor(tb, mip6_bin, tmp_path / "mip6-lma-colocated.log", policy, address=COLOCATED_LMA)
     try:
         lma.start()
         mn = mobile_node()
@@ -423,6 +405,7 @@ def test_colocated_with_the_home_agent(testbed, daemon, mobile_node, mip6_bin, t
         assert daemon.binding(tb.HOA) is not None, "the home agent kept its own binding"
     finally:
         lma.stop()
+        lma.clear_state()
         tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
         tb.run("rtr", ["ip", "-6", "route", "del", f"{COLOCATED_LMA}/128"], check=False)
         tb.run("ha", ["ip", "-6", "address", "del", f"{COLOCATED_LMA}/128", "dev", tb.HA_IF], check=False)

@@ -9,7 +9,10 @@ import Glibc
 /// The binding cache is keyed by home network prefix: one entry per /64 of a
 /// `ProxyBinding`, each naming the MAG and the binding's expiry, which the data plane
 /// checks itself (CLOCK_MONOTONIC, as `ProxyBinding.expiresAt`).
-public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane {
+///
+/// Sendable: it holds only map file descriptors, and every method is system calls on them,
+/// which the kernel serializes (the daemon reads the counters from another thread).
+public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane, @unchecked Sendable {
     public let prefixes: BPFMap<mip6_lma_hnp_key, mip6_lma_binding>
     public let config: BPFMap<UInt32, mip6_lma_config>
     public let counters: BPFMap<UInt32, UInt64>
@@ -94,18 +97,24 @@ public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane {
     public func install(_ binding: ProxyBinding, previous: ProxyBinding?) throws {
         let keys = try binding.prefixes.map(Self.key)
         let value = Self.value(binding)
-        var written: [(mip6_lma_hnp_key, mip6_lma_binding?)] = []
-        do {
-            for k in keys {
-                let old = try prefixes.lookup(k)
-                try prefixes.update(k, value)
-                written.append((k, old))
+        if keys.count == 1 {
+            // One prefix (the usual case): a failed update changed nothing, so there is nothing
+            // to restore and no need to read the old entry first (a system call per PBU).
+            try prefixes.update(keys[0], value)
+        } else {
+            var written: [(mip6_lma_hnp_key, mip6_lma_binding?)] = []
+            do {
+                for k in keys {
+                    let old = try prefixes.lookup(k)
+                    try prefixes.update(k, value)
+                    written.append((k, old))
+                }
+            } catch {
+                for (k, old) in written.reversed() {
+                    if let old { _ = try? prefixes.update(k, old) } else { _ = try? prefixes.delete(k) }
+                }
+                throw error
             }
-        } catch {
-            for (k, old) in written.reversed() {
-                if let old { _ = try? prefixes.update(k, old) } else { _ = try? prefixes.delete(k) }
-            }
-            throw error
         }
         guard let previous else { return }
         let kept = Set(binding.prefixes)

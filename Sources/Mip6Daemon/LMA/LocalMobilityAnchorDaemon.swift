@@ -9,6 +9,13 @@ import Logging
 /// data plane's punt ring, go through LocalMobilityAnchorCore, whose bindings are written to
 /// the BPF maps (one entry per /64) before the PBA leaves; expiry runs on the core's heap and,
 /// without a daemon, in the data plane itself (every entry carries its expiry).
+///
+/// Nothing on the loop grows with the number of bindings except the core's own work: the state
+/// file (`lma.json`, every 200 ms while something changed) holds counters only, and the binding
+/// list (`lma-bindings.json`) is written when `mip6 lma bindings` asks for it (SIGUSR1), from a
+/// copy serialized on another thread. A list written on the loop every 200 ms took a third of
+/// its CPU at 40,000 PBU/s and stalled it for 100 ms at 20,000 bindings (perf/README.md), long
+/// enough for queued PBUs to age past the 300 ms Timestamp window (status 156).
 public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     let options: LocalMobilityAnchorOptions
     let logger: Logger
@@ -25,6 +32,12 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     var attachments: [TCAttachment] = []
     var puntsMalformed: UInt64 = 0
     var sendFailures: UInt64 = 0
+    /// PBAs of the current ring drain, sent after it (or every `flushEvery`) in one sendmmsg.
+    var pendingSends: [(packet: [UInt8], description: String, receivedNs: UInt64)] = []
+    var draining = false
+    static let flushEvery = 64
+    /// Encodes and writes the state file and the binding list off the loop (one at a time, in order).
+    let dumpQueue = DispatchQueue(label: "mip6.lma.state-files")
     var policyReloads: UInt64 = 0
     var policyReloadFailures: UInt64 = 0
     var stateDirty = true
@@ -33,6 +46,7 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     var currentPuntNs: UInt64 = 0
     let startedAt = Date()
     let reload = Locked(false)
+    let dumpRequested = Locked(false)
     /// Called with PBU-punted-by-the-data-plane -> PBA-sent, seconds (metrics). Set before start().
     public var onAckLatency: ((Double) -> Void)?
 
@@ -56,6 +70,12 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     /// SIGHUP: the policy file again; a file that does not parse leaves the previous policy.
     public func requestReload() {
         reload.write { $0 = true }
+        loop.wakeUp()
+    }
+
+    /// SIGUSR1 (`mip6 lma bindings`): write the binding list. Thread-safe.
+    public func requestBindingsDump() {
+        dumpRequested.write { $0 = true }
         loop.wakeUp()
     }
 
@@ -115,15 +135,13 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     }
 
     func setUpLoop() {
-        loop.watch(ring.pollFD) { [unowned self] in
-            try ring.consume()
-            publish()
-        }
+        loop.watch(ring.pollFD) { [unowned self] in try drainSignaling() }
         loop.onWake = { [unowned self] in
             if reload.write({ let r = $0; $0 = false; return r }) {
                 reloadPolicy()
                 publish()
             }
+            if dumpRequested.write({ let r = $0; $0 = false; return r }) { dumpBindings() }
         }
         loop.timer(deadline: { [unowned self] in core.nextDeadline }) { [unowned self] in
             perform(core.expire())
@@ -146,6 +164,35 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
         }
     }
 
+    /// Everything waiting in the punt ring; the PBAs leave in sendmmsg batches, each after the
+    /// map writes it confirms (the core writes them before it returns the PBA).
+    func drainSignaling() throws {
+        draining = true
+        defer {
+            draining = false
+            flushSends()
+            publish()
+        }
+        try ring.consume()
+    }
+
+    func flushSends() {
+        guard !pendingSends.isEmpty else { return }
+        for (i, error) in sender.send(batch: pendingSends.map(\.packet)) { sendFailed(pendingSends[i].description, error) }
+        if let observe = onAckLatency {
+            let now = clock.nanoseconds()
+            for s in pendingSends where s.receivedNs > 0 && s.receivedNs <= now { observe(Double(now - s.receivedNs) / 1e9) }
+        }
+        pendingSends.removeAll(keepingCapacity: true)
+    }
+
+    func sendFailed(_ description: String, _ error: Error) {
+        sendFailures += 1
+        if sendFailures == 1 { // the first; the rest are counted
+            logger.warning("cannot send a PBA", metadata: ["mip6.what": "\(description)", "mip6.error": "\(error)"])
+        }
+    }
+
     func handlePunt(_ record: UnsafeRawBufferPointer) {
         stateDirty = true
         guard let punt = PuntRecord(record), punt.kind == MIP6_PUNT_MH.rawValue else {
@@ -161,17 +208,8 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
         for action in actions {
             switch action {
             case let .send(packet, description):
-                do { try sender.send(packet) } catch {
-                    sendFailures += 1
-                    if sendFailures == 1 { // the first; the rest are counted
-                        logger.warning("cannot send a PBA", metadata: ["mip6.what": "\(description)", "mip6.error": "\(error)"])
-                    }
-                    continue
-                }
-                if let observe = onAckLatency, currentPuntNs > 0 {
-                    let now = clock.nanoseconds()
-                    if now >= currentPuntNs { observe(Double(now - currentPuntNs) / 1e9) }
-                }
+                pendingSends.append((packet, description, currentPuntNs))
+                if !draining || pendingSends.count >= Self.flushEvery { flushSends() }
             case .installed, .removed:
                 stateDirty = true
             }
@@ -183,7 +221,10 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     /// The filters go with the daemon; the pinned maps stay (a restart reuses them, and their
     /// entries expire on time in the data plane).
     public func shutdown() {
+        flushSends()
         writeState()
+        dumpBindings()
+        dumpQueue.sync {} // both files are on disk before the process exits
         for a in attachments { try? a.detach() }
         attachments.removeAll()
         logger.notice("stopped", metadata: ["mip6.bpffs": "\(options.bpffs)"])
@@ -200,17 +241,40 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
         shared.write { $0.status = status }
     }
 
+    /// The counters (`lma.json`): a few hundred bytes whatever the number of bindings. The loop
+    /// takes the control plane's; the queue reads the data plane's (a system call per counter),
+    /// encodes and writes, so the loop never waits for the file.
     func writeState() {
         lastStateWrite = clock.nanoseconds()
         stateDirty = false
-        let now = clock.nanoseconds()
         let report = LocalMobilityAnchorReport(
-            pid: getpid(), updatedAt: Date(), address: options.address,
-            bindings: core.all.map { LocalMobilityAnchorReport.Entry($0, now: now) },
-            counters: core.counters, dataplane: (try? maps.counterValues()) ?? [:],
-            puntsMalformed: puntsMalformed, sendFailures: sendFailures)
-        do { try report.write(stateDir: options.stateDir) } catch {
-            logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
+            pid: getpid(), updatedAt: Date(), address: options.address, policyPath: options.policyPath,
+            activeBindings: core.activeCount, deregisteredBindings: core.deregisteredCount,
+            counters: core.counters, dataplane: [:], puntsMalformed: puntsMalformed, sendFailures: sendFailures)
+        let (maps, stateDir, logger) = (maps!, options.stateDir, logger)
+        dumpQueue.async {
+            var report = report
+            report.dataplane = (try? maps.counterValues()) ?? [:]
+            do { try report.write(stateDir: stateDir) } catch {
+                logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
+            }
+        }
+    }
+
+    /// The binding list (`lma-bindings.json`): the loop copies the entries (one array), the
+    /// queue sorts, encodes and writes them.
+    func dumpBindings() {
+        let bindings = core.snapshot
+        let now = clock.nanoseconds()
+        let takenAt = LocalMobilityAnchorBindings.realtimeNanoseconds()
+        let (pid, stateDir, logger) = (getpid(), options.stateDir, logger)
+        dumpQueue.async {
+            let dump = LocalMobilityAnchorBindings(
+                pid: pid, takenAtNanoseconds: takenAt,
+                bindings: bindings.sorted { $0.identifier < $1.identifier }.map { LocalMobilityAnchorBindings.Entry($0, now: now) })
+            do { try dump.write(stateDir: stateDir) } catch {
+                logger.warning("cannot write the binding list", metadata: ["mip6.error": "\(error)"])
+            }
         }
     }
 }
@@ -229,9 +293,25 @@ public struct LocalMobilityAnchorStatus: Sendable {
     public var policyReloadFailures: UInt64
 }
 
-/// The LMA's state file, read by `mip6 lma bindings` and `mip6 lma status`.
-public struct LocalMobilityAnchorReport: StateFile {
+/// The LMA's state file (counters), read by `mip6 lma status` and `mip6 lma bindings`.
+public struct LocalMobilityAnchorReport: StateFile, Sendable {
     public static let fileName = "lma.json"
+
+    public var pid: Int32
+    public var updatedAt: Date
+    public var address: IPv6Address
+    public var policyPath: String
+    public var activeBindings: Int
+    public var deregisteredBindings: Int
+    public var counters: LocalMobilityAnchorCounters
+    public var dataplane: [String: UInt64]
+    public var puntsMalformed: UInt64
+    public var sendFailures: UInt64
+}
+
+/// The LMA's binding list, written when `mip6 lma bindings` asks (SIGUSR1) and at shutdown.
+public struct LocalMobilityAnchorBindings: StateFile {
+    public static let fileName = "lma-bindings.json"
 
     public struct Entry: Codable, Sendable {
         public var identifier: String
@@ -260,11 +340,14 @@ public struct LocalMobilityAnchorReport: StateFile {
     }
 
     public var pid: Int32
-    public var updatedAt: Date
-    public var address: IPv6Address
+    /// CLOCK_REALTIME when the loop copied the entries, nanoseconds: the CLI tells a list
+    /// written for its request from an older one by it.
+    public var takenAtNanoseconds: UInt64
     public var bindings: [Entry]
-    public var counters: LocalMobilityAnchorCounters
-    public var dataplane: [String: UInt64]
-    public var puntsMalformed: UInt64
-    public var sendFailures: UInt64
+
+    public static func realtimeNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
 }
