@@ -18,7 +18,7 @@ import pytest
 
 from conftest import NOT_ROOT, TAG, mip6_binary
 from testbed.cluster import BFD_INTERVAL_MS, BFD_MULTIPLIER, REPLICAS, ClusterTestbed, Replica
-from testbed.harness import MobileNodeDaemon, UdpStream, counter
+from testbed.harness import PYTHON, MobileNodeDaemon, PcapCapture, UdpStream, counter, wait_for
 from testbed.stream import summary
 
 RATE = 1000
@@ -279,3 +279,52 @@ def test_all_replicas_restarted_restore_from_the_store(cluster):
     res_down, res_up = down.stop(), up.stop()
     assert res_down["lost"] == 0 and res_up["lost"] == 0, (summary(res_down), summary(res_up))
     assert counter(mn.status(), "counters.busSent") == bus0, "the mobile node registered again"
+
+
+def test_newer_bu_that_loses_the_store_race_is_judged_again_and_accepted(cluster, tmp_path):
+    """Two replicas take BUs for one home address at the same time: ha1 accepts BU 12 but its
+    commit is held up (its etcd traffic frozen) while ha2 accepts and commits the older BU 11.
+    When ha1's compare-and-swap then fails, ha1 judges BU 12 again against what the store holds
+    now (11): it is newer, so it is committed on the new revision and its BA (status 0) leaves
+    after all; the store ends at 12 everywhere (RFC 6275 §9.5.1 cluster-wide)."""
+    tb, replicas = cluster["tb"], cluster["replicas"]
+    healthy(cluster)
+    hoa, coa = "2001:db8:1::200", tb.CN_ROUTER           # a second home address; BAs come back to the router
+
+    def bu(n: int, seq: int, lifetime: int = 60, timeout: float = 2.0) -> dict:
+        cp = tb.run("rtr", [PYTHON, "-m", "testbed.scapy_mn", "register", "--iface", f"r-ha{n}",
+                            "--dst-mac", f"02:00:00:00:a{n}:02", "--coa", coa, "--ha", tb.HA, "--hoa", hoa,
+                            "--seq", str(seq), "--lifetime", str(lifetime), "--timeout", str(timeout)], timeout=30)
+        return json.loads(cp.stdout.strip().splitlines()[-1])
+
+    def judged_again(n: int) -> int:
+        return int(((replicas[n].state() or {}).get("store") or {}).get("counters", {}).get("judgedAgain", 0))
+
+    assert bu(2, 10).get("status") == 0
+    assert wait_for(lambda: (replicas[1].binding(hoa) or {}).get("sequence") == 10, 3), "ha1 did not learn seq 10"
+    before = judged_again(1)
+    cap = PcapCapture(tb, "rtr", "r-ha1", f"ip6 and src {tb.HA} and dst {coa}", tmp_path / "ha1-ba.pcap").start()
+    freeze = ("table inet etcdfreeze {\n chain o { type filter hook output priority 0; policy accept; "
+              f"tcp dport {tb.ETCD_PORT} drop; }}\n}}\n")
+    tb.run("ha1", ["nft", "-f", "-"], input=freeze)
+    try:
+        held = bu(1, 12, timeout=0.3)
+        assert "status" not in held, f"ha1 answered BU 12 before its commit: {held}"
+        first = bu(2, 11)
+        assert first.get("status") == 0 and first.get("sequence") == 11, first
+    finally:
+        tb.run("ha1", ["nft", "delete", "table", "inet", "etcdfreeze"], check=False)
+    try:
+        assert wait_for(lambda: judged_again(1) > before, 10), f"ha1 never judged BU 12 again: {replicas[1].state()}"
+        assert wait_for(lambda: all((replicas[n].binding(hoa) or {}).get("sequence") == 12 for n in REPLICAS), 5), \
+            {n: replicas[n].binding(hoa) for n in REPLICAS}
+        time.sleep(0.2)
+        bas = []
+        for p in cap.stop():
+            # IPv6 header, Type 2 Routing Header (24 bytes), then the Mobility Header: a BA is type 6.
+            if len(p) >= 40 + 24 + 12 and p[6] == 43 and p[40] == 135 and p[64 + 2] == 6:
+                bas.append({"status": p[64 + 6], "sequence": int.from_bytes(p[64 + 8:64 + 10], "big")})
+        assert {"status": 0, "sequence": 12} in bas, f"no accepting BA for BU 12 from ha1: {bas}"
+        print(f"  ha1's BAs: {bas}; judged again: {judged_again(1) - before}")
+    finally:
+        bu(2, 13, lifetime=0)
