@@ -26,10 +26,7 @@
 #include "lib/ctx.h"
 #include "lib/verdict.h"
 #include "lib/punt.h"
-#include "lib/ptb.h"
-#include "lib/nexthop.h"
-#include "lib/ratelimit.h"
-#include "lib/tunnel.h"
+#include "lib/forward.h"
 #include "ha_maps.h"
 
 /* Bytes made directly readable (TC: a driver may leave headers in page fragments): on every
@@ -51,6 +48,28 @@ static __always_inline void ha_count(__u32 idx)
 	m6_count(&mip6_counters, idx);
 }
 
+/* The home agent to the shared forwarding steps (lib/forward.h): its maps, the counters that
+ * name their outcomes. */
+static __always_inline struct m6_fwd ha_fwd(const enum m6_hook hook)
+{
+	return (struct m6_fwd){
+		.counters = &mip6_counters,
+		.icmp_tb = &mip6_icmp_tb,
+		.nh_cache = &mip6_nexthop,
+		.reply_smac = NULL,
+		/* a "too big" packet shorter than a quote: no genuine one is; let the kernel judge */
+		.ptb_short = M6_PASS(hook, MIP6_CNT_PASS_OTHER),
+		.drop_encap_gso = MIP6_CNT_DROP_ENCAP_GSO,
+		.drop_adjust_fail = MIP6_CNT_DROP_ADJUST_FAIL,
+		.drop_icmp_rate_limited = MIP6_CNT_DROP_ICMP_RATE_LIMITED,
+		.encap_limit = MIP6_CNT_DROP_ENCAP_LIMIT,
+		.encap_too_big = MIP6_CNT_ENCAP_TOO_BIG,
+		.encap = MIP6_CNT_ENCAP,
+		.nh_cache_hit = MIP6_CNT_NH_CACHE_HIT,
+		.nh_cache_miss = MIP6_CNT_NH_CACHE_MISS,
+	};
+}
+
 /*
  * Signaling flood protection: every punt to the control plane passes a per-source-/64
  * bucket and a global one, so a flood cannot starve the control plane and one source
@@ -62,21 +81,11 @@ static __always_inline __u32 ha_punt_limited(const struct mip6_config *cfg, cons
 	__u64 now = bpf_ktime_get_ns();
 	if (cfg->src_cost_ns) {
 		__u64 prefix = *(const __u64 *)ip6->saddr.s6_addr;
-		struct mip6_rate_state *b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
-		if (!b) { /* a new prefix evicts the least recently seen one */
-			struct mip6_rate_state fresh = { .credit_ns = cfg->src_burst_ns, .last_ns = now };
-			bpf_map_update_elem(&mip6_src_tb, &prefix, &fresh, BPF_NOEXIST);
-			b = bpf_map_lookup_elem(&mip6_src_tb, &prefix);
-		}
-		if (b && !m6_rate_take(&b->credit_ns, &b->last_ns, now, cfg->src_cost_ns, cfg->src_burst_ns))
+		if (!m6_keyed_take(&mip6_src_tb, &prefix, now, cfg->src_cost_ns, cfg->src_burst_ns))
 			return MIP6_CNT_PUNT_SRC_RATE_LIMITED;
 	}
-	if (cfg->punt_cost_ns) {
-		__u32 zero = 0;
-		struct mip6_token_bucket *g = bpf_map_lookup_elem(&mip6_punt_tb, &zero);
-		if (g && !m6_bucket_take(g, now, cfg->punt_cost_ns, cfg->punt_burst_ns))
-			return MIP6_CNT_PUNT_RATE_LIMITED;
-	}
+	if (cfg->punt_cost_ns && !m6_global_take(&mip6_punt_tb, now, cfg->punt_cost_ns, cfg->punt_burst_ns))
+		return MIP6_CNT_PUNT_RATE_LIMITED;
 	return 0;
 }
 
@@ -109,15 +118,6 @@ static __always_inline void ha_stats_add(const struct mip6_binding *b, __u32 byt
 	}
 }
 
-/* The route for `fib`, through the next-hop cache of mip6_config.nh_gen's generation. */
-static __always_inline int ha_fib(void *ctx, const struct mip6_config *cfg, __u64 now, struct bpf_fib_lookup *fib)
-{
-	int hit;
-	int rc = m6_fib_cached(ctx, &mip6_nexthop, cfg->nh_gen, now, fib, &hit);
-	ha_count(hit ? MIP6_CNT_NH_CACHE_HIT : MIP6_CNT_NH_CACHE_MISS);
-	return rc;
-}
-
 /* The route to binding `b`'s care-of address when its slot's entry cannot answer: the FIB,
  * whose answer is written back in place. An entry answers only while it is fresh and was
  * filled for the binding's current sequence number (each accepted BU, a move or a slot
@@ -148,66 +148,6 @@ static __always_inline int ha_fib_refill(void *ctx, const struct mip6_config *cf
 	return rc;
 }
 
-/* RFC 8200 §3: we forward the packet once; the skb checksum follows (TC). */
-static __always_inline void ha_hop_limit_dec(void *ctx, const enum m6_hook hook, struct ipv6hdr *ip6)
-{
-	__u32 old_word = ((__u32 *)ip6)[1];
-	ip6->hop_limit--;
-	__u32 new_word = ((__u32 *)ip6)[1];
-	m6_csum_replaced(ctx, hook, &old_word, 4, &new_word, 4);
-}
-
-/* To the next hop (the FIB's, or the cache's): out of the arrival interface (counted as
- * `tx`), or redirected to another one (`redirect`). */
-static __always_inline int ha_forward(void *ctx, const enum m6_hook hook, struct ethhdr *eth, __u32 ifindex,
-				      const __u8 *smac, const __u8 *dmac, __u32 tx, __u32 redirect)
-{
-	mac_copy(eth->h_dest, dmac);
-	mac_copy(eth->h_source, smac);
-	if (ifindex == m6_ifindex(ctx, hook))
-		return M6_OUT(tx, m6_tx(ctx, hook));
-	return M6_OUT(redirect, m6_redirect(ctx, hook, ifindex, 0));
-}
-
-/* RFC 4443 §2.4(f): a node MUST limit the rate of the ICMPv6 errors it originates. One bucket
- * for every error, source and CPU; 1 when this one may go. */
-static __always_inline int ha_icmp_error_allowed(__u64 now)
-{
-	__u32 zero = 0;
-	struct mip6_token_bucket *tb = bpf_map_lookup_elem(&mip6_icmp_tb, &zero);
-	const __u64 cost = 1000000000ULL / MIP6_ICMP_ERRORS_PER_S;
-	return tb && m6_bucket_take(tb, now, cost, cost * MIP6_ICMP_ERRORS_BURST);
-}
-
-/* The sender's packet does not fit the tunnel: Packet Too Big back out of the arrival interface. */
-static __always_inline int ha_packet_too_big(void *ctx, const enum m6_hook hook, const __u8 *ha_addr, __u32 mtu,
-					     __u64 now)
-{
-	if (!ha_icmp_error_allowed(now))
-		return M6_DROP(MIP6_CNT_DROP_ICMP_RATE_LIMITED);
-	int rc = m6_packet_too_big(ctx, hook, ha_addr, mtu);
-	if (rc == M6_PTB_NOT_TOO_BIG) /* cannot happen for a genuine too-big packet; let the kernel judge */
-		return M6_PASS(hook, MIP6_CNT_PASS_OTHER);
-	if (rc)
-		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
-	return M6_OUT(MIP6_CNT_ENCAP_TOO_BIG, m6_tx(ctx, hook));
-}
-
-/* RFC 2473 §5.1: the packet's Tunnel Encapsulation Limit is 0. It is discarded and its source
- * gets a Parameter Problem, code 0, pointing at the limit (`pointer`, from the IPv6 header),
- * back out of the arrival interface; none to a source that names no node (RFC 4443 §2.4(e)). */
-static __always_inline int ha_encap_limit_spent(void *ctx, const enum m6_hook hook, const __u8 *ha_addr,
-						struct ipv6hdr *ip6, __u32 pointer, __u32 inner_len, __u64 now)
-{
-	if (addr_is_multicast(ip6->saddr.s6_addr) || addr_is_unspecified(ip6->saddr.s6_addr))
-		return M6_DROP(MIP6_CNT_DROP_ENCAP_LIMIT);
-	if (!ha_icmp_error_allowed(now))
-		return M6_DROP(MIP6_CNT_DROP_ICMP_RATE_LIMITED);
-	if (m6_param_problem(ctx, hook, ha_addr, pointer, inner_len))
-		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
-	return M6_OUT(MIP6_CNT_DROP_ENCAP_LIMIT, m6_tx(ctx, hook));
-}
-
 /*
  * RFC 2473 §7.1(b): the packet is 1280 bytes or less, its tunnel packet exceeds the path MTU to
  * the care-of address, and the sender cannot be asked for less (1280 is the minimum MTU): the
@@ -236,65 +176,12 @@ static __always_inline int ha_fragment_punt(void *ctx, const enum m6_hook hook, 
 	return M6_DROP(MIP6_CNT_ENCAP_FRAG_PUNT);
 }
 
-/*
- * What goes on the wire after encapsulation must fit the route: the packet + `overhead` (40,
- * or 48 with our Destination Options header), or one segment of a GSO skb (TC); 0 when the
- * tunnel cannot carry it. *flags: open_room's.
- * Encapsulating a GSO skb (bpf_skb_adjust_room with ENCAP_L3_IPV6 marks it SKB_GSO_IPXIP6,
- * so TSO/GSO segment it with the outer headers on every segment):
- *  - TCP: without FIXED_GSO the kernel lowers gso_size by the overhead, so every segment on
- *    the wire is exactly as long as the segment that arrived: one segment must fit the route.
- *  - UDP (UDP_L4 GSO): gso_size is each datagram's payload and cannot change (the kernel
- *    answers -ENOTSUPP); with FIXED_GSO every datagram grows by the overhead, and must still
- *    fit (if not, the sender gets Packet Too Big, as for a single datagram).
- *  - anything else (extension headers first, another GSO type): 0, counted and dropped
- *    as drop_encap_gso; the kernel's -ENOTSUPP for a type it cannot handle goes there too.
- */
-static __always_inline __u32 ha_encap_wire_len(void *ctx, const enum m6_hook hook, struct ipv6hdr *ip6,
-					       __u32 inner_len, __u32 overhead, __u64 *flags)
-{
-	if (hook == M6_XDP)
-		return inner_len + overhead;
-	*flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV6;
-	__u32 gso = m6_gso_size(ctx, hook);
-	if (!gso)
-		return inner_len + overhead;
-	__u32 seg = m6_seg_len(ctx, hook, ETH_HLEN_, ip6->nexthdr, inner_len);
-	if (seg == 0)
-		return 0;
-	if (ip6->nexthdr == IPPROTO_UDP_) {
-		*flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
-		return seg + overhead;
-	}
-	if (gso <= overhead + IPV6_HLEN) /* nothing left of a segment once it shrinks by the overhead */
-		return 0;
-	return seg;
-}
-
 /* RFC 6275 §10.3.1: a binding is used for its lifetime only. The control plane removes
  * it on time when it runs; this keeps that true while it does not (restarts, upgrades).
  * `now` is the coarse clock: a binding may outlive its lifetime by one tick. */
 static __always_inline int ha_binding_live(const struct mip6_binding *b, __u64 now)
 {
 	return now < b->expires_ns;
-}
-
-/* Room for the outer header (and our Destination Options header with the Tunnel
- * Encapsulation Limit `tel`, M6_TEL_NONE: none) and the headers written in it, *eth set to
- * the Ethernet header in front of it. 0, or the drop reason. */
-static __always_inline __u32 ha_tunnel_open(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
-					    __u32 first_word, __u32 inner_len, __u64 room_flags, __u32 overhead, int tel,
-					    const __u8 *ha_addr, const __u8 *coa, struct ethhdr **eth)
-{
-	int err = m6_open_room(ctx, hook, overhead, room_flags);
-	if (err == -ENOTSUPP_) /* a GSO type the kernel cannot re-segment behind an outer header */
-		return MIP6_CNT_DROP_ENCAP_GSO;
-	if (err)
-		return MIP6_CNT_DROP_ADJUST_FAIL;
-	__u8 hop_limit = cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT;
-	if (!m6_tunnel_header(ctx, hook, eth, first_word, inner_len, hop_limit, ha_addr, coa, tel))
-		return MIP6_CNT_DROP_ADJUST_FAIL;
-	return 0;
 }
 
 /* RFC 6275 §10.4.1-2: tunnel a packet for a registered home address to its care-of address. */
@@ -304,32 +191,20 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	if (ip6->hop_limit <= 1) /* the kernel sends Time Exceeded */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_HOPLIMIT);
 
+	const struct m6_fwd fwd = ha_fwd(hook);
 	M6_ADDR(coa);
 	M6_ADDR(ha_addr);
 	addr_copy(coa, b->coa);
 	addr_copy(ha_addr, cfg->ha_addr);
 	__u32 inner_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
-	__u32 first_word = *(__u32 *)ip6; /* version, traffic class, flow label: copied out (RFC 2473 §6.4) */
-
-	/* RFC 2473 §5.1: a packet with a Tunnel Encapsulation Limit of 0 is not tunneled again;
-	 * one above 0 goes out with the limit less one in our own Destination Options header
-	 * (§4.1.1). One test for a packet that cannot carry one. */
-	int tel = M6_TEL_NONE;
-	if (m6_may_carry_tel(ip6->nexthdr)) {
-		__u32 pointer = 0;
-		tel = m6_tel_find(ctx, hook, ETH_HLEN_, inner_len, ip6->nexthdr, &pointer);
-		if (tel == M6_TEL_MALFORMED)
-			return M6_DROP(MIP6_CNT_DROP_MALFORMED);
-		if (tel == 0)
-			return ha_encap_limit_spent(ctx, hook, ha_addr, ip6, pointer, inner_len, now);
-		if (tel > 0)
-			tel--;
-	}
-	__u32 overhead = m6_tunnel_overhead(tel);
-
-	__u64 room_flags = 0;
-	__u32 wire_len = ha_encap_wire_len(ctx, hook, ip6, inner_len, overhead, &room_flags);
-	if (wire_len == 0 || wire_len > 0xffff || inner_len + overhead - IPV6_HLEN > 0xffff) /* the outer payload length */
+	__u32 pointer = 0;
+	int tel = m6_tel_next(ctx, hook, ETH_HLEN_, inner_len, ip6->nexthdr, &pointer);
+	if (tel == M6_TEL_MALFORMED)
+		return M6_DROP(MIP6_CNT_DROP_MALFORMED);
+	if (tel == M6_TEL_SPENT)
+		return m6_fwd_encap_limit_spent(ctx, hook, &fwd, ha_addr, ip6, pointer, inner_len, now);
+	struct m6_encap enc;
+	if (!m6_encap_fit(ctx, hook, ip6, inner_len, tel, &enc))
 		return M6_DROP(MIP6_CNT_DROP_ENCAP_GSO);
 
 	/* The common case: the binding's slot knows the next hop (an inlined array lookup; no
@@ -341,26 +216,23 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 	int rc = BPF_FIB_LKUP_RET_SUCCESS;
 	__u32 ifindex;
 	const __u8 *smac, *dmac;
-	if (fresh && wire_len <= e->nh.max_len) {
+	if (fresh && enc.wire_len <= e->nh.max_len) {
 		ha_count(MIP6_CNT_NH_CACHE_HIT);
 		ifindex = e->nh.ifindex;
 		smac = e->nh.smac;
 		dmac = e->nh.dmac;
 	} else {
-		m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, wire_len, ha_addr, coa);
+		m6_fib_init(&fib, m6_ifindex(ctx, hook), IPPROTO_IPV6_, enc.wire_len, ha_addr, coa);
 		rc = ha_fib_refill(ctx, cfg, b, e, fresh, now, &fib);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-			/* RFC 2473 §7.1: the tunnel MTU is the route's less our headers; never below 1280.
-			 * A route too small for a 1280-byte packet plus them leaves packets of 1280 or
-			 * less that only a fragmented tunnel packet carries (§7.1(b)): asking the sender
-			 * for less than 1280 is not allowed, and 1280 again would loop. */
-			if (fib.mtu_result < 1280 + overhead && inner_len <= 1280) {
+			/* RFC 2473 §7.1(b): only a fragmented tunnel packet carries this one. */
+			if (m6_encap_needs_fragments(&enc, fib.mtu_result)) {
 				if (cfg->flags & MIP6_CFG_FORWARDER) /* no tunnel socket here: the replicas' job */
 					return M6_PASS(hook, MIP6_CNT_FWD_PASS_ENCAP_FRAG);
-				return ha_fragment_punt(ctx, hook, inner_len, now);
+				return ha_fragment_punt(ctx, hook, enc.inner_len, now);
 			}
-			__u32 mtu = fib.mtu_result > 1280 + overhead ? fib.mtu_result - overhead : 1280;
-			return ha_packet_too_big(ctx, hook, ha_addr, mtu, now);
+			__u32 mtu = m6_tunnel_mtu(fib.mtu_result, enc.overhead);
+			return m6_fwd_packet_too_big(ctx, hook, &fwd, ha_addr, mtu, now);
 		}
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 			return M6_DROP(MIP6_CNT_ENCAP_FIB_FAIL);
@@ -369,17 +241,15 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 		dmac = fib.dmac;
 	}
 
-	ha_hop_limit_dec(ctx, hook, ip6); /* RFC 2473 §3.1: the inner packet is forwarded once by us */
 	struct ethhdr *eth;
-	__u32 why = ha_tunnel_open(ctx, hook, cfg, first_word, inner_len, room_flags, overhead, tel, ha_addr, coa, &eth);
-	if (why)
-		return M6_DROP(why);
-	ha_count(MIP6_CNT_ENCAP);
-	ha_stats_add(b, inner_len, m6_segs(ctx, hook), 1);
+	int ret = m6_encap_push(ctx, hook, &fwd, ip6, &enc, cfg->tunnel_hop_limit, ha_addr, coa, &eth);
+	if (ret)
+		return ret;
+	ha_stats_add(b, enc.inner_len, m6_segs(ctx, hook), 1);
 
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) /* the kernel resolves the next hop and forwards */
 		return M6_PASS(hook, MIP6_CNT_ENCAP_PASS_NO_NEIGH);
-	return ha_forward(ctx, hook, eth, ifindex, smac, dmac, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
+	return m6_forward(ctx, hook, eth, ifindex, smac, dmac, MIP6_CNT_ENCAP_TX, MIP6_CNT_ENCAP_REDIRECT);
 }
 
 /* RFC 6275 §10.4.5: reverse tunnel from a registered care-of address. `inner` follows
@@ -387,10 +257,8 @@ static __always_inline int ha_encapsulate(void *ctx, const enum m6_hook hook, co
 static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
 					  struct ipv6hdr *outer, struct ipv6hdr *inner, __u32 outer_len, void *data_end)
 {
-	if ((void *)(inner + 1) > data_end || inner->version != 6)
-		return M6_DROP(MIP6_CNT_DROP_TUNNEL_MALFORMED);
-	__u32 inner_len = bpf_ntohs(inner->payload_len) + IPV6_HLEN;
-	if (ETH_HLEN_ + outer_len + inner_len > m6_len(ctx, hook))
+	__u32 inner_len = m6_decap_inner_len(ctx, hook, inner, outer_len, data_end);
+	if (!inner_len)
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_MALFORMED);
 
 	struct mip6_binding *b = bpf_map_lookup_elem(&mip6_bindings, inner->saddr.s6_addr);
@@ -402,29 +270,26 @@ static __always_inline int ha_decapsulate(void *ctx, const enum m6_hook hook, co
 	if (!ha_binding_live(b, now))
 		return M6_DROP(MIP6_CNT_DROP_TUNNEL_EXPIRED);
 
+	const struct m6_fwd fwd = ha_fwd(hook);
 	/* A GSO skb is checked as one of its segments; 0 (unknown) is left to the kernel. */
 	__u32 seg = m6_seg_len(ctx, hook, ETH_HLEN_ + outer_len, inner->nexthdr, inner_len);
 	struct bpf_fib_lookup fib;
 	m6_fib_init(&fib, m6_ifindex(ctx, hook), inner->nexthdr, seg, inner->saddr.s6_addr, inner->daddr.s6_addr);
 	int forward = inner->hop_limit > 1 && fib.tot_len != 0;
-	int rc = forward ? ha_fib(ctx, cfg, now, &fib) : -1;
+	int rc = forward ? m6_fwd_route(ctx, &fwd, cfg->nh_gen, now, &fib) : -1;
 
-	if (m6_close_room(ctx, hook, outer_len))
-		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
-	void *data = m6_data(ctx, hook);
-	data_end = m6_data_end(ctx, hook);
-	struct ethhdr *eth = data;
-	struct ipv6hdr *ip6 = data + sizeof(*eth);
-	if ((void *)(ip6 + 1) > data_end)
-		return M6_DROP(MIP6_CNT_DROP_ADJUST_FAIL);
-
+	struct ethhdr *eth;
+	struct ipv6hdr *ip6;
+	int ret = m6_decap_pop(ctx, hook, &fwd, outer_len, &eth, &ip6);
+	if (ret)
+		return ret;
 	ha_count(MIP6_CNT_DECAP);
 	ha_stats_add(b, inner_len, m6_segs(ctx, hook), 0);
 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) /* no neighbour yet, too big, hop limit: the kernel knows best */
 		return M6_PASS(hook, MIP6_CNT_DECAP_PASS_KERNEL);
-	ha_hop_limit_dec(ctx, hook, ip6);
-	return ha_forward(ctx, hook, eth, fib.ifindex, fib.smac, fib.dmac, MIP6_CNT_DECAP_TX, MIP6_CNT_DECAP_REDIRECT);
+	m6_hop_limit_dec(ctx, hook, ip6);
+	return m6_forward(ctx, hook, eth, fib.ifindex, fib.smac, fib.dmac, MIP6_CNT_DECAP_TX, MIP6_CNT_DECAP_REDIRECT);
 }
 
 /* Packets to one of our addresses: MH to the control plane, IPv6-in-IPv6 to decapsulation. */
@@ -580,23 +445,14 @@ static __always_inline int ha_proxy_na(void *ctx, const enum m6_hook hook, struc
 static __always_inline int ha_parse(void *ctx, const enum m6_hook hook, struct cursor *c, struct ethhdr **eth,
 				    struct ipv6hdr **ip6)
 {
-	c->pos = m6_data(ctx, hook);
-	c->end = m6_data_end(ctx, hook);
-	*eth = parse_ethhdr(c);
-	if (!*eth || (*eth)->h_proto != bpf_htons(ETH_P_IPV6))
-		return M6_PASS(hook, MIP6_CNT_PASS_NOT_IPV6);
-	*ip6 = parse_ipv6hdr(c);
-	return *ip6 ? 0 : M6_DROP(MIP6_CNT_DROP_MALFORMED);
+	return m6_parse_frame(ctx, hook, c, eth, ip6, MIP6_CNT_PASS_NOT_IPV6, MIP6_CNT_DROP_MALFORMED);
 }
 
 /* A packet for a registered home address: to the care-of address while the binding lives. */
 static __always_inline int ha_tunnel(void *ctx, const enum m6_hook hook, const struct mip6_config *cfg,
 				     struct ipv6hdr *ip6, const struct mip6_binding *b)
 {
-	/* We copy payload_len into the outer header: it must not claim more than is there
-	 * (0 would be a jumbogram, which no tunnel carries). */
-	__u32 plen = bpf_ntohs(ip6->payload_len);
-	if (plen == 0 || ETH_HLEN_ + IPV6_HLEN + plen > m6_len(ctx, hook))
+	if (!m6_encap_len_ok(ctx, hook, ip6))
 		return M6_DROP(MIP6_CNT_DROP_MALFORMED);
 	__u64 now = m6_now_coarse();
 	if (!ha_binding_live(b, now))

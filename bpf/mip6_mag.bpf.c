@@ -34,10 +34,7 @@
 #include "lib/ctx.h"
 #include "lib/verdict.h"
 #include "lib/punt.h"
-#include "lib/ptb.h"
-#include "lib/nexthop.h"
-#include "lib/ratelimit.h"
-#include "lib/tunnel.h"
+#include "lib/forward.h"
 #include "mag_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -60,6 +57,35 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 static __always_inline void mag_count(__u32 idx)
 {
 	m6_count(&mip6_mag_counts, idx);
+}
+
+/* The MAG to the shared forwarding steps (lib/forward.h): its maps, the counters that name their
+ * outcomes. Its ICMPv6 errors go to the node from the shared link-local address and MAC (the
+ * node's MAC swapped in by lib/ptb.h), back out of the access link they came from. */
+static __always_inline struct m6_fwd mag_fwd(const struct mip6_mag_config *cfg)
+{
+	return (struct m6_fwd){
+		.counters = &mip6_mag_counts,
+		.icmp_tb = &mip6_mag_icmp,
+		.nh_cache = &mip6_mag_nh,
+		.reply_smac = cfg->mac,
+		/* shorter than a quote: only a route below 1280 + 40 does that */
+		.ptb_short = M6_DROP(MIP6_MAG_CNT_DROP_ENCAP_TUNNEL_MTU),
+		.drop_encap_gso = MIP6_MAG_CNT_DROP_ENCAP_GSO,
+		.drop_adjust_fail = MIP6_MAG_CNT_DROP_ADJUST_FAIL,
+		.drop_icmp_rate_limited = MIP6_MAG_CNT_DROP_ICMP_RATE_LIMITED,
+		.encap_limit = MIP6_MAG_CNT_DROP_ENCAP_LIMIT,
+		.encap_too_big = MIP6_MAG_CNT_ENCAP_TOO_BIG,
+		.encap = MIP6_MAG_CNT_ENCAP,
+		.nh_cache_hit = MIP6_MAG_CNT_NH_CACHE_HIT,
+		.nh_cache_miss = MIP6_MAG_CNT_NH_CACHE_MISS,
+	};
+}
+
+/* Ethernet + IPv6 from the start of the frame; 0, or the outcome for a frame that is not. */
+static __always_inline int mag_parse(struct __sk_buff *skb, struct cursor *c, struct ethhdr **eth, struct ipv6hdr **ip6)
+{
+	return m6_parse_frame(skb, MAG_HOOK, c, eth, ip6, MIP6_MAG_CNT_PASS_NOT_IPV6, MIP6_MAG_CNT_DROP_MALFORMED);
 }
 
 /* RFC 5213 §6.1: an entry forwards while the LMA's binding lives. The control plane removes
@@ -151,144 +177,45 @@ static __always_inline void mag_attach_trigger(struct __sk_buff *skb, const stru
 	mag_count(MIP6_MAG_CNT_ATTACH_PUNT);
 }
 
-/* ---- ICMPv6 errors to the node ---- */
-
-/* RFC 4443 §2.4(f): one bucket for every ICMPv6 error this program originates; 1 when this one may go. */
-static __always_inline int mag_icmp_error_allowed(__u64 now)
-{
-	__u32 zero = 0;
-	struct mip6_token_bucket *tb = bpf_map_lookup_elem(&mip6_mag_icmp, &zero);
-	const __u64 cost = 1000000000ULL / MIP6_ICMP_ERRORS_PER_S;
-	return tb && m6_bucket_take(tb, now, cost, cost * MIP6_ICMP_ERRORS_BURST);
-}
-
-/* The frame is now an ICMPv6 error from the shared link-local address to the node (its
- * Ethernet destination the node's MAC, swapped in by lib/ptb.h): from the shared MAC, back out
- * of the access link it came from. */
-static __always_inline int mag_error_to_node(struct __sk_buff *skb, const struct mip6_mag_config *cfg, __u32 cnt)
-{
-	void *data = m6_data(skb, MAG_HOOK);
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > m6_data_end(skb, MAG_HOOK))
-		return M6_DROP(MIP6_MAG_CNT_DROP_ADJUST_FAIL);
-	mac_copy(eth->h_source, cfg->mac);
-	return M6_OUT(cnt, m6_tx(skb, MAG_HOOK));
-}
-
-/* RFC 2473 §7, RFC 4443 §3.2: the node's packet does not fit the tunnel. */
-static __always_inline int mag_packet_too_big(struct __sk_buff *skb, const struct mip6_mag_config *cfg, __u32 mtu,
-					      __u64 now)
-{
-	if (!mag_icmp_error_allowed(now))
-		return M6_DROP(MIP6_MAG_CNT_DROP_ICMP_RATE_LIMITED);
-	int rc = m6_packet_too_big(skb, MAG_HOOK, cfg->link_local, mtu);
-	if (rc == M6_PTB_NOT_TOO_BIG) /* shorter than a quote: only a route below 1280 + 40 does that */
-		return M6_DROP(MIP6_MAG_CNT_DROP_ENCAP_TUNNEL_MTU);
-	if (rc)
-		return M6_DROP(MIP6_MAG_CNT_DROP_ADJUST_FAIL);
-	return mag_error_to_node(skb, cfg, MIP6_MAG_CNT_ENCAP_TOO_BIG);
-}
-
-/* RFC 2473 §5.1: a Tunnel Encapsulation Limit of 0: discarded, Parameter Problem (code 0,
- * pointing at the limit) to the node. */
-static __always_inline int mag_encap_limit_spent(struct __sk_buff *skb, const struct mip6_mag_config *cfg,
-						 __u32 pointer, __u32 inner_len, __u64 now)
-{
-	if (!mag_icmp_error_allowed(now))
-		return M6_DROP(MIP6_MAG_CNT_DROP_ICMP_RATE_LIMITED);
-	if (m6_param_problem(skb, MAG_HOOK, cfg->link_local, pointer, inner_len))
-		return M6_DROP(MIP6_MAG_CNT_DROP_ADJUST_FAIL);
-	return mag_error_to_node(skb, cfg, MIP6_MAG_CNT_DROP_ENCAP_LIMIT);
-}
-
 /* ---- uplink: node -> LMA ---- */
-
-/* RFC 2473 §3.1: the inner packet is forwarded once by the entry (or exit) point; the skb
- * checksum follows. */
-static __always_inline void mag_hop_limit_dec(struct __sk_buff *skb, struct ipv6hdr *ip6)
-{
-	__u32 old_word = ((__u32 *)ip6)[1];
-	ip6->hop_limit--;
-	__u32 new_word = ((__u32 *)ip6)[1];
-	m6_csum_replaced(skb, MAG_HOOK, &old_word, 4, &new_word, 4);
-}
-
-/* What goes on the wire after encapsulation must fit the route (the LMA's rule): the packet +
- * `overhead`, or one segment of a GSO skb (TCP segments shrink by the overhead, UDP GSO
- * datagrams keep their size with FIXED_GSO and grow by it); 0 when the tunnel cannot carry it.
- * *flags: open_room's. */
-static __always_inline __u32 mag_encap_wire_len(struct __sk_buff *skb, struct ipv6hdr *ip6, __u32 inner_len,
-						__u32 overhead, __u64 *flags)
-{
-	*flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV6;
-	__u32 gso = m6_gso_size(skb, MAG_HOOK);
-	if (!gso)
-		return inner_len + overhead;
-	__u32 seg = m6_seg_len(skb, MAG_HOOK, ETH_HLEN_, ip6->nexthdr, inner_len);
-	if (seg == 0)
-		return 0;
-	if (ip6->nexthdr == IPPROTO_UDP_) {
-		*flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
-		return seg + overhead;
-	}
-	if (gso <= overhead + IPV6_HLEN)
-		return 0;
-	return seg;
-}
 
 /* RFC 5213 §6.10.5: tunnel a registered node's packet from the Proxy-CoA to its LMA. */
 static __always_inline int mag_uplink(struct __sk_buff *skb, const struct mip6_mag_config *cfg, struct ipv6hdr *ip6,
 				      const struct mip6_mag_node *n, __u64 now)
 {
-	/* payload_len goes into the outer header: it must not claim more than is there (0 would
-	 * be a jumbogram, which no tunnel carries). */
-	__u32 plen = bpf_ntohs(ip6->payload_len);
-	if (plen == 0 || ETH_HLEN_ + IPV6_HLEN + plen > skb->len)
+	if (!m6_encap_len_ok(skb, MAG_HOOK, ip6))
 		return M6_DROP(MIP6_MAG_CNT_DROP_MALFORMED);
 	if (ip6->hop_limit <= 1) /* no Time Exceeded from here yet */
 		return M6_DROP(MIP6_MAG_CNT_DROP_HOP_LIMIT);
 
+	const struct m6_fwd fwd = mag_fwd(cfg);
 	M6_ADDR(lma);
 	M6_ADDR(pcoa);
 	addr_copy(lma, n->lma);
 	addr_copy(pcoa, cfg->proxy_coa);
-	__u32 inner_len = plen + IPV6_HLEN;
-	__u32 first_word = *(__u32 *)ip6; /* version, traffic class, flow label: copied out (RFC 2473 §6.4) */
-
-	int tel = M6_TEL_NONE;
-	if (m6_may_carry_tel(ip6->nexthdr)) {
-		__u32 pointer = 0;
-		tel = m6_tel_find(skb, MAG_HOOK, ETH_HLEN_, inner_len, ip6->nexthdr, &pointer);
-		if (tel == M6_TEL_MALFORMED)
-			return M6_DROP(MIP6_MAG_CNT_DROP_MALFORMED);
-		if (tel == 0)
-			return mag_encap_limit_spent(skb, cfg, pointer, inner_len, now);
-		if (tel > 0)
-			tel--;
-	}
-	__u32 overhead = m6_tunnel_overhead(tel);
-
-	__u64 room_flags = 0;
-	__u32 wire_len = mag_encap_wire_len(skb, ip6, inner_len, overhead, &room_flags);
-	if (wire_len == 0 || wire_len > 0xffff || inner_len + overhead - IPV6_HLEN > 0xffff) /* the outer payload length */
+	__u32 inner_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
+	__u32 pointer = 0;
+	int tel = m6_tel_next(skb, MAG_HOOK, ETH_HLEN_, inner_len, ip6->nexthdr, &pointer);
+	if (tel == M6_TEL_MALFORMED)
+		return M6_DROP(MIP6_MAG_CNT_DROP_MALFORMED);
+	if (tel == M6_TEL_SPENT)
+		return m6_fwd_encap_limit_spent(skb, MAG_HOOK, &fwd, cfg->link_local, ip6, pointer, inner_len, now);
+	struct m6_encap enc;
+	if (!m6_encap_fit(skb, MAG_HOOK, ip6, inner_len, tel, &enc))
 		return M6_DROP(MIP6_MAG_CNT_DROP_ENCAP_GSO);
 
 	/* An input lookup as if the packet came in on the core interface (its forwarding setting and
 	 * policy rules apply), or on this access link when the control plane names none. */
 	struct bpf_fib_lookup fib;
-	int hit;
 	__u32 fib_ifindex = cfg->core_ifindex ? cfg->core_ifindex : skb->ifindex;
-	m6_fib_init(&fib, fib_ifindex, IPPROTO_IPV6_, wire_len, pcoa, lma);
-	int rc = m6_fib_cached(skb, &mip6_mag_nh, cfg->nh_gen, now, &fib, &hit);
-	mag_count(hit ? MIP6_MAG_CNT_NH_CACHE_HIT : MIP6_MAG_CNT_NH_CACHE_MISS);
+	m6_fib_init(&fib, fib_ifindex, IPPROTO_IPV6_, enc.wire_len, pcoa, lma);
+	int rc = m6_fwd_route(skb, &fwd, cfg->nh_gen, now, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		/* RFC 2473 §7.1: the tunnel MTU is the route's less our headers, never below 1280. A
-		 * packet of 1280 or less that still does not fit needs a fragmented tunnel packet
-		 * (§7.1(b)), which the MAG does not send: dropped, counted. */
-		if (fib.mtu_result < 1280 + overhead && inner_len <= 1280)
+		/* RFC 2473 §7.1(b): the MAG does not send fragmented tunnel packets: dropped, counted. */
+		if (m6_encap_needs_fragments(&enc, fib.mtu_result))
 			return M6_DROP(MIP6_MAG_CNT_DROP_ENCAP_TUNNEL_MTU);
-		__u32 mtu = fib.mtu_result > 1280 + overhead ? fib.mtu_result - overhead : 1280;
-		return mag_packet_too_big(skb, cfg, mtu, now);
+		__u32 mtu = m6_tunnel_mtu(fib.mtu_result, enc.overhead);
+		return m6_fwd_packet_too_big(skb, MAG_HOOK, &fwd, cfg->link_local, mtu, now);
 	}
 	/* Forwarding off on the lookup's interface: bpf_fib_lookup refuses, the kernel can still
 	 * route the tunnel packet out of the core interface (bpf_redirect_neigh, no MTU check). */
@@ -296,34 +223,18 @@ static __always_inline int mag_uplink(struct __sk_buff *skb, const struct mip6_m
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH && !kernel_routes)
 		return M6_DROP(MIP6_MAG_CNT_DROP_ENCAP_NO_ROUTE);
 
-	mag_hop_limit_dec(skb, ip6);
-	int err = m6_open_room(skb, MAG_HOOK, overhead, room_flags);
-	if (err == -ENOTSUPP_) /* a GSO type the kernel cannot re-segment behind an outer header */
-		return M6_DROP(MIP6_MAG_CNT_DROP_ENCAP_GSO);
-	if (err)
-		return M6_DROP(MIP6_MAG_CNT_DROP_ADJUST_FAIL);
-	/* Every packet pointer is void now: m6_tunnel_header derives and checks its own. */
 	struct ethhdr *eth;
-	__u8 hop_limit = cfg->tunnel_hop_limit ? cfg->tunnel_hop_limit : MIP6_TUNNEL_HOP_LIMIT;
-	if (!m6_tunnel_header(skb, MAG_HOOK, &eth, first_word, inner_len, hop_limit, pcoa, lma, tel))
-		return M6_DROP(MIP6_MAG_CNT_DROP_ADJUST_FAIL);
-	mag_count(MIP6_MAG_CNT_ENCAP);
-
+	int ret = m6_encap_push(skb, MAG_HOOK, &fwd, ip6, &enc, cfg->tunnel_hop_limit, pcoa, lma, &eth);
+	if (ret)
+		return ret;
 	if (kernel_routes)
-		return M6_OUT(MIP6_MAG_CNT_ENCAP_REDIRECT_NEIGH, bpf_redirect_neigh(cfg->core_ifindex, NULL, 0, 0));
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		/* The lookup found the next hop (fib.ipv6_dst); the kernel resolves it and queues. */
-		struct bpf_redir_neigh nh = { .nh_family = AF_INET6_ };
-		nh.ipv6_nh[0] = fib.ipv6_dst[0]; /* ipv6_nh is only 4-byte aligned */
-		nh.ipv6_nh[1] = fib.ipv6_dst[1];
-		nh.ipv6_nh[2] = fib.ipv6_dst[2];
-		nh.ipv6_nh[3] = fib.ipv6_dst[3];
-		return M6_OUT(MIP6_MAG_CNT_ENCAP_REDIRECT_NEIGH, bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0));
-	}
-	/* fib is on the stack: the head adjustment left it alone. */
-	mac_copy(eth->h_dest, fib.dmac);
-	mac_copy(eth->h_source, fib.smac);
-	return M6_OUT(MIP6_MAG_CNT_ENCAP_REDIRECT, m6_redirect(skb, MAG_HOOK, fib.ifindex, 0));
+		return m6_redirect_neigh(cfg->core_ifindex, NULL, MIP6_MAG_CNT_ENCAP_REDIRECT_NEIGH);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) /* the lookup found the next hop (fib.ipv6_dst) */
+		return m6_redirect_neigh(fib.ifindex, fib.ipv6_dst, MIP6_MAG_CNT_ENCAP_REDIRECT_NEIGH);
+	/* fib is on the stack: the head adjustment left it alone. Out of this link or another, a
+	 * redirect in TC either way: counted alike. */
+	return m6_forward(skb, MAG_HOOK, eth, fib.ifindex, fib.smac, fib.dmac, MIP6_MAG_CNT_ENCAP_REDIRECT,
+			  MIP6_MAG_CNT_ENCAP_REDIRECT);
 }
 
 /*
@@ -359,13 +270,12 @@ static __always_inline int mag_access(struct __sk_buff *skb)
 		return M6_PASS(MAG_HOOK, MIP6_MAG_CNT_PASS_OTHER);
 
 	m6_pull(skb, MAG_HOOK, MAG_PULL_FAST);
-	struct cursor c = { .pos = m6_data(skb, MAG_HOOK), .end = m6_data_end(skb, MAG_HOOK) };
-	struct ethhdr *eth = parse_ethhdr(&c);
-	if (!eth || eth->h_proto != bpf_htons(ETH_P_IPV6))
-		return M6_PASS(MAG_HOOK, MIP6_MAG_CNT_PASS_NOT_IPV6);
-	struct ipv6hdr *ip6 = parse_ipv6hdr(&c);
-	if (!ip6)
-		return M6_DROP(MIP6_MAG_CNT_DROP_MALFORMED);
+	struct cursor c;
+	struct ethhdr *eth;
+	struct ipv6hdr *ip6;
+	int ret = mag_parse(skb, &c, &eth, &ip6);
+	if (ret)
+		return ret;
 	__u64 now = m6_now_coarse();
 
 	/* ND is ICMPv6 right after the IPv6 header (RFC 4861 §6.1, §7.1: hop limit 255). */
@@ -411,11 +321,8 @@ static __always_inline int mag_decapsulate(struct __sk_buff *skb, const struct m
 					   struct ipv6hdr *outer, struct cursor *c)
 {
 	struct ipv6hdr *inner = c->pos;
-	if ((void *)(inner + 1) > c->end || inner->version != 6)
-		return M6_DROP(MIP6_MAG_CNT_DROP_TUNNEL_MALFORMED);
 	__u32 outer_len = (void *)inner - (void *)outer;
-	__u32 inner_len = bpf_ntohs(inner->payload_len) + IPV6_HLEN;
-	if (ETH_HLEN_ + outer_len + inner_len > skb->len)
+	if (!m6_decap_inner_len(skb, MAG_HOOK, inner, outer_len, c->end))
 		return M6_DROP(MIP6_MAG_CNT_DROP_TUNNEL_MALFORMED);
 
 	/* The key is the destination's first 8 bytes, read in place. */
@@ -432,16 +339,13 @@ static __always_inline int mag_decapsulate(struct __sk_buff *skb, const struct m
 	mac_copy(node_mac, n->mac);
 	__u32 ifindex = n->ifindex;
 
-	if (m6_close_room(skb, MAG_HOOK, outer_len))
-		return M6_DROP(MIP6_MAG_CNT_DROP_ADJUST_FAIL);
-	/* Every packet pointer is void now: derived and checked again. */
-	m6_pull(skb, MAG_HOOK, ETH_HLEN_ + IPV6_HLEN);
-	void *data = m6_data(skb, MAG_HOOK);
-	struct ethhdr *eth = data;
-	struct ipv6hdr *ip6 = data + sizeof(*eth);
-	if ((void *)(ip6 + 1) > m6_data_end(skb, MAG_HOOK))
-		return M6_DROP(MIP6_MAG_CNT_DROP_ADJUST_FAIL);
-	mag_hop_limit_dec(skb, ip6);
+	const struct m6_fwd fwd = mag_fwd(cfg);
+	struct ethhdr *eth;
+	struct ipv6hdr *ip6;
+	int ret = m6_decap_pop(skb, MAG_HOOK, &fwd, outer_len, &eth, &ip6);
+	if (ret)
+		return ret;
+	m6_hop_limit_dec(skb, MAG_HOOK, ip6);
 	/* RFC 5213 §6.9.3: from the MAC every MAG shares, to the node's. */
 	mac_copy(eth->h_dest, node_mac);
 	mac_copy(eth->h_source, cfg->mac);
@@ -454,24 +358,8 @@ static __always_inline int mag_punt_mh(struct __sk_buff *skb, struct ethhdr *eth
 	__u32 len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
 	if (len > skb->len - ETH_HLEN_) /* Ethernet padding may follow a packet, never truncation */
 		return M6_DROP(MIP6_MAG_CNT_DROP_MALFORMED);
-	int rc = m6_punt(skb, MAG_HOOK, &mip6_mag_punt, MIP6_PUNT_MH, ETH_HLEN_, len, eth->h_source);
-	if (rc < 0)
-		return M6_DROP(MIP6_MAG_CNT_DROP_RING_FULL);
-	if (rc == M6_PUNT_TRUNCATED)
-		mag_count(MIP6_MAG_CNT_MH_PUNT_TRUNCATED);
-	return M6_DROP(MIP6_MAG_CNT_MH_PUNT);
-}
-
-/* Ethernet + IPv6 from the start of the frame; 0, or the outcome for a frame that is not. */
-static __always_inline int mag_parse(struct __sk_buff *skb, struct cursor *c, struct ethhdr **eth, struct ipv6hdr **ip6)
-{
-	c->pos = m6_data(skb, MAG_HOOK);
-	c->end = m6_data_end(skb, MAG_HOOK);
-	*eth = parse_ethhdr(c);
-	if (!*eth || (*eth)->h_proto != bpf_htons(ETH_P_IPV6))
-		return M6_PASS(MAG_HOOK, MIP6_MAG_CNT_PASS_NOT_IPV6);
-	*ip6 = parse_ipv6hdr(c);
-	return *ip6 ? 0 : M6_DROP(MIP6_MAG_CNT_DROP_MALFORMED);
+	return m6_punt_mh(skb, MAG_HOOK, &mip6_mag_punt, ETH_HLEN_, len, eth->h_source, &mip6_mag_counts,
+			  MIP6_MAG_CNT_MH_PUNT, MIP6_MAG_CNT_DROP_RING_FULL, MIP6_MAG_CNT_MH_PUNT_TRUNCATED);
 }
 
 static __always_inline int mag_core(struct __sk_buff *skb)

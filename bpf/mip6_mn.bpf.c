@@ -32,9 +32,7 @@
 #include "lib/ctx.h"
 #include "lib/verdict.h"
 #include "lib/punt.h"
-#include "lib/ptb.h"
-#include "lib/nexthop.h"
-#include "lib/tunnel.h"
+#include "lib/forward.h"
 #include "mn_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -60,12 +58,8 @@ static __always_inline int mn_punt_mh(struct __sk_buff *skb, struct ethhdr *eth,
 	__u32 avail = skb->len > off ? skb->len - off : 0;
 	if (len > avail) /* Ethernet padding may follow a packet, never truncation */
 		return M6_DROP(MIP6_MN_CNT_IN_DROP_MALFORMED);
-	int rc = m6_punt(skb, MN_HOOK, &mip6_mn_punt, MIP6_PUNT_MH, off, len, eth->h_source);
-	if (rc < 0)
-		return M6_DROP(MIP6_MN_CNT_MH_PUNT_RING_FULL);
-	if (rc == M6_PUNT_TRUNCATED)
-		mn_count(MIP6_MN_CNT_MH_PUNT_TRUNCATED);
-	return M6_DROP(MIP6_MN_CNT_MH_PUNT);
+	return m6_punt_mh(skb, MN_HOOK, &mip6_mn_punt, off, len, eth->h_source, &mip6_mn_counts, MIP6_MN_CNT_MH_PUNT,
+			  MIP6_MN_CNT_MH_PUNT_RING_FULL, MIP6_MN_CNT_MH_PUNT_TRUNCATED);
 }
 
 /* A tunnel packet (or a fragment of one): from the home agent to the care-of address (or the
@@ -208,15 +202,8 @@ static __always_inline int mn_route_to_ha(struct __sk_buff *skb, const struct mi
 	/* The control plane's next hop on the care-of link: the FIB's best route may go through
 	 * another link (a preferred one that just came back up), whose router is no neighbour
 	 * of this one. The kernel resolves the neighbour (and queues while it does). */
-	if (!addr_is_unspecified(cfg->coa_gateway)) {
-		struct bpf_redir_neigh gw = { .nh_family = AF_INET6_ };
-		const __u32 *src = (const __u32 *)cfg->coa_gateway; /* ipv6_nh is only 4-byte aligned */
-		gw.ipv6_nh[0] = src[0];
-		gw.ipv6_nh[1] = src[1];
-		gw.ipv6_nh[2] = src[2];
-		gw.ipv6_nh[3] = src[3];
-		return M6_OUT(MIP6_MN_CNT_ENCAP_REDIRECT_NEIGH, bpf_redirect_neigh(cfg->coa_ifindex, &gw, sizeof(gw), 0));
-	}
+	if (!addr_is_unspecified(cfg->coa_gateway))
+		return m6_redirect_neigh(cfg->coa_ifindex, (const __u32 *)cfg->coa_gateway, MIP6_MN_CNT_ENCAP_REDIRECT_NEIGH);
 	struct bpf_fib_lookup fib;
 	m6_fib_init(&fib, cfg->coa_ifindex, IPPROTO_IPV6_, 0, cfg->coa, cfg->ha);
 	int fr = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
@@ -230,15 +217,11 @@ static __always_inline int mn_route_to_ha(struct __sk_buff *skb, const struct mi
 	if (fr == BPF_FIB_LKUP_RET_BLACKHOLE || fr == BPF_FIB_LKUP_RET_UNREACHABLE ||
 	    fr == BPF_FIB_LKUP_RET_PROHIBIT || fr == BPF_FIB_LKUP_RET_FRAG_NEEDED || fr < 0)
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_NO_ROUTE);
-	if (fr == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		/* The lookup found the next hop; the kernel resolves its neighbour and queues. */
-		struct bpf_redir_neigh nh = { .nh_family = AF_INET6_ };
-		addr_copy((__u8 *)nh.ipv6_nh, (__u8 *)fib.ipv6_dst);
-		return M6_OUT(MIP6_MN_CNT_ENCAP_REDIRECT_NEIGH, bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0));
-	}
+	if (fr == BPF_FIB_LKUP_RET_NO_NEIGH) /* the lookup found the next hop */
+		return m6_redirect_neigh(fib.ifindex, fib.ipv6_dst, MIP6_MN_CNT_ENCAP_REDIRECT_NEIGH);
 	/* BPF_FIB_LKUP_RET_FWD_DISABLED: a host has forwarding off and bpf_fib_lookup refuses
 	 * even output lookups then. The kernel routes and resolves the next hop itself. */
-	return M6_OUT(MIP6_MN_CNT_ENCAP_REDIRECT_NEIGH, bpf_redirect_neigh(cfg->coa_ifindex, NULL, 0, 0));
+	return m6_redirect_neigh(cfg->coa_ifindex, NULL, MIP6_MN_CNT_ENCAP_REDIRECT_NEIGH);
 }
 
 /* RFC 6275 §11.3.1: reverse-tunnel a packet from the home address to the home agent. */
@@ -249,28 +232,21 @@ static __always_inline int mn_encapsulate(struct __sk_buff *skb, const struct mi
 	if (skb->len < ETH_HLEN_ || inner_len > 0xffff) /* no jumbograms (BIG TCP) in a tunnel */
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
 
-	/* RFC 2473 §5.1: one test for a packet that cannot carry a Tunnel Encapsulation Limit. */
-	int tel = M6_TEL_NONE;
-	if (m6_may_carry_tel(inner->nexthdr)) {
-		__u32 pointer = 0;
-		tel = m6_tel_find(skb, MN_HOOK, ETH_HLEN_, inner_len, inner->nexthdr, &pointer);
-		if (tel == M6_TEL_MALFORMED)
-			return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
-		if (tel == 0)
-			return mn_encap_limit_spent(skb, cfg, pointer, inner_len);
-		if (tel > 0)
-			tel--;
-	}
+	/* RFC 2473 §5.1: the node is a tunnel entry point too. */
+	__u32 pointer = 0;
+	int tel = m6_tel_next(skb, MN_HOOK, ETH_HLEN_, inner_len, inner->nexthdr, &pointer);
+	if (tel == M6_TEL_MALFORMED)
+		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
+	if (tel == M6_TEL_SPENT)
+		return mn_encap_limit_spent(skb, cfg, pointer, inner_len);
 	__u32 overhead = m6_tunnel_overhead(tel);
 	if (inner_len + overhead - IPV6_HLEN > 0xffff) /* the outer payload length */
 		return M6_DROP(MIP6_MN_CNT_DROP_ENCAP_FAIL);
 
 	/* Must fit with our headers; bpf_check_mtu passes GSO packets (segmented later). */
 	__u32 mtu_len = 0;
-	if (bpf_check_mtu(skb, cfg->coa_ifindex, &mtu_len, overhead, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED) {
-		__u32 mtu = mtu_len > 1280 + overhead ? mtu_len - overhead : 1280;
-		return mn_packet_too_big(skb, cfg, mtu);
-	}
+	if (bpf_check_mtu(skb, cfg->coa_ifindex, &mtu_len, overhead, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
+		return mn_packet_too_big(skb, cfg, m6_tunnel_mtu(mtu_len, overhead));
 
 	/* Room for the outer headers between Ethernet and IPv6; the packet is marked
 	 * SKB_GSO_IPXIP6 + encapsulation so TSO/GSO segment it correctly, and gso_size

@@ -8,6 +8,7 @@
 #define M6_LIB_PUNT_H
 
 #include "ctx.h"
+#include "verdict.h"
 #include "mip6_shared.h"
 
 #define M6_PUNT_FAILED    (-1) /* ring full (or the copy failed): nothing was punted */
@@ -84,6 +85,24 @@ static __always_inline int m6_punt_head(void *ctx, const enum m6_hook hook, void
 		return M6_PUNT_FAILED;
 	m6_punt_header(ctx, hook, &r->hdr, kind, src_mac, orig_len);
 	return M6_PUNT_FILL(ctx, hook, r, off, orig_len < MIP6_PUNT_SMALL ? orig_len : MIP6_PUNT_SMALL, MIP6_PUNT_SMALL);
+}
+
+/*
+ * A Mobility Header the kernel must not see (it has no Mobile IPv6; it would discard the packet
+ * and answer Parameter Problem): the `len` bytes of its IPv6 packet at `off` to `ring`, and the
+ * packet dropped. The outcome: M6_DROP(`punted`), or M6_DROP(`ring_full`) when nothing could
+ * be punted; a record cut to MIP6_PUNT_MAX bytes also counts `truncated` (in `counters`).
+ */
+static __always_inline int m6_punt_mh(void *ctx, const enum m6_hook hook, void *ring, __u32 off, __u32 len,
+				      const __u8 *src_mac, void *counters, __u32 punted, __u32 ring_full,
+				      __u32 truncated)
+{
+	int rc = m6_punt(ctx, hook, ring, MIP6_PUNT_MH, off, len, src_mac);
+	if (rc < 0)
+		return M6_DROP(ring_full);
+	if (rc == M6_PUNT_TRUNCATED)
+		m6_count(counters, truncated);
+	return M6_DROP(punted);
 }
 
 #endif /* M6_LIB_PUNT_H */

@@ -2,7 +2,8 @@
 /*
  * IPv6-in-IPv6 (RFC 2473) at a tunnel entry point: the Tunnel Encapsulation Limit of the
  * packet about to be tunneled (§4.1.1, §5.1) and the outer header of the encapsulation.
- * Shared by the home agent (ha.h) and the mobile node's reverse tunnel (mip6_mn.bpf.c).
+ * Shared by every tunnel entry point: the home agent, the LMA and the MAG (through forward.h)
+ * and the mobile node's reverse tunnel (mip6_mn.bpf.c).
  */
 #ifndef M6_LIB_TUNNEL_H
 #define M6_LIB_TUNNEL_H
@@ -22,6 +23,7 @@
 
 #define M6_TEL_NONE      (-1) /* no Tunnel Encapsulation Limit option */
 #define M6_TEL_MALFORMED (-2) /* an extension header runs past the packet */
+#define M6_TEL_SPENT     (-3) /* m6_tel_next: a limit of 0, the packet may not be tunneled again */
 
 /* RFC 2473 §4.1.1: a limit sits in a Destination Options header, reached through Hop-by-Hop
  * Options and Routing headers. A packet whose first next header is none of those (TCP, UDP,
@@ -76,11 +78,33 @@ static __always_inline int m6_tel_find(void *ctx, const enum m6_hook hook, __u32
 	return M6_TEL_NONE;
 }
 
+/*
+ * At a tunnel entry point (RFC 2473 §5.1): the limit our encapsulation of the packet carries,
+ * the packet's less one (0..254), or M6_TEL_NONE; M6_TEL_SPENT when the packet's is 0, with *ptr
+ * at it (m6_tel_find), or M6_TEL_MALFORMED. One test for a packet that cannot carry a limit.
+ */
+static __always_inline int m6_tel_next(void *ctx, const enum m6_hook hook, __u32 off, __u32 len, __u8 nh, __u32 *ptr)
+{
+	if (!m6_may_carry_tel(nh))
+		return M6_TEL_NONE;
+	int tel = m6_tel_find(ctx, hook, off, len, nh, ptr);
+	if (tel == 0)
+		return M6_TEL_SPENT;
+	return tel > 0 ? tel - 1 : tel;
+}
+
 /* Bytes an encapsulation adds: the outer header, and our Destination Options header when the
  * packet carried a limit (`tel` >= 0, already decremented). */
 static __always_inline __u32 m6_tunnel_overhead(int tel)
 {
 	return tel >= 0 ? IPV6_HLEN + M6_TEL_HLEN : IPV6_HLEN;
+}
+
+/* RFC 2473 §7.1: the tunnel MTU, a route's (or link's) `mtu` less the `overhead` of our
+ * headers, never below 1280. */
+static __always_inline __u32 m6_tunnel_mtu(__u32 mtu, __u32 overhead)
+{
+	return mtu > 1280 + overhead ? mtu - overhead : 1280;
 }
 
 /*
