@@ -301,6 +301,53 @@ struct LMAProgramTests {
         #expect(up.output == Self.received(Self.fromMN), "got \(hex(up.output))")
     }
 
+    /// Full credit in the LMA's ICMPv6 error bucket (its rate limit is tested with the home agent's).
+    static func refillICMPBucket(_ env: Env) throws {
+        let tb = try BPFMap<UInt32, mip6_token_bucket>(env.object.map(MIP6_MAP_LMA_ICMP_LIMIT))
+        var full: mip6_token_bucket = zeroed()
+        full.credit_ns = UInt64.max / 2
+        full.last_ns = monotonicNanoseconds()
+        try tb.update(0, full)
+    }
+
+    @Test("downlink too big for the tunnel: Packet Too Big from the LMA address back to the sender, XDP_TX")
+    func packetTooBig() throws {
+        let env = try Self.env.get()
+        try Self.refillICMPBucket(env)
+        let big = F.echoRequest(src: F.correspondent, dst: Self.mn, dataSize: 1500 - 48) // 1500 + 40 does not fit t0
+        let (tooBig, encap) = (try env.counter("encap_too_big"), try env.counter("encap"))
+        let r = try env.run(Self.received(big))
+        #expect(r.verdict == Self.xdpTX)
+        #expect(Array(r.output.prefix(12)) == F.routerMAC + Self.lmaMAC, "bounced to the sender's neighbour")
+        let ip = Array(r.output.dropFirst(14))
+        #expect(ip.count == 1280, "the ICMPv6 error fills the minimum MTU")
+        #expect(Array(ip[8..<24]) == Self.lma.bytes && Array(ip[24..<40]) == F.correspondent.bytes)
+        #expect(ip[6] == 58 && ip[40] == 2 && ip[41] == 0)
+        let mtu = UInt32(ip[44]) << 24 | UInt32(ip[45]) << 16 | UInt32(ip[46]) << 8 | UInt32(ip[47])
+        #expect(mtu == 1460, "tunnel MTU = route MTU - 40")
+        #expect(Array(ip[48...]) == Array(big.prefix(1232)), "quotes the packet as it came")
+        #expect(InternetChecksum.upperLayer(source: Self.lma, destination: F.correspondent, nextHeader: 58,
+                                            payload: Array(ip[40...])) == 0, "checksum verifies to zero")
+        #expect(try env.counter("encap_too_big") == tooBig + 1 && env.counter("encap") == encap)
+        // Exactly the tunnel MTU: tunneled.
+        let fits = F.echoRequest(src: F.correspondent, dst: Self.mn, dataSize: 1460 - 48)
+        #expect(try env.run(Self.received(fits)).output == Self.encapsulated(fits))
+    }
+
+    @Test("downlink with a Tunnel Encapsulation Limit of 0 (RFC 2473 §5.1): Parameter Problem from the LMA address")
+    func encapsulationLimitSpent() throws {
+        let env = try Self.env.get()
+        try Self.refillICMPBucket(env)
+        let spent = F.withExtensionHeader(F.echoRequest(src: F.correspondent, dst: Self.mn), F.encapsulationLimit(0))
+        let (limited, encap) = (try env.counter("drop_encap_limit"), try env.counter("encap"))
+        let r = try env.run(Self.received(spent))
+        #expect(r.verdict == Self.xdpTX)
+        let expected = F.ethernet(dst: F.routerMAC, src: Self.lmaMAC, PacketBuilder.parameterProblem(
+            code: 0, pointer: 44, invoking: spent, from: Self.lma, to: F.correspondent))
+        #expect(r.output == expected, "got \(hex(r.output))")
+        #expect(try env.counter("drop_encap_limit") == limited + 1 && env.counter("encap") == encap)
+    }
+
     @Test("disabled: every packet passes untouched")
     func disabled() throws {
         let env = try Self.env.get()
