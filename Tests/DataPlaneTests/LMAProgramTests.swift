@@ -303,11 +303,7 @@ struct LMAProgramTests {
 
     /// Full credit in the LMA's ICMPv6 error bucket (its rate limit is tested with the home agent's).
     static func refillICMPBucket(_ env: Env) throws {
-        let tb = try BPFMap<UInt32, mip6_token_bucket>(env.object.map(MIP6_MAP_LMA_ICMP_LIMIT))
-        var full: mip6_token_bucket = zeroed()
-        full.credit_ns = UInt64.max / 2
-        full.last_ns = monotonicNanoseconds()
-        try tb.update(0, full)
+        try fillTokenBucket(env.object.map(MIP6_MAP_LMA_ICMP_LIMIT))
     }
 
     @Test("downlink too big for the tunnel: Packet Too Big from the LMA address back to the sender, XDP_TX")

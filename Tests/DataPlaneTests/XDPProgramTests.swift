@@ -386,11 +386,7 @@ struct XDPProgramTests {
 
     /// Fills the ICMPv6 error bucket again (tests that spend it leave it as they found it).
     static func refillICMPBucket(_ env: Env) throws {
-        let tb = try BPFMap<UInt32, mip6_token_bucket>(env.object.map(MIP6_MAP_ICMP_LIMIT))
-        var full: mip6_token_bucket = zeroed()
-        full.credit_ns = UInt64.max / 2
-        full.last_ns = monotonicNanoseconds()
-        try tb.update(0, full)
+        try fillTokenBucket(env.object.map(MIP6_MAP_ICMP_LIMIT))
     }
 
     @Test("Packet Too Big is rate-limited (RFC 4443 §2.4(f)): a burst of too-big packets gets MIP6_ICMP_ERRORS_BURST answers, the rest are counted")
