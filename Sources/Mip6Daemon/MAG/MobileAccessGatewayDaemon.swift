@@ -171,8 +171,10 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
 
     func handlePunt(_ record: UnsafeRawBufferPointer) {
         stateDirty = true
-        guard let punt = PuntRecord(record) else {
-            counters.puntsMalformed += 1 // short or truncated: never half-parsed
+        // An attach trigger carries only its packet's first bytes (who, on which link, is in
+        // the header); signaling must be whole: never half-parsed.
+        guard let punt = PuntRecord(record, head: true), punt.isWhole || punt.kind == MIP6_PUNT_ATTACH.rawValue else {
+            counters.puntsMalformed += 1
             return
         }
         switch punt.kind {
