@@ -400,6 +400,9 @@ public final class MobileAccessGatewayCore {
     }
 
     public var entryCount: Int { entries.count }
+    /// Entries by state (states with none left out), kept as entries change (the daemon publishes it after every drain
+    /// of its ring; `status` would build and sort every entry).
+    public private(set) var entriesByState: [MobileAccessGatewayEntryState: Int] = [:]
 
     /// The MACs of the entries on access link `ifindex` (when its carrier goes, they all left).
     public func macs(onAccessLink ifindex: UInt32) -> [[UInt8]] {
@@ -880,15 +883,22 @@ public final class MobileAccessGatewayCore {
             timers.push(ExpiryHeap.Entry(expiresAt: deadline, key: Self.macKey(e.mac)))
         }
         e.scheduled = deadline
-        entries[e.mac] = e
+        if let old = entries.updateValue(e, forKey: e.mac) { count(old.state, -1) }
+        count(e.state, 1)
         // Superseded heap items are skipped lazily; rebuild when they pile up.
         if timers.count > 2 * entries.count + 1024 {
             timers = ExpiryHeap(entries.values.compactMap { v in v.scheduled.map { ExpiryHeap.Entry(expiresAt: $0, key: Self.macKey(v.mac)) } })
         }
     }
 
+    /// `entriesByState`, with no key for a state no entry is in.
+    private func count(_ state: MobileAccessGatewayEntryState, _ delta: Int) {
+        let n = (entriesByState[state] ?? 0) + delta
+        entriesByState[state] = n == 0 ? nil : n
+    }
+
     private func drop(_ e: Entry) -> MobileAccessGatewayAction {
-        entries[e.mac] = nil
+        if let old = entries.removeValue(forKey: e.mac) { count(old.state, -1) }
         byIdentifier[e.identifier]?.removeAll { $0 == e.mac }
         if byIdentifier[e.identifier]?.isEmpty == true { byIdentifier[e.identifier] = nil }
         return .untrack(mac: e.mac)

@@ -554,8 +554,10 @@ struct MobileAccessGatewayLifetimeTests {
     @Test func detachRemovesForwardingAndDeregisters() throws {
         let h = MAGHarness()
         h.register(mac2, ifindex: 4, assign: [assignedFromPool])
+        #expect(h.core.entriesByState == [.registered: 1])
         h.advance(5)
         let actions = h.core.detach(mac: mac2)
+        #expect(h.core.entriesByState == [.deregistering: 1])
         try #require(actions.count == 2)
         #expect(actions[0] == .remove(h.forwarding(mac2, ifindex: 4, prefixes: [assignedFromPool],
                                                    identifier: "mn2@pmip.example")))
@@ -573,6 +575,7 @@ struct MobileAccessGatewayLifetimeTests {
         // Acknowledged: the entry goes, and with it the MAC (its next frame is an attach trigger).
         #expect(h.core.handlePacket(h.pba(for: dereg, lifetime: 0)) == [.untrack(mac: mac2)])
         #expect(h.core.entry(mac: mac2) == nil)
+        #expect(h.core.entriesByState.isEmpty)
         #expect(h.core.counters.deregistrations == 1 && h.core.counters.detaches == 1)
         #expect(h.core.nextDeadline == nil)
     }

@@ -246,24 +246,17 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
         logger.notice("stopped", metadata: ["mip6.bpffs": "\(options.bpffs)"])
     }
 
-    /// The counters as they are now, for other threads (`publishedStatus`), and each new
-    /// registration's time for the histogram.
+    /// The counters as they are now, for other threads (`publishedStatus`): copies of a few
+    /// counters, after every ring drain; and each new registration's time for the histogram.
     func publish() {
         let c = core.counters
         if c.registrations != registrationsSeen {
             registrationsSeen = c.registrations
             if let ms = c.lastRegistrationMs { onRegistration?(Double(ms) / 1000) }
         }
-        var states: [String: Int] = [:]
-        for e in core.status.entries { states[e.state.rawValue, default: 0] += 1 }
-        var events: [String: UInt64] = [:]
-        for source in [Mirror(reflecting: c), Mirror(reflecting: counters)] {
-            for child in source.children {
-                if let name = child.label, let v = child.value as? UInt64 { events[name] = v }
-            }
-        }
-        let published = MobileAccessGatewayPublished(nodes: states, policyMobileNodes: core.configuration.policy.mobileNodes.count,
-                                                     events: events)
+        let published = MobileAccessGatewayPublished(
+            nodes: Dictionary(uniqueKeysWithValues: core.entriesByState.map { ($0.key.rawValue, $0.value) }),
+            policyMobileNodes: core.configuration.policy.mobileNodes.count, core: c, daemon: counters)
         shared.write { $0.status = published }
     }
 
@@ -310,6 +303,17 @@ public struct MobileAccessGatewayPublished: Sendable {
     /// Binding Update List entries by state.
     public var nodes: [String: Int]
     public var policyMobileNodes: Int
-    /// The core's and the daemon's counters by name.
-    public var events: [String: UInt64]
+    public var core: MobileAccessGatewayCounters
+    public var daemon: MobileAccessGatewayDaemonCounters
+
+    /// The core's and the daemon's counters by field name (read at scrape time).
+    public var events: [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for source in [Mirror(reflecting: core), Mirror(reflecting: daemon)] {
+            for child in source.children {
+                if let name = child.label, let v = child.value as? UInt64 { out[name] = v }
+            }
+        }
+        return out
+    }
 }
