@@ -82,7 +82,7 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     public func start() throws {
         try DaemonStartup.checkCapabilities()
         let ifaces = try DaemonStartup.interfaces(options.interfaces)
-        let policy = try Self.readPolicy(options.policyPath)
+        let policy = try ProxyPolicy.read(options.policyPath)
         if Sysctl.read("net.ipv6.conf.all.forwarding") != "1" {
             do { try Sysctl.write("net.ipv6.conf.all.forwarding", "1") } catch {
                 throw StartupError("cannot enable IPv6 forwarding (net.ipv6.conf.all.forwarding): \(error)")
@@ -126,14 +126,6 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
         ])
     }
 
-    static func readPolicy(_ path: String) throws -> ProxyPolicy {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw StartupError("--policy \(path): cannot read it (\(error.localizedDescription))")
-        }
-        do { return try ProxyPolicy(parsing: text) } catch { throw StartupError("--policy \(path): \(error)") }
-    }
-
     func setUpLoop() {
         loop.watch(ring.pollFD) { [unowned self] in try drainSignaling() }
         loop.onWake = { [unowned self] in
@@ -154,7 +146,7 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
 
     func reloadPolicy() {
         do {
-            let policy = try Self.readPolicy(options.policyPath)
+            let policy = try ProxyPolicy.read(options.policyPath)
             core.replacePolicy(policy)
             policyReloads += 1
             logger.notice("SIGHUP: policy reloaded, bindings kept", metadata: ["mip6.mobile_nodes": "\(policy.mobileNodes.count)"])

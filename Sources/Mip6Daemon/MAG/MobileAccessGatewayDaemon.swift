@@ -70,7 +70,7 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
             throw StartupError("--core \(options.coreInterface) is also an --access link")
         }
         coreIndex = coreLink.index
-        let policy = try LocalMobilityAnchorDaemon.readPolicy(options.policyPath)
+        let policy = try ProxyPolicy.read(options.policyPath)
         if !coreLink.ipv6Addresses().contains(options.proxyCareOf) {
             throw StartupError("--proxy-coa \(options.proxyCareOf) is not an address of --core \(options.coreInterface)")
         }
@@ -161,7 +161,7 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
 
     func reloadPolicy() {
         do {
-            let policy = try LocalMobilityAnchorDaemon.readPolicy(options.policyPath)
+            let policy = try ProxyPolicy.read(options.policyPath)
             core.updatePolicy(policy)
             logger.notice("SIGHUP: policy reloaded, attached nodes kept", metadata: ["mip6.mobile_nodes": "\(policy.mobileNodes.count)"])
         } catch {
