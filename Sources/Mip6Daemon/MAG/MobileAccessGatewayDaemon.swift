@@ -118,12 +118,9 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
             for (name, a) in zip(names, attachments) { s.attached[name] = (a.ifindex, a.programID) }
         }
         setUpLoop()
-        // Hosts already on an access link when we start: ask them to show themselves.
-        for link in accessLinks {
-            let up = (try? Netlink.links().first { $0.index == link.index }?.hasCarrier) ?? false
-            carrier[link.index] = up
-            if up == true { solicit(link.index) }
-        }
+        // Hosts already on an access link when we start: every link with carrier is an up edge
+        // (none was seen before), so they are asked to show themselves.
+        linksChanged()
         writeState()
         publish()
         logger.notice("mobile access gateway ready", metadata: [
