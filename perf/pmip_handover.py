@@ -35,21 +35,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testbed.harness import UdpStream, default_binary, wait_for  # noqa: E402
-from testbed.pmip import LMA, MAG, PmipTestbed, start_daemon  # noqa: E402
+from testbed.pmip import PmipTestbed  # noqa: E402
 from testbed.stream import summary  # noqa: E402
 
 PRE_S = 0.5
 POST_S = 0.7
 
 
-def mag_status(tb, binary, n: int) -> dict:
-    cp = tb.run(f"mag{n}", [binary, "mag", "status", "--json", "--state-dir", f"/run/mip6-mag{n}-{tb.tag}",
-                            "--bpffs", f"/sys/fs/bpf/mip6-mag{n}"])
-    return json.loads(cp.stdout)
-
-
 def registered(tb, binary, n: int) -> bool:
-    e = [x for x in mag_status(tb, binary, n)["status"]["entries"] if x["state"] == "registered" and x["installed"]]
+    e = [x for x in tb.mag_status(binary, n)["status"]["entries"] if x["state"] == "registered" and x["installed"]]
     return bool(e)
 
 
@@ -74,20 +68,13 @@ def main() -> int:
     try:
         tb.policy_path = logs / "pmip.policy"
         tb.policy_path.write_text(tb.policy())
-        procs.append(start_daemon(tb, "lma", [args.bin, "lma", "--interface", "lma0", "--address", LMA, "--policy",
-                                              str(tb.policy_path), "--bpffs", "/sys/fs/bpf/mip6-lma",
-                                              "--state-dir", f"/run/mip6-lma-{tb.tag}"],
-                                  logs / "lma.log", "local mobility anchor ready"))
+        procs.append(tb.start_lma(args.bin, logs / "lma.log"))
         for n in (1, 2):
-            procs.append(start_daemon(tb, f"mag{n}", [args.bin, "mag", "--access", f"m{n}-acc", "--core", f"m{n}-core",
-                                                      "--proxy-coa", MAG[n], "--lma", LMA, "--policy", str(tb.policy_path),
-                                                      "--bpffs", f"/sys/fs/bpf/mip6-mag{n}",
-                                                      "--state-dir", f"/run/mip6-mag{n}-{tb.tag}"],
-                                      logs / f"mag{n}.log", "mobile access gateway ready"))
+            procs.append(tb.start_mag(args.bin, n, logs / f"mag{n}.log"))
         t0 = time.monotonic()
         tb.move_to(1)
         if not wait_for(lambda: registered(tb, args.bin, 1), 10):
-            raise RuntimeError(f"the host did not register at MAG1: {mag_status(tb, args.bin, 1)}")
+            raise RuntimeError(f"the host did not register at MAG1: {tb.mag_status(args.bin, 1)}")
         address = tb.wait_mn_address()
         first_attach_s = time.monotonic() - t0
         print(f"first attach: address {address} usable after {first_attach_s:.2f} s (includes the host's DAD)")
@@ -103,7 +90,7 @@ def main() -> int:
             time.sleep(POST_S)
             d = down.stop()
             u = up.stop()
-            reg = mag_status(tb, args.bin, to)["status"]["counters"].get("lastRegistrationMs")
+            reg = tb.mag_status(args.bin, to)["status"]["counters"].get("lastRegistrationMs")
             r = {"run": i + 1, "to": to, "registered": ok, "registration_ms": reg,
                  "downlink": {k: d.get(k) for k in ("sent", "lost", "outage_ms", "gap_lost", "max_gap_ms")},
                  "uplink": {k: u.get(k) for k in ("sent", "lost", "outage_ms", "gap_lost", "max_gap_ms")}}

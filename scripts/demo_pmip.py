@@ -9,12 +9,11 @@ re-route.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from testbed.harness import UdpStream, ping, wait_for
-from testbed.pmip import LMA, MAG, PmipTestbed, start_daemon
+from testbed.pmip import LMA, MAG, PmipTestbed
 from testbed.stream import summary
 
 
@@ -28,23 +27,16 @@ def run(tag: str, binary: Path, logdir: Path, step) -> None:
         step("Proxy Mobile IPv6: correspondent, router, LMA, MAG1, MAG2, and a plain Linux host on a bridge "
              "whose MAG ports act as the radio")
         print(tb.policy_path.read_text().rstrip())
-        procs.append(start_daemon(tb, "lma", [str(binary), "lma", "--interface", "lma0", "--address", LMA, "--policy",
-                                              str(tb.policy_path), "--bpffs", "/sys/fs/bpf/mip6-lma",
-                                              "--state-dir", f"/run/mip6-lma-{tag}"],
-                                  logdir / f"mip6-demo-{tag}-lma.log", "local mobility anchor ready"))
+        procs.append(tb.start_lma(binary, logdir / f"mip6-demo-{tag}-lma.log"))
 
         def status(n: int) -> dict:
-            return json.loads(tb.run(f"mag{n}", [str(binary), "mag", "status", "--json", "--state-dir",
-                                                 f"/run/mip6-mag{n}-{tag}", "--bpffs", f"/sys/fs/bpf/mip6-mag{n}"]).stdout)
+            return tb.mag_status(binary, n)
 
         def registered(n: int) -> bool:
             return any(e["state"] == "registered" and e["installed"] for e in status(n)["status"]["entries"])
 
         for n in (1, 2):
-            procs.append(start_daemon(tb, f"mag{n}", [str(binary), "mag", "--access", f"m{n}-acc", "--core", f"m{n}-core",
-                                                      "--proxy-coa", MAG[n], "--lma", LMA, "--policy", str(tb.policy_path),
-                                                      "--bpffs", f"/sys/fs/bpf/mip6-mag{n}", "--state-dir", f"/run/mip6-mag{n}-{tag}"],
-                                      logdir / f"mip6-demo-{tag}-mag{n}.log", "mobile access gateway ready"))
+            procs.append(tb.start_mag(binary, n, logdir / f"mip6-demo-{tag}-mag{n}.log"))
         print(f"mip6 lma at {LMA}; mip6 mag at {MAG[1]} and {MAG[2]}, both access links fe80::1 / 02:00:5e:00:53:01")
 
         step("the host's port on MAG1 comes up: MAG1 pings all-nodes, registers the host's MAC, then sends the RA")
@@ -73,10 +65,8 @@ def run(tag: str, binary: Path, logdir: Path, step) -> None:
             print(f"  MAG{to}: first PBU -> PBA {status(to)['status']['counters'].get('lastRegistrationMs')} ms; "
                   f"the host kept {tb.wait_mn_address()}")
         step("mip6 mag status (MAG1) and mip6 lma bindings")
-        print(tb.run("mag1", [str(binary), "mag", "status", "--state-dir", f"/run/mip6-mag1-{tag}",
-                              "--bpffs", "/sys/fs/bpf/mip6-mag1"]).stdout.rstrip())
-        print(tb.run("lma", [str(binary), "lma", "bindings", "--state-dir", f"/run/mip6-lma-{tag}",
-                             "--bpffs", "/sys/fs/bpf/mip6-lma"]).stdout.rstrip())
+        print(tb.run("mag1", tb.mag_cli(binary, 1, "status")).stdout.rstrip())
+        print(tb.run("lma", tb.lma_cli(binary, "bindings")).stdout.rstrip())
     finally:
         for p in procs:
             PmipTestbed.stop(p)

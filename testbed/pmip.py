@@ -21,6 +21,7 @@ host's default router never changes.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -152,6 +153,34 @@ class PmipTestbed(Testbed):
             time.sleep(0.05)
         shown = self.run("mn", ["ip", "-6", "addr", "show", "dev", self.MN_IF], check=False).stdout
         raise TestbedError(f"the host formed no usable address in {prefix}:/64 within {timeout} s:\n{shown}")
+
+    # --- the daemons: one definition for the e2e tests, perf/pmip_handover.py and the demo -------
+    def lma_cli(self, binary, *args: str) -> list[str]:
+        """`mip6 lma ARGS` pointed at the LMA's pins and state (run in node "lma")."""
+        return [str(binary), "lma", *args, "--state-dir", f"/run/mip6-lma-{self.tag}", "--bpffs", "/sys/fs/bpf/mip6-lma"]
+
+    def mag_cli(self, binary, n: int, *args: str) -> list[str]:
+        """`mip6 mag ARGS` pointed at MAG n's pins and state (run in node "magN")."""
+        return [str(binary), "mag", *args, "--state-dir", f"/run/mip6-mag{n}-{self.tag}", "--bpffs", f"/sys/fs/bpf/mip6-mag{n}"]
+
+    def start_lma(self, binary, log_path, *extra: str) -> subprocess.Popen:
+        return start_daemon(self, "lma", self.lma_cli(binary, "run", "--interface", "lma0", "--address", LMA,
+                                                      "--policy", str(self.policy_path), *extra),
+                            log_path, "local mobility anchor ready")
+
+    def start_mag(self, binary, n: int, log_path, *extra: str) -> subprocess.Popen:
+        return start_daemon(self, f"mag{n}", self.mag_cli(binary, n, "run", "--access", f"m{n}-acc", "--core", f"m{n}-core",
+                                                          "--proxy-coa", MAG[n], "--lma", LMA,
+                                                          "--policy", str(self.policy_path), *extra),
+                            log_path, "mobile access gateway ready")
+
+    def mag_status(self, binary, n: int) -> dict:
+        """`mip6 mag status --json` of MAG n."""
+        return json.loads(self.run(f"mag{n}", self.mag_cli(binary, n, "status", "--json")).stdout)
+
+    def lma_bindings(self, binary) -> list[dict]:
+        """`mip6 lma bindings --json`: the LMA's bindings."""
+        return json.loads(self.run("lma", self.lma_cli(binary, "bindings", "--json")).stdout)["bindings"]
 
     def policy(self) -> str:
         return (f"mag {MAG[1]}\nmag {MAG[2]}\n"

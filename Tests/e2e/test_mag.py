@@ -15,7 +15,7 @@ import pytest
 
 from conftest import NOT_ROOT, TAG, mip6_binary
 from testbed.harness import PYTHON, PcapCapture, UdpStream, wait_for
-from testbed.pmip import (HNP, LMA, MAG, MAG_LINK_LOCAL, MAG_MAC, MN_MAC, NAI, PmipTestbed, start_daemon)
+from testbed.pmip import HNP, LMA, MAG, MAG_LINK_LOCAL, MAG_MAC, MN_MAC, NAI, PmipTestbed
 from testbed.stream import summary
 from test_lma import FETCH, labelled
 
@@ -27,18 +27,13 @@ class Gateway:
     """`mip6 mag` in `<tag>-magN`, and its CLI."""
 
     def __init__(self, tb: PmipTestbed, n: int, binary, logs):
-        self.tb, self.n, self.binary = tb, n, str(binary)
-        self.node = f"mag{n}"
+        self.tb, self.n, self.binary = tb, n, binary
         self.log_path = logs / f"mip6-mag{n}.log"
-        self.state_dir = f"/run/mip6-mag{n}-{tb.tag}"
-        self.bpffs = f"/sys/fs/bpf/mip6-mag{n}"
         self.proc = None
 
     def start(self) -> "Gateway":
-        self.proc = start_daemon(self.tb, self.node, [
-            self.binary, "mag", "--access", f"m{self.n}-acc", "--core", f"m{self.n}-core", "--proxy-coa", MAG[self.n],
-            "--lma", LMA, "--policy", str(self.tb.policy_path), "--bpffs", self.bpffs, "--state-dir", self.state_dir,
-            "--lifetime", str(LIFETIME), "--http-listen", "[::1]:9466", "--log-level", "debug"], self.log_path, "mobile access gateway ready")
+        self.proc = self.tb.start_mag(self.binary, self.n, self.log_path, "--lifetime", str(LIFETIME),
+                                      "--http-listen", "[::1]:9466", "--log-level", "debug")
         return self
 
     def stop(self, sig=None):
@@ -46,8 +41,7 @@ class Gateway:
             PmipTestbed.stop(self.proc, *([sig] if sig else []))
 
     def status(self) -> dict:
-        cp = self.tb.run(self.node, [self.binary, "mag", "status", "--json", "--state-dir", self.state_dir, "--bpffs", self.bpffs])
-        return json.loads(cp.stdout)
+        return self.tb.mag_status(self.binary, self.n)
 
     def entry(self) -> dict | None:
         entries = [e for e in self.status()["status"]["entries"] if e["identifier"] == NAI]
@@ -59,10 +53,7 @@ class Gateway:
 
 
 def start_lma(tb, binary, logs):
-    return start_daemon(tb, "lma", [str(binary), "lma", "--interface", "lma0", "--address", LMA,
-                                    "--policy", str(tb.policy_path), "--bpffs", "/sys/fs/bpf/mip6-lma",
-                                    "--state-dir", f"/run/mip6-lma-{tb.tag}", "--log-level", "debug"],
-                        logs / f"mip6-lma-{time.monotonic_ns()}.log", "local mobility anchor ready")
+    return tb.start_lma(binary, logs / f"mip6-lma-{time.monotonic_ns()}.log", "--log-level", "debug")
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +82,7 @@ def pmip(tmp_path_factory):
 
 
 def lma_bindings(pmip) -> list[dict]:
-    tb = pmip["tb"]
-    cp = tb.run("lma", [str(pmip["binary"]), "lma", "bindings", "--json", "--state-dir", f"/run/mip6-lma-{tb.tag}",
-                        "--bpffs", "/sys/fs/bpf/mip6-lma"])
-    return json.loads(cp.stdout)["bindings"]
+    return pmip["tb"].lma_bindings(pmip["binary"])
 
 
 def attach_first(pmip, mag: int = 1) -> str:
