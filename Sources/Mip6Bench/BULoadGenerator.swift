@@ -15,8 +15,8 @@ import Glibc
 /// registration and a smaller one makes later rounds refreshes.
 final class BULoadGenerator {
     struct Configuration: Sendable {
-        var interface: String
-        var destinationMAC: [UInt8]
+        /// Interface, MAC, rates, step length, burst, drain, receive: the engine's.
+        var wire: WireLoadGenerator.Configuration
         var careOf: IPv6Address
         var homeAgent: IPv6Address
         /// The home prefix (/64 or shorter): home addresses are `prefix high 64 bits` : `firstHomeAddress + i`.
@@ -26,39 +26,16 @@ final class BULoadGenerator {
         /// Distinct home addresses; 0: one per BU of the whole run (every BU a new registration).
         var homeAddresses: Int = 0
         var lifetimeSeconds: UInt32 = 600
-        /// Offered rates in BU/s, one step each, in order; 0 = as fast as possible.
-        var rates: [Double] = [20_000, 50_000, 100_000, 150_000, 0]
-        /// Length of a paced step, seconds (its BU count is rate x seconds).
-        var seconds: Double = 2
-        /// BUs of an as-fast-as-possible step.
-        var maxCount: Int = 400_000
-        /// BUs per sendmmsg call (pacing granularity).
-        var burst: Int = 32
-        /// Longest wait for late BAs after a step's last BU.
-        var drainSeconds: Double = 2
         var firstSequence: UInt16 = 1
-        /// Do not receive (a send-only run: the generator's own ceiling, e.g. on a dummy interface).
-        var receive: Bool = true
 
         init(interface: String, destinationMAC: [UInt8], careOf: IPv6Address, homeAgent: IPv6Address,
                     homePrefix: IPv6Prefix) {
-            self.interface = interface
-            self.destinationMAC = destinationMAC
+            wire = WireLoadGenerator.Configuration(interface: interface, destinationMAC: destinationMAC)
             self.careOf = careOf
             self.homeAgent = homeAgent
             self.homePrefix = homePrefix
         }
 
-        var engine: WireLoadGenerator.Configuration {
-            var c = WireLoadGenerator.Configuration(interface: interface, destinationMAC: destinationMAC)
-            c.rates = rates
-            c.seconds = seconds
-            c.maxCount = maxCount
-            c.burst = burst
-            c.drainSeconds = drainSeconds
-            c.receive = receive
-            return c
-        }
     }
 
     typealias Step = WireLoadGenerator.Step
@@ -83,7 +60,7 @@ final class BULoadGenerator {
         guard config.homePrefix.length <= 64 else {
             throw SystemError("bu-load", errno: EINVAL, "home prefix \(config.homePrefix) longer than /64")
         }
-        let total = config.engine.total
+        let total = config.wire.total
         let pool = config.homeAddresses > 0 ? config.homeAddresses : total
         guard total / pool < 30_000 else {
             throw SystemError("bu-load", errno: EINVAL, "more than 30000 rounds over \(pool) home addresses: sequence numbers would wrap")
@@ -91,7 +68,7 @@ final class BULoadGenerator {
         self.config = config
         let w = BUWorkload(config: config, pool: pool, total: total)
         workload = w
-        engine = try WireLoadGenerator(config.engine, workload: w) { first, count in
+        engine = try WireLoadGenerator(config.wire, workload: w) { first, count in
             ("\(w.homeAddress(first % pool))",
              w.sequence(first) == w.sequence(first + count - 1) ? "\(w.sequence(first))" : "\(w.sequence(first))-\(w.sequence(first + count - 1))")
         }
@@ -99,9 +76,9 @@ final class BULoadGenerator {
 
     func run(progress: ((Step) -> Void)? = nil) throws -> Result {
         let steps = try engine.run(progress: progress)
-        return Result(interface: config.interface, careOf: "\(config.careOf)", homeAgent: "\(config.homeAgent)",
-                      homeAddresses: workload.pool, frameBytes: engine.frameBytes, burst: max(1, config.burst),
-                      lifetimeSeconds: config.lifetimeSeconds, receive: config.receive, steps: steps)
+        return Result(interface: config.wire.interface, careOf: "\(config.careOf)", homeAgent: "\(config.homeAgent)",
+                      homeAddresses: workload.pool, frameBytes: engine.frameBytes, burst: max(1, config.wire.burst),
+                      lifetimeSeconds: config.lifetimeSeconds, receive: config.wire.receive, steps: steps)
     }
 }
 

@@ -318,12 +318,12 @@ extension BenchCommand {
             c.homeAddresses = homeAddresses
             c.firstSequence = firstSequence
             c.lifetimeSeconds = lifetime
-            c.rates = try parsedRates()
-            c.seconds = seconds
-            c.maxCount = maxCount
-            c.burst = burst
-            c.drainSeconds = drain
-            c.receive = !noReceive
+            c.wire.rates = try parsedRates()
+            c.wire.seconds = seconds
+            c.wire.maxCount = maxCount
+            c.wire.burst = burst
+            c.wire.drainSeconds = drain
+            c.wire.receive = !noReceive
             let result: BULoadGenerator.Result
             do {
                 result = try BULoadGenerator(c).run { step in
@@ -392,12 +392,12 @@ extension BenchCommand {
             c.nodes = nodes
             c.firstSequence = firstSequence
             c.lifetimeSeconds = lifetime
-            c.rates = try BULoad.rates(rates)
-            c.seconds = seconds
-            c.maxCount = maxCount
-            c.burst = burst
-            c.drainSeconds = drain
-            c.receive = !noReceive
+            c.wire.rates = try BULoad.rates(rates)
+            c.wire.seconds = seconds
+            c.wire.maxCount = maxCount
+            c.wire.burst = burst
+            c.wire.drainSeconds = drain
+            c.wire.receive = !noReceive
             let result: PBULoadGenerator.Result
             do {
                 result = try PBULoadGenerator(c).run { step in

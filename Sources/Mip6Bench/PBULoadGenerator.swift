@@ -21,8 +21,8 @@ import Glibc
 /// 300 ms) and its checksum updated (RFC 1624) just before its sendmmsg.
 final class PBULoadGenerator {
     struct Configuration: Sendable {
-        var interface: String
-        var destinationMAC: [UInt8]
+        /// Interface, MAC, rates, step length, burst, drain, receive: the engine's.
+        var wire: WireLoadGenerator.Configuration
         /// The MAG's Proxy-CoA (source of the PBUs; the PBAs come back to it).
         var mag: IPv6Address
         var lma: IPv6Address
@@ -34,31 +34,14 @@ final class PBULoadGenerator {
         /// High 64 bits of node 0's home network prefix.
         var prefixBase: UInt64 = PBUWorkload.defaultPrefixBase
         var lifetimeSeconds: UInt32 = 600
-        var rates: [Double] = [10_000, 20_000, 50_000, 0]
-        var seconds: Double = 2
-        var maxCount: Int = 200_000
-        var burst: Int = 4
-        var drainSeconds: Double = 2
         var firstSequence: UInt16 = 1
-        var receive: Bool = true
 
         init(interface: String, destinationMAC: [UInt8], mag: IPv6Address, lma: IPv6Address) {
-            self.interface = interface
-            self.destinationMAC = destinationMAC
+            wire = WireLoadGenerator.Configuration(interface: interface, destinationMAC: destinationMAC)
             self.mag = mag
             self.lma = lma
         }
 
-        var engine: WireLoadGenerator.Configuration {
-            var c = WireLoadGenerator.Configuration(interface: interface, destinationMAC: destinationMAC)
-            c.rates = rates
-            c.seconds = seconds
-            c.maxCount = maxCount
-            c.burst = burst
-            c.drainSeconds = drainSeconds
-            c.receive = receive
-            return c
-        }
     }
 
     typealias Step = WireLoadGenerator.Step
@@ -81,7 +64,7 @@ final class PBULoadGenerator {
     let engine: WireLoadGenerator
 
     init(_ config: Configuration) throws(SystemError) {
-        let total = config.engine.total
+        let total = config.wire.total
         let pool = config.nodes > 0 ? config.nodes : total
         guard total / pool < 30_000 else {
             throw SystemError("pbu-load", errno: EINVAL, "more than 30000 rounds over \(pool) nodes: sequence numbers would wrap")
@@ -92,7 +75,7 @@ final class PBULoadGenerator {
         self.config = config
         let w = try PBUWorkload(config: config, pool: pool)
         workload = w
-        engine = try WireLoadGenerator(config.engine, workload: w) { first, count in
+        engine = try WireLoadGenerator(config.wire, workload: w) { first, count in
             (w.nai(config.firstNode + first % pool),
              w.sequence(first) == w.sequence(first + count - 1) ? "\(w.sequence(first))" : "\(w.sequence(first))-\(w.sequence(first + count - 1))")
         }
@@ -100,9 +83,9 @@ final class PBULoadGenerator {
 
     func run(progress: ((Step) -> Void)? = nil) throws -> Result {
         let steps = try engine.run(progress: progress)
-        return Result(interface: config.interface, mag: "\(config.mag)", lma: "\(config.lma)", nodes: workload.pool,
-                      firstNode: config.firstNode, frameBytes: engine.frameBytes, burst: max(1, config.burst),
-                      lifetimeSeconds: config.lifetimeSeconds, receive: config.receive, steps: steps)
+        return Result(interface: config.wire.interface, mag: "\(config.mag)", lma: "\(config.lma)", nodes: workload.pool,
+                      firstNode: config.firstNode, frameBytes: engine.frameBytes, burst: max(1, config.wire.burst),
+                      lifetimeSeconds: config.lifetimeSeconds, receive: config.wire.receive, steps: steps)
     }
 
     /// The LMA policy file for nodes `first..<first+count` of `domain`, served through `mags`
