@@ -142,6 +142,20 @@ extension BPFMap where Key == UInt32, Value == UInt64 {
         }
         return out
     }
+
+    /// One counter of such an array by its name, summed over CPUs; a name the table does not
+    /// have throws EINVAL.
+    public func counter(named wanted: String, count: UInt32, name: (UInt32) -> UnsafePointer<CChar>?) throws -> UInt64 {
+        for i in 0..<count where name(i).map({ String(cString: $0) }) == wanted {
+            return try (lookupPerCPU(i) ?? []).reduce(0, &+)
+        }
+        throw SystemError(handle.name, errno: EINVAL, "no counter named \(wanted)")
+    }
+
+    /// Every counter of such an array as name -> sum over CPUs (for /metrics and status).
+    public func counterDictionary(count: UInt32, name: (UInt32) -> UnsafePointer<CChar>?) throws -> [String: UInt64] {
+        Dictionary(try namedCounters(count: count, name: name).map { ($0.name, $0.value) }, uniquingKeysWith: +)
+    }
 }
 
 /// An all-zero value of an imported C struct (keys must have zeroed padding: hash maps compare it).

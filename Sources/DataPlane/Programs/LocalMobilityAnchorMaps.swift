@@ -156,15 +156,12 @@ public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane, @unchecked Se
 
     /// The counters as a dictionary name -> sum over CPUs (for /metrics).
     public func counterValues() throws -> [String: UInt64] {
-        Dictionary(try readCounters().map { ($0.name, $0.value) }, uniquingKeysWith: +)
+        try counters.counterDictionary(count: UInt32(MIP6_LMA_CNT_MAX.rawValue), name: { cmip6_lma_counter_name($0) })
     }
 
     /// One counter by its name ("encap", "decap", ...), summed over CPUs.
     public func counter(_ name: String) throws -> UInt64 {
-        for i in 0..<UInt32(MIP6_LMA_CNT_MAX.rawValue) where String(cString: cmip6_lma_counter_name(i)) == name {
-            return try (counters.lookupPerCPU(i) ?? []).reduce(0, &+)
-        }
-        throw SystemError("mip6_lma_counts", errno: EINVAL, "no counter named \(name)")
+        try counters.counter(named: name, count: UInt32(MIP6_LMA_CNT_MAX.rawValue), name: { cmip6_lma_counter_name($0) })
     }
 }
 

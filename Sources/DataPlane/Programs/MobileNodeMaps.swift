@@ -104,10 +104,7 @@ public final class MobileNodeMaps {
 
     /// One counter by its name ("decap", "encap", ...), summed over CPUs.
     public func counter(_ name: String) throws -> UInt64 {
-        for i in 0..<UInt32(MIP6_MN_CNT_MAX.rawValue) where String(cString: cmip6_mn_counter_name(i)) == name {
-            return try (counters.lookupPerCPU(i) ?? []).reduce(0, &+)
-        }
-        throw SystemError("mip6_mn_counts", errno: EINVAL, "no counter named \(name)")
+        try counters.counter(named: name, count: UInt32(MIP6_MN_CNT_MAX.rawValue), name: { cmip6_mn_counter_name($0) })
     }
 }
 
