@@ -822,3 +822,36 @@ class Setup:
                 self.ha.clear_state()
         finally:
             self.tb.__exit__(None, None, None)
+
+
+# --- the daemons' HTTP endpoints (--http-listen) ---------------------------------------------
+_FETCH = r"""
+import json, sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=5)
+    print(json.dumps({"status": r.status, "type": r.headers.get("Content-Type"), "body": r.read().decode()}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "type": e.headers.get("Content-Type"), "body": e.read().decode()}))
+"""
+
+
+def http_get(tb: Testbed, node: str, url: str) -> dict:
+    """GET `url` from inside `node` (the endpoints listen on their namespace's loopback):
+    {"status", "type", "body"}, error statuses included."""
+    return json.loads(tb.run(node, [PYTHON, "-c", _FETCH, url], timeout=15).stdout)
+
+
+def metric_samples(text: str, name: str) -> dict[str, float]:
+    """{label string: value} of every sample of metric `name` in the exposition text."""
+    out = {}
+    for m in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+def metric_labelled(text: str, name: str, **labels: str) -> float:
+    """The one sample of `name` carrying these labels (0 when there is none)."""
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    hits = [v for k, v in metric_samples(text, name).items() if all(w in k for w in want)]
+    assert len(hits) <= 1, (name, labels, hits)
+    return hits[0] if hits else 0.0

@@ -12,13 +12,13 @@ correspondent, and only from the MAG the prefix is bound to.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 
 import pytest
 
-from testbed.harness import PYTHON, Capture, HarnessError, LocalMobilityAnchor, ping
+from testbed.harness import PYTHON, Capture, HarnessError, LocalMobilityAnchor, metric_labelled, metric_samples, ping
+from testbed.harness import http_get as harness_http_get
 
 NAI = "mn1@pmip.example"
 MN_MAC = "02:00:00:00:0a:01"
@@ -215,36 +215,11 @@ def test_policy_reloaded_on_sighup(testbed, lma):
 
 # --- --http-listen: /healthz, /readyz, /metrics ------------------------------------------------
 LMA_LISTEN = "[::1]:9465"
-FETCH = r"""
-import json, sys, urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen(sys.argv[1], timeout=5)
-    print(json.dumps({"status": r.status, "type": r.headers.get("Content-Type"), "body": r.read().decode()}))
-except urllib.error.HTTPError as e:
-    print(json.dumps({"status": e.code, "type": e.headers.get("Content-Type"), "body": e.read().decode()}))
-"""
 
 
 def http_get(tb, path: str) -> dict:
     """GET from inside the LMA's namespace (the endpoint listens on its loopback)."""
-    cp = tb.run("ha", [PYTHON, "-c", FETCH, f"http://[::1]:9465{path}"], timeout=15)
-    return json.loads(cp.stdout)
-
-
-def samples(text: str, name: str) -> dict[str, float]:
-    """{label string: value} of every sample of metric `name` in the exposition text."""
-    out = {}
-    for m in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)$", text, re.M):
-        out[m.group(1) or ""] = float(m.group(2))
-    return out
-
-
-def labelled(text: str, name: str, **labels: str) -> float:
-    """The one sample of `name` carrying these labels (0 when there is none)."""
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    hits = [v for k, v in samples(text, name).items() if all(w in k for w in want)]
-    assert len(hits) <= 1, (name, labels, hits)
-    return hits[0] if hits else 0.0
+    return harness_http_get(tb, "ha", f"http://{LMA_LISTEN}{path}")
 
 
 SEND_MH = r"""
@@ -286,9 +261,9 @@ def test_metrics_health_and_status_follow_real_signaling(testbed, lma):
     before = http_get(tb, "/metrics")
     assert before["status"] == 200 and before["type"].startswith("text/plain"), before
     b = before["body"]
-    assert labelled(b, "mip6_lma_bindings", state="active") == 0, b
-    assert samples(b, "mip6_lma_proxy_binding_updates_total") == {"": 0.0}, b
-    assert samples(b, "mip6_lma_policy_mobile_nodes") == {"": 2.0}
+    assert metric_labelled(b, "mip6_lma_bindings", state="active") == 0, b
+    assert metric_samples(b, "mip6_lma_proxy_binding_updates_total") == {"": 0.0}, b
+    assert metric_samples(b, "mip6_lma_policy_mobile_nodes") == {"": 2.0}
     for name in ("mip6_lma_bindings", "mip6_lma_proxy_binding_updates_total", "mip6_lma_dataplane_packets_total",
                  "mip6_lma_pba_latency_seconds", "mip6_lma_punts_rate_limited_total", "mip6_lma_controlplane_events_total"):
         assert f"# HELP {name} " in b and f"# TYPE {name} " in b, name
@@ -304,21 +279,21 @@ def test_metrics_health_and_status_follow_real_signaling(testbed, lma):
 
     m = http_get(tb, "/metrics")["body"]
     print("\n".join(line for line in m.splitlines() if line.startswith("mip6_lma_") and not line.endswith(" 0")))
-    assert labelled(m, "mip6_lma_bindings", state="active") == 1
-    assert labelled(m, "mip6_lma_bindings", state="deregistered") == 0
-    assert samples(m, "mip6_lma_proxy_binding_updates_total") == {"": 2.0}
-    assert labelled(m, "mip6_lma_proxy_binding_acks_total", status="0", result="accepted") == 1
-    assert labelled(m, "mip6_lma_proxy_binding_acks_total", status="152", result="rejected") == 1
-    assert labelled(m, "mip6_lma_controlplane_events_total", event="registrations") == 1
-    assert labelled(m, "mip6_lma_controlplane_events_total", event="punts_malformed") == 1
-    assert labelled(m, "mip6_lma_controlplane_events_total", event="send_failures") == 0
-    assert labelled(m, "mip6_lma_signaling_dropped_total", reason="malformed_mh") == 1
-    assert labelled(m, "mip6_lma_dataplane_packets_total", reason="encap") >= 3
-    assert labelled(m, "mip6_lma_dataplane_packets_total", reason="mh_punt") == 4
-    assert labelled(m, "mip6_lma_dataplane_packets_total", reason="mh_punt_truncated") == 1
-    assert labelled(m, "mip6_lma_punts_rate_limited_total", scope="mag") == 0
-    assert samples(m, "mip6_lma_pba_latency_seconds_count") == {"": 2.0}, "one latency per PBA sent"
-    assert 0 < samples(m, "mip6_lma_pba_latency_seconds_sum")[""] < 1.0
+    assert metric_labelled(m, "mip6_lma_bindings", state="active") == 1
+    assert metric_labelled(m, "mip6_lma_bindings", state="deregistered") == 0
+    assert metric_samples(m, "mip6_lma_proxy_binding_updates_total") == {"": 2.0}
+    assert metric_labelled(m, "mip6_lma_proxy_binding_acks_total", status="0", result="accepted") == 1
+    assert metric_labelled(m, "mip6_lma_proxy_binding_acks_total", status="152", result="rejected") == 1
+    assert metric_labelled(m, "mip6_lma_controlplane_events_total", event="registrations") == 1
+    assert metric_labelled(m, "mip6_lma_controlplane_events_total", event="punts_malformed") == 1
+    assert metric_labelled(m, "mip6_lma_controlplane_events_total", event="send_failures") == 0
+    assert metric_labelled(m, "mip6_lma_signaling_dropped_total", reason="malformed_mh") == 1
+    assert metric_labelled(m, "mip6_lma_dataplane_packets_total", reason="encap") >= 3
+    assert metric_labelled(m, "mip6_lma_dataplane_packets_total", reason="mh_punt") == 4
+    assert metric_labelled(m, "mip6_lma_dataplane_packets_total", reason="mh_punt_truncated") == 1
+    assert metric_labelled(m, "mip6_lma_punts_rate_limited_total", scope="mag") == 0
+    assert metric_samples(m, "mip6_lma_pba_latency_seconds_count") == {"": 2.0}, "one latency per PBA sent"
+    assert 0 < metric_samples(m, "mip6_lma_pba_latency_seconds_sum")[""] < 1.0
 
     # The same figures from the CLI (state file + the pinned counters read now).
     time.sleep(0.4)  # the state file is written at most every 200 ms

@@ -6,7 +6,6 @@ back with traffic flowing both ways, and keeps its address and default router th
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import time
@@ -14,10 +13,9 @@ import time
 import pytest
 
 from conftest import NOT_ROOT, TAG, mip6_binary
-from testbed.harness import PYTHON, PcapCapture, UdpStream, wait_for
+from testbed.harness import PYTHON, PcapCapture, UdpStream, http_get, metric_labelled, wait_for
 from testbed.pmip import HNP, LMA, MAG, MAG_LINK_LOCAL, MAG_MAC, MN_MAC, NAI, PmipTestbed
 from testbed.stream import summary
-from test_lma import FETCH, labelled
 
 PMIP_TAG = (TAG[:9] + "pm")[:12]
 LIFETIME = 12       # short, so that a refresh comes within the LMA restart test (75 %: 9 s)
@@ -266,7 +264,7 @@ def test_metrics_and_probes(pmip):
     tb.run("cn", ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", address], check=False)
 
     def get(path: str) -> dict:
-        return json.loads(tb.run("mag1", [PYTHON, "-c", FETCH, f"http://[::1]:9466{path}"], timeout=15).stdout)
+        return http_get(tb, "mag1", f"http://[::1]:9466{path}")
 
     ready = get("/readyz")
     assert ready["status"] == 200, ready
@@ -274,11 +272,11 @@ def test_metrics_and_probes(pmip):
     m = get("/metrics")
     assert m["status"] == 200 and m["type"].startswith("text/plain"), m
     text = m["body"]
-    assert labelled(text, "mip6_mag_nodes", state="registered") == 1, text
-    assert labelled(text, "mip6_mag_controlplane_events_total", event="registrations") >= 1
-    assert labelled(text, "mip6_mag_dataplane_packets_total", reason="decap") >= 3
-    assert labelled(text, "mip6_mag_registration_latency_seconds_count") >= 1
-    assert labelled(text, "mip6_mag_policy_mobile_nodes") == 2
+    assert metric_labelled(text, "mip6_mag_nodes", state="registered") == 1, text
+    assert metric_labelled(text, "mip6_mag_controlplane_events_total", event="registrations") >= 1
+    assert metric_labelled(text, "mip6_mag_dataplane_packets_total", reason="decap") >= 3
+    assert metric_labelled(text, "mip6_mag_registration_latency_seconds_count") >= 1
+    assert metric_labelled(text, "mip6_mag_policy_mobile_nodes") == 2
     try:
         tb.run("mag1", ["tc", "filter", "del", "dev", "m1-core", "ingress", "pref", str(0x13), "handle", "0x6d67", "bpf"])
         nope = get("/readyz")

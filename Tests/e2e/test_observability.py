@@ -4,34 +4,17 @@ from inside the home agent's namespace while a mobile node is registered and tra
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from conftest import PYTHON, ping
+from conftest import ping
+from testbed.harness import http_get, metric_samples
 
 LISTEN = "[::1]:9464"
-FETCH = r"""
-import json, sys, urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen(sys.argv[1], timeout=5)
-    print(json.dumps({"status": r.status, "type": r.headers.get("Content-Type"), "body": r.read().decode()}))
-except urllib.error.HTTPError as e:
-    print(json.dumps({"status": e.code, "type": e.headers.get("Content-Type"), "body": e.read().decode()}))
-"""
 
 
 def get(tb, path: str) -> dict:
-    cp = tb.run("ha", [PYTHON, "-c", FETCH, f"http://[::1]:9464{path}"], timeout=15)
-    return json.loads(cp.stdout)
-
-
-def samples(text: str, name: str) -> dict[str, float]:
-    """{label string: value} of every sample of metric `name` in the exposition text."""
-    out = {}
-    for m in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)$", text, re.M):
-        out[m.group(1) or ""] = float(m.group(2))
-    return out
+    return http_get(tb, "ha", f"http://{LISTEN}{path}")
 
 
 @pytest.mark.daemon_args("--http-listen", LISTEN, "--no-dad")
@@ -59,17 +42,17 @@ def test_probes_and_metrics_are_served(testbed, daemon, mn):
     assert m["status"] == 200 and m["type"].startswith("text/plain"), m["type"]
     text = m["body"]
     print("\n".join(line for line in text.splitlines() if line.startswith("mip6_") and " 0" not in line[-2:])[:4000])
-    assert samples(text, "mip6_bindings") == {"": 1.0}
-    acks = samples(text, "mip6_binding_acks_total")
+    assert metric_samples(text, "mip6_bindings") == {"": 1.0}
+    acks = metric_samples(text, "mip6_binding_acks_total")
     assert any('status="0"' in k and v >= 1 for k, v in acks.items()), acks
     assert any('status="135"' in k and v >= 1 for k, v in acks.items()), acks
-    assert samples(text, "mip6_binding_updates_total")[""] >= 2
-    encap = {k: v for k, v in samples(text, "mip6_dataplane_packets_total").items() if 'reason="encap"' in k}
+    assert metric_samples(text, "mip6_binding_updates_total")[""] >= 2
+    encap = {k: v for k, v in metric_samples(text, "mip6_dataplane_packets_total").items() if 'reason="encap"' in k}
     assert encap and list(encap.values())[0] >= 5, encap
-    per_binding = samples(text, "mip6_binding_packets_total")
+    per_binding = metric_samples(text, "mip6_binding_packets_total")
     to_mn = [v for k, v in per_binding.items() if f'hoa="{tb.HOA}"' in k and "to_mn" in k]
     assert to_mn and to_mn[0] >= 5, f"no per-binding series for {tb.HOA}: {per_binding}"
-    latency = samples(text, "mip6_ba_latency_seconds_count")
+    latency = metric_samples(text, "mip6_ba_latency_seconds_count")
     assert latency and list(latency.values())[0] >= 2, f"BA latency histogram empty: {latency}"
     assert "mip6_punts_rate_limited_total" in text
 
