@@ -479,8 +479,8 @@ public final class MobileAccessGatewayCore {
         return [.track(mac: mac, ifindex: ifindex), action]
     }
 
-    /// The node left its access link (RFC 5213 §6.9.1.4, §6.13): forwarding goes at once, and a
-    /// de-registration PBU (Lifetime 0) tells the LMA. The entry is dropped on the PBA or after
+    /// The node left its access link (RFC 5213 §6.9.1.4, §6.13): forwarding and the MAC's hold go
+    /// at once, and a de-registration PBU (Lifetime 0) tells the LMA. The entry is dropped on the PBA or after
     /// `deregistrationAttempts` unanswered PBUs.
     public func detach(mac: [UInt8]) -> [MobileAccessGatewayAction] {
         guard var e = entries[mac], e.state != .deregistering else { return [] }
@@ -505,6 +505,9 @@ public final class MobileAccessGatewayCore {
         e.state = .deregistering
         start(&e, .deregister, now: now)
         actions.append(transmit(&e, now: now))
+        // The node has left the link: its next frame there (it came straight back before the
+        // de-registration was answered) is an attach trigger again.
+        actions.append(.untrack(mac: mac))
         store(e)
         logOnce(.info, "mobile node detached, de-registering",
                     metadata: ["mip6.mn": "\(e.identifier)", "mip6.mac": "\(formatMAC(mac))"])

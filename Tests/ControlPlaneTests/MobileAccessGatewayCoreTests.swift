@@ -558,9 +558,10 @@ struct MobileAccessGatewayLifetimeTests {
         h.advance(5)
         let actions = h.core.detach(mac: mac2)
         #expect(h.core.entriesByState == [.deregistering: 1])
-        try #require(actions.count == 2)
+        try #require(actions.count == 3)
         #expect(actions[0] == .remove(h.forwarding(mac2, ifindex: 4, prefixes: [assignedFromPool],
                                                    identifier: "mn2@pmip.example")))
+        #expect(actions[2] == .untrack(mac: mac2), "its next frame here is an attach trigger again")
         let dereg = try #require(h.pbu(actions))
         // §6.9.1.4: Lifetime 0, A|P, naming the assigned prefix.
         #expect(dereg.pbu.lifetime == 0 && dereg.pbu.flags == [.ack, .proxy])

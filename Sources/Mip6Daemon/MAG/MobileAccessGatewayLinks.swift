@@ -34,8 +34,8 @@ extension MobileAccessGatewayDaemon {
 
     /// rtnetlink said a link changed: compare each access link's carrier with what we saw last.
     /// Carrier up: solicit, so whoever is there shows its MAC at once. Carrier down: every node
-    /// on that link has left (§6.9.1.4 detach); their MACs are released at once so that a
-    /// return before the de-registration is answered is an attach trigger again.
+    /// on that link has left (§6.9.1.4 detach; the core releases their MACs at once, so that a
+    /// return before the de-registration is answered is an attach trigger again).
     func linksChanged() {
         let dump: [Netlink.Link]
         do { dump = try Netlink.links() } catch {
@@ -52,10 +52,7 @@ extension MobileAccessGatewayDaemon {
                 solicit(index)
             } else if !now && before {
                 counters.carrierDown += 1
-                for mac in core.macs(onAccessLink: index) {
-                    perform(core.detach(mac: mac))
-                    perform([.untrack(mac: mac)])
-                }
+                for mac in core.macs(onAccessLink: index) { perform(core.detach(mac: mac)) }
             }
         }
         stateDirty = true
