@@ -215,11 +215,17 @@ public final class LocalMobilityAnchorCore {
         let requested = o.homeNetworkPrefixes
         let asksAssignment = requested.allSatisfy { $0.length == 0 && $0.address == .unspecified }
         var prefixes: [IPv6Prefix]
+        var reclaimed: UInt64 = 0 // pool prefixes named without an entry here (counted once bound)
         if asksAssignment {
             prefixes = existing?.prefixes ?? node.prefixes
         } else {
-            guard requested.allSatisfy({ $0.length == 64 && (node.prefixes.contains($0) || existing?.prefixes.contains($0) == true
-                                                             || mayReclaim($0, node: node, existing: existing)) }) else {
+            guard requested.allSatisfy({ p in
+                guard p.length == 64 else { return false }
+                if node.prefixes.contains(p) || existing?.prefixes.contains(p) == true { return true }
+                guard mayReclaim(p, node: node, existing: existing) else { return false }
+                reclaimed += 1
+                return true
+            }) else {
                 return reject(.notAuthorizedForHomeNetworkPrefix)
             }
             // §5.4.1.2: a PBU for an existing entry must name the same prefix set.
@@ -278,6 +284,7 @@ public final class LocalMobilityAnchorCore {
         if existing?.isActive == false { deregisteredCount -= 1 }
         if existing == nil {
             counters.registrations += 1
+            counters.poolReclaims += reclaimed
             if node.prefixes.isEmpty { counters.prefixesAssigned += 1 }
         } else if existing?.proxyCareOf != mag || existing?.isActive == false {
             counters.handoffs += 1
@@ -317,10 +324,8 @@ public final class LocalMobilityAnchorCore {
     /// assigned it before it restarted (its MAG refreshes with the prefix it was given). Taking
     /// it back keeps the host's addresses; refusing it (155) would cut the host off.
     private func mayReclaim(_ p: IPv6Prefix, node: ProxyPolicy.MobileNode, existing: ProxyBinding?) -> Bool {
-        guard existing == nil, node.prefixes.isEmpty, let pool = policy.pool, pool.contains(p.address),
-              owners[p.address] == nil, policy.node(prefix: p) == nil else { return false }
-        counters.poolReclaims += 1
-        return true
+        guard existing == nil, node.prefixes.isEmpty, let pool = policy.pool else { return false }
+        return pool.contains(p.address) && owners[p.address] == nil && policy.node(prefix: p) == nil
     }
 
     /// The next free /64 of the pool, round robin (a prefix freed a moment ago is the last to
