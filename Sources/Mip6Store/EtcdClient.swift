@@ -70,6 +70,11 @@ public final class EtcdClient: Sendable {
 
     func answered(_ index: Int) { preferred.write { $0 = index } }
 
+    /// The member at `index` broke a stream: if it is the first choice, the next one is.
+    func failed(_ index: Int) {
+        preferred.write { if $0 % max(endpoints.count, 1) == index { $0 = (index + 1) % max(endpoints.count, 1) } }
+    }
+
     /// One HTTP client for the process (it must never be deinitialised unshut): connections
     /// pooled per member; a member that does not accept within 300 ms is skipped (the pool
     /// retries a refused connection until this runs out: a dead member must cost little).

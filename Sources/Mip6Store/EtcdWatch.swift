@@ -79,14 +79,22 @@ extension EtcdClient {
             }
             answered(index)
             var pending: [UInt8] = []
-            for try await chunk in response.body {
-                pending += chunk.readableBytesView
-                while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let one = pending[..<nl]
-                    defer { pending.removeSubrange(...nl) }
-                    if one.isEmpty { continue }
-                    try line(Self.reading(one, "watch reply") { try WatchLine(line: $0) })
+            do {
+                for try await chunk in response.body {
+                    pending += chunk.readableBytesView
+                    while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let one = pending[..<nl]
+                        defer { pending.removeSubrange(...nl) }
+                        if one.isEmpty { continue }
+                        try line(Self.reading(one, "watch reply") { try WatchLine(line: $0) })
+                    }
                 }
+            } catch let e as EtcdWatchCompacted {
+                throw e
+            } catch {
+                // The connection broke (the member died?): the next watch asks another first.
+                failed(index)
+                throw error
             }
             return
         }

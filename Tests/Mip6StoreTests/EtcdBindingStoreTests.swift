@@ -161,4 +161,43 @@ struct EtcdBindingStoreTests {
         }
         #expect(written, "not written in \(Date().timeIntervalSince(t0)) s: \(String(describing: lastError))")
     }
+
+    @Test("the watched member killed: the stream breaks (not compacted), the next watch goes to another member first and, from the revision reached, misses nothing")
+    func watchedMemberKilled() async throws {
+        let cluster = try Self.cluster.get()
+        let s = try store("rewatch")
+        _ = try await s.client.deletePrefix(s.prefix + "/")
+        let (_, revision) = try await s.list() // member 0 answers: the watch goes there too
+        #expect(s.client.ordered().first?.0 == 0)
+        var changes = s.watch(from: revision + 1).makeAsyncIterator()
+        try await s.heartbeat(replica: "ha1", wallNs: 1)
+        var reached = revision
+        while let c = try await changes.next() {
+            reached = c.revision
+            if c.heartbeats["ha1"] == 1 { break }
+        }
+        cluster.kill(0)
+        defer {
+            try? cluster.start(0)
+            try? cluster.waitHealthy()
+        }
+        var broke: Error?
+        do { while try await changes.next() != nil {} } catch { broke = error }
+        #expect(broke != nil && !(broke is EtcdWatchCompacted), "the stream ended without an error: \(String(describing: broke))")
+        #expect(s.client.ordered().first?.0 != 0, "the dead member is still asked first")
+
+        // Written while no watch runs (after an election if member 0 led): the resumed watch
+        // delivers it.
+        let hoa = IPv6Address("2001:db8:1::400")!
+        let t0 = Date()
+        var written = false
+        while !written && Date().timeIntervalSince(t0) < 3 {
+            written = (try? await s.commit([.put(hoa, record("2001:db8:f1::100", seq: 1), expected: nil)], nowWallNs: Self.clocks.wallNs)) != nil
+        }
+        #expect(written)
+        var resumed = s.watch(from: reached + 1).makeAsyncIterator()
+        var upserts: [IPv6Address] = []
+        while upserts.isEmpty, let c = try await resumed.next() { upserts += c.upserts.map(\.homeAddress) }
+        #expect(upserts == [hoa])
+    }
 }

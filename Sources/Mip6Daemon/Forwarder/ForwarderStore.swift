@@ -28,10 +28,14 @@ extension ForwarderDaemon {
                     sync.changes(revision: c.revision, ownHeartbeat: c.heartbeats[options.store.replicaID], nowNs: clock.nanoseconds())
                 case let .syncLost(why):
                     counters.watchBreaks += 1
+                    sync.syncLost()
+                    logger.warning("store watch lost, listing again", metadata: ["mip6.error": "\(why)"])
+                case let .watchBroken(why, revision):
+                    counters.watchBreaks += 1
                     sync.watchBroken()
-                    logger.warning("store watch broken, listing again", metadata: ["mip6.error": "\(why)"])
-                case let .heartbeatWritten(ok, wallNs):
-                    if ok { sync.heartbeatWritten(wallNs: wallNs) } else { counters.heartbeatFailures += 1 }
+                    logger.warning("store watch broken, watching again", metadata: ["mip6.error": "\(why)", "mip6.revision": "\(revision)"])
+                case let .heartbeatWritten(ok, wallNs, acknowledged):
+                    if ok { sync.heartbeatAcknowledged(carried: wallNs, atWallNs: acknowledged) } else { counters.heartbeatFailures += 1 }
                 case .committed, .commitFailed:
                     break // a forwarder commits nothing
                 }

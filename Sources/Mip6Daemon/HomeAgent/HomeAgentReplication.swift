@@ -39,21 +39,22 @@ extension HomeAgentDaemon {
             case let .changes(c):
                 for s in c.upserts { applyRemote(s) }
                 for hoa in c.deletes { applyRemoteDelete(hoa) }
-                if let mine = c.heartbeats[options.store?.replicaID ?? ""] {
-                    storeState.unseenHeartbeats.removeAll { $0 <= mine }
-                }
+                if let mine = c.heartbeats[options.store?.replicaID ?? ""] { storeState.heartbeats.delivered(mine) }
             case let .syncLost(why):
                 storeState.counters.watchBreaks += 1
-                logger.warning("store watch broken, listing again", metadata: ["mip6.error": "\(why)"])
+                logger.warning("store watch lost, listing again", metadata: ["mip6.error": "\(why)"])
+            case let .watchBroken(why, revision):
+                storeState.counters.watchBreaks += 1
+                logger.warning("store watch broken, watching again", metadata: ["mip6.error": "\(why)", "mip6.revision": "\(revision)"])
             case let .committed(id, result):
                 finishCommit(id, result)
             case let .commitFailed(id, why):
                 commitFailed(id, why)
-            case let .heartbeatWritten(ok, wallNs):
+            case let .heartbeatWritten(ok, wallNs, acknowledged):
                 let now = clock.nanoseconds()
                 if ok {
                     storeState.lastWriteOkNs = now
-                    storeState.unseenHeartbeats.append(wallNs)
+                    storeState.heartbeats.acknowledged(carried: wallNs, atWallNs: acknowledged)
                     if core.refusingRegistrations != nil {
                         core.refusingRegistrations = nil
                         logger.notice("the binding store answers again: accepting Binding Updates")
@@ -95,6 +96,7 @@ extension HomeAgentDaemon {
 
     func applyList(_ bindings: [StoredBinding], revision: Int64) {
         storeState.counters.lists += 1
+        storeState.heartbeats.listed()
         let listed = Set(bindings.map(\.homeAddress))
         for s in bindings { applyRemote(s, relist: true) }
         // Gone from the store while the watch was down (or before this daemon started).
@@ -394,13 +396,11 @@ extension HomeAgentDaemon {
 
     // MARK: announcement
 
-    /// The watch's lag (ms): how long ago the store took the oldest of our heartbeats the
-    /// watch has not delivered; 0 when it has delivered them all.
+    /// The watch's lag (ms, HeartbeatTrail).
     var storeLagMilliseconds: Double? {
         // A store that takes no writes has nothing new for any watch: no replica lags then.
         if storeState.lastWriteFailedNs > storeState.lastWriteOkNs { return 0 }
-        guard let oldest = storeState.unseenHeartbeats.first else { return 0 }
-        return Double(StoreReplica.wallNanoseconds() - oldest) / 1e6
+        return storeState.heartbeats.lagMilliseconds(nowWallNs: StoreReplica.wallNanoseconds())
     }
 
     /// How this replica should attract traffic: not before the first list is in the maps nor
