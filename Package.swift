@@ -7,7 +7,7 @@ import PackageDescription
 //                    netlink, sockets; the product BPF objects (bpf/) embedded by the BPFBuilder plugin
 //   Mip6Daemon       the daemons on one event loop: home agent, mobile node (ServiceLifecycle services)
 //   Mip6CLI, mip6    the one binary: a subcommand per role and the inspection commands
-//   Mip6Store        the shared binding store: etcd over its JSON gateway, binding records (issue 12)
+//   Mip6Store        the shared binding store: etcd over gRPC (or its JSON gateway), binding records (issue 12)
 //   Mip6TestSupport  fixture tables and scratch namespaces: only tests and benchmarks depend on it
 //   Mip6Bench        benchmarks (perf/run drives the `mip6-bench` binary); perf/bpf/ programs embedded there only
 let package = Package(
@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // Already under async-http-client; named for etcd's gRPC API (Mip6Store/EtcdGRPC.swift).
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
     ],
     targets: [
         // The one C header shared with bpf/ (map structs, names, counters) and the few libbpf helpers Swift cannot import.
@@ -100,6 +102,9 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -66,6 +66,7 @@ def main() -> int:
     ap.add_argument("--tag", default="m6pc")
     ap.add_argument("--bin", default=os.environ.get("MIP6_BIN", str(default_binary())))
     ap.add_argument("--output", default=str(Path(tempfile.gettempdir()) / "mip6-cluster.json"))
+    ap.add_argument("--store-api", choices=["grpc", "gateway"], default="grpc", help="how the replicas reach etcd")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces, TC, BIRD, etcd)", file=sys.stderr)
@@ -73,11 +74,12 @@ def main() -> int:
     if args.quick:
         args.rates, args.seconds, args.max_count = "100,1000", 0.5, 2000
     rates = [0 if r == "max" else int(r) for r in args.rates.split(",")]
-    results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": []}
+    results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "store_api": args.store_api, "steps": []}
     logs = Path(tempfile.gettempdir())
     with ClusterTestbed(args.tag) as tb:
         reps = [Replica(tb, n, Path(args.bin), logs, extra=["--punt-rate", "0", "--punt-rate-per-source", "0",
-                                                            "--max-bindings", "262144", "--log-level", "notice"])
+                                                            "--max-bindings", "262144", "--log-level", "notice",
+                                                            "--store-api", args.store_api])
                 for n in REPLICAS]
         try:
             for r in reps:

@@ -40,6 +40,8 @@ struct ForwarderCommand: AsyncParsableCommand {
         var homePrefix: IPv6Prefix
         @Option(name: .long, help: ArgumentHelp("The shared binding store: etcd+http://HOST:PORT[,HOST:PORT...].", valueName: "URL"))
         var store: String
+        @Option(name: .long, help: ArgumentHelp("How to reach etcd: grpc (its own API, over HTTP/2) or gateway (its JSON gateway over HTTP/1.1).", valueName: "API"))
+        var storeAPI: EtcdClient.API = .grpc
         @Option(name: .long, help: "Key prefix of this home network in the store (as the replicas': default /mip6/v1/ and the home prefix).")
         var storePrefix: String?
         @Option(name: .long, help: "This forwarder's name in the store (its heartbeats; default: the host name).")
@@ -83,6 +85,7 @@ struct ForwarderCommand: AsyncParsableCommand {
             var s = StoreOptions(endpoints: try EtcdClient.endpoints(fromStore: store), prefix: prefix,
                                  replicaID: forwarderID ?? ProcessInfo.processInfo.hostName)
             s.maxLagMilliseconds = maxLag
+            s.api = storeAPI
             var options = ForwarderOptions(interfaces: interface, address: address, homePrefix: homePrefix, store: s,
                                            maxBindings: maxBindings, bpffs: bpffs, stateDir: stateDir, attachMode: attachMode)
             options.programObject = programObject

@@ -9,6 +9,9 @@ struct HAClusterOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Share bindings with the other replicas through etcd: etcd+http://HOST:PORT[,HOST:PORT...]. Without it bindings live in this node's maps only.", valueName: "URL"))
     var store: String?
 
+    @Option(name: .long, help: ArgumentHelp("How to reach etcd: grpc (its own API, over HTTP/2) or gateway (its JSON gateway over HTTP/1.1, about twice etcd's CPU per request). etcd+https:// stores use the gateway.", valueName: "API"))
+    var storeAPI: EtcdClient.API = .grpc
+
     @Option(name: .long, help: "Key prefix of this home network in the store (default /mip6/v1/ and the home prefix).")
     var storePrefix: String?
 
@@ -29,7 +32,9 @@ struct HAClusterOptions: ParsableArguments {
 
     func validate() throws {
         if let store { do { _ = try EtcdClient.endpoints(fromStore: store) } catch { throw ValidationError("\(error)") } }
-        if storePrefix != nil || replicaID != nil, store == nil { throw ValidationError("--store-prefix and --replica-id need --store") }
+        if storePrefix != nil || replicaID != nil || storeAPI != .grpc, store == nil {
+            throw ValidationError("--store-prefix, --replica-id and --store-api need --store")
+        }
         if let p = storePrefix, !p.hasPrefix("/") { throw ValidationError("--store-prefix must start with /") }
         if let announce, AnnounceOptions.parse(announce) == nil {
             throw ValidationError("--announce \(announce): expected bird:/path/to/bird.ctl:PROTOCOL")
@@ -46,6 +51,7 @@ struct HAClusterOptions: ParsableArguments {
             var s = StoreOptions(endpoints: try EtcdClient.endpoints(fromStore: store), prefix: prefix,
                                  replicaID: replicaID ?? ProcessInfo.processInfo.hostName)
             s.maxLagMilliseconds = maxLag
+            s.api = storeAPI
             options.store = s
         }
         if let announce, var a = AnnounceOptions.parse(announce) {
@@ -54,3 +60,5 @@ struct HAClusterOptions: ParsableArguments {
         }
     }
 }
+
+extension EtcdClient.API: ExpressibleByArgument {}

@@ -1,6 +1,6 @@
-// An etcd v3 client over the JSON gateway (HTTP/1.1, async-http-client). Why not gRPC:
-// swift-nio-http2 closes the connection with ENHANCE_YOUR_CALM after ~200 of the PINGs etcd
-// sends with every response (README "Shared binding store").
+// An etcd v3 client: etcd's gRPC API (EtcdGRPC.swift), or its JSON gateway over HTTP/1.1
+// (async-http-client), which costs etcd about twice the CPU per request (README "Shared
+// binding store").
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -29,10 +29,21 @@ public struct EtcdTxnResult: Sendable {
 }
 
 public final class EtcdClient: Sendable {
+    /// How requests reach etcd.
+    public enum API: String, Sendable, CaseIterable {
+        /// etcd's own gRPC API over HTTP/2 (plain-text endpoints only).
+        case grpc
+        /// The JSON gateway (/v3/...) over HTTP/1.1.
+        case gateway
+    }
+
     /// Base URLs ("http://127.0.0.1:2379"), tried in order; a member that does not answer
     /// sends the request to the next one.
     public let endpoints: [String]
+    public let api: API
     let http: HTTPClient
+    /// One HTTP/2 connection per endpoint (empty with the gateway).
+    let grpc: [GRPCConnection]
     let timeout: TimeAmount
 
     /// `timeout`: a request not answered by then goes to the next member. Short on purpose: a
@@ -44,9 +55,14 @@ public final class EtcdClient: Sendable {
     /// count). Replicas that spread their first choice spread the gateway's JSON work, which
     /// is most of a member's CPU under load (perf/README.md "Binding Updates through the
     /// shared store"): a follower serves watches itself and passes writes on over gRPC.
-    public init(endpoints: [String], timeout: TimeAmount = .milliseconds(1000), firstChoice: Int = 0) {
+    ///
+    /// `api`: gRPC needs plain-text endpoints (https ones use the gateway).
+    public init(endpoints: [String], api: API = .grpc, timeout: TimeAmount = .milliseconds(1000), firstChoice: Int = 0) {
         self.endpoints = endpoints
         self.timeout = timeout
+        let connections = api == .grpc ? endpoints.compactMap(GRPCConnection.init(base:)) : []
+        grpc = connections.count == endpoints.count ? connections : []
+        self.api = grpc.isEmpty ? .gateway : .grpc
         http = Self.sharedHTTP
         preferred = Locked(endpoints.isEmpty ? 0 : abs(firstChoice % endpoints.count))
     }
@@ -131,6 +147,24 @@ public final class EtcdClient: Sendable {
         throw last
     }
 
+    /// A unary gRPC call on the first member that answers: UNAVAILABLE (no leader, a member
+    /// stopping), a timeout or a broken connection sends it to the next one.
+    func call(_ method: String, _ request: [UInt8], deadline: TimeAmount? = nil) async throws -> ArraySlice<UInt8> {
+        var last: Error = EtcdError("no endpoints")
+        for (index, _) in ordered() {
+            do {
+                let reply = try await grpc[index].unary(method, request, timeout: deadline ?? timeout)
+                answered(index)
+                return reply[...]
+            } catch let e as GRPCStatusError where !e.retryable {
+                throw EtcdError("\(method): \(e.message) (gRPC status \(e.code))")
+            } catch {
+                last = error
+            }
+        }
+        throw last
+    }
+
     func decode<T: Decodable>(_ t: T.Type, _ data: Data) throws -> T {
         try Self.reading(data) { try JSONDecoder().decode(t, from: $0) }
     }
@@ -145,19 +179,31 @@ public final class EtcdClient: Sendable {
     // MARK: kv
 
     public func put(_ key: String, _ value: [UInt8], lease: Int64 = 0) async throws -> Int64 {
+        if !grpc.isEmpty {
+            return try EtcdProto.putRevision(await call("/etcdserverpb.KV/Put", EtcdProto.put(key: Array(key.utf8), value: value, lease: lease)))
+        }
         var body: [(String, GatewayJSON)] = [("key", .base64(Array(key.utf8))), ("value", .base64(value))]
         if lease != 0 { body.append(("lease", .int64(lease))) }
         return try decode(PutResponse.self, await post("/v3/kv/put", .object(body))).header?.revision ?? 0
     }
 
     public func get(_ key: String) async throws -> EtcdKeyValue? {
-        try decode(RangeResponse.self, await post("/v3/kv/range", .object([("key", .base64(Array(key.utf8)))]))).kvs?.first
+        if !grpc.isEmpty {
+            return try EtcdProto.range(await call("/etcdserverpb.KV/Range", EtcdProto.range(key: Array(key.utf8), end: [], limit: 0, revision: 0))).kvs.first
+        }
+        return try decode(RangeResponse.self, await post("/v3/kv/range", .object([("key", .base64(Array(key.utf8)))]))).kvs?.first
     }
 
     /// One page of the keys under `prefix` from `after` (exclusive), at `revision` (0: now).
     public func range(prefix: String, after: [UInt8]? = nil, limit: Int, revision: Int64 = 0)
         async throws -> (kvs: [EtcdKeyValue], more: Bool, revision: Int64) {
         let p = Array(prefix.utf8)
+        if !grpc.isEmpty {
+            let r = try EtcdProto.range(await call("/etcdserverpb.KV/Range", EtcdProto.range(key: after.map { $0 + [0] } ?? p, end: Wire.prefixEnd(p),
+                                                                                            limit: Int64(limit), revision: revision),
+                                                   deadline: .seconds(30)))
+            return (r.kvs, r.more, r.revision)
+        }
         var body: [(String, GatewayJSON)] = [("key", .base64(after.map { $0 + [0] } ?? p)), ("range_end", .base64(Wire.prefixEnd(p))),
                                              ("limit", .int64(Int64(limit)))]
         if revision != 0 { body.append(("revision", .int64(revision))) }
@@ -181,18 +227,33 @@ public final class EtcdClient: Sendable {
     }
 
     public func delete(_ key: String) async throws -> Int64 {
-        Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", .object([("key", .base64(Array(key.utf8)))]))).deleted ?? "0") ?? 0
+        if !grpc.isEmpty { return try await deleteRange(Array(key.utf8), end: []) }
+        return Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", .object([("key", .base64(Array(key.utf8)))]))).deleted ?? "0") ?? 0
     }
 
     public func deletePrefix(_ prefix: String) async throws -> Int64 {
         let p = Array(prefix.utf8)
+        if !grpc.isEmpty { return try await deleteRange(p, end: Wire.prefixEnd(p)) }
         let body = GatewayJSON.object([("key", .base64(p)), ("range_end", .base64(Wire.prefixEnd(p)))])
         return Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", body)).deleted ?? "0") ?? 0
+    }
+
+    /// DeleteRangeRequest { key = 1, range_end = 2 } -> DeleteRangeResponse { deleted = 2 }.
+    private func deleteRange(_ key: [UInt8], end: [UInt8]) async throws -> Int64 {
+        var w = ProtoWriter()
+        w.bytes(1, key)
+        w.bytes(2, end)
+        var deleted: Int64 = 0
+        try ProtoReader.fields(await call("/etcdserverpb.KV/DeleteRange", w.bytes)) { f, v in if f == 2 { deleted = v.int } }
+        return deleted
     }
 
     /// One transaction: `success` if every compare holds, else `failure` (etcd's default
     /// --max-txn-ops: at most 128 compares, 128 success and 128 failure operations).
     public func txn(_ compares: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation]) async throws -> EtcdTxnResult {
+        if !grpc.isEmpty {
+            return try EtcdProto.txnResult(await call("/etcdserverpb.KV/Txn", EtcdProto.txn(compares, success: success, failure: failure)))
+        }
         func op(_ o: EtcdOperation) -> GatewayJSON {
             switch o {
             case let .put(key, value, lease):
@@ -223,6 +284,14 @@ public final class EtcdClient: Sendable {
     /// LeaseGrant with a chosen ID; an existing lease of that ID is reused (every replica
     /// computes the same ID for the same expiry bucket).
     public func grantLease(id: Int64, ttl: Int64) async throws {
+        if !grpc.isEmpty {
+            // LeaseGrantRequest { TTL = 1, ID = 2 }; an existing ID is FAILED_PRECONDITION.
+            var w = ProtoWriter()
+            w.int(1, ttl)
+            w.int(2, id)
+            do { _ = try await call("/etcdserverpb.Lease/LeaseGrant", w.bytes) } catch let e as EtcdError where e.description.contains("already exists") {}
+            return
+        }
         do {
             let r = try decode(LeaseGrantResponse.self, await post("/v3/lease/grant", .object([("ID", .int64(id)), ("TTL", .int64(ttl))])))
             if let e = r.error, !e.isEmpty, !e.contains("already exists") { throw EtcdError("lease grant: \(e)") }

@@ -1,4 +1,5 @@
-// etcd watches over the gateway: one streaming POST per watch, one JSON object per line.
+// etcd watches: a gRPC stream (Watch/Watch), or over the gateway one streaming POST per watch,
+// one JSON object per line.
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -22,32 +23,24 @@ extension EtcdClient {
     /// last revision + 1) and throws EtcdWatchCompacted when that revision is gone.
     public func watch(prefix: String, from revision: Int64) -> AsyncThrowingStream<(revision: Int64, events: [EtcdEvent]), Error> {
         let p = Array(prefix.utf8)
-        let json = GatewayJSON.object([("create_request", .object([
-            ("key", .base64(p)), ("range_end", .base64(Wire.prefixEnd(p))), ("start_revision", .int64(revision)),
-        ]))]).bytes
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await self.streamWatch(json) { line in
-                        guard let r = line.result else {
-                            if let e = line.error { throw EtcdError("watch: \(e.message ?? e.error ?? "error")") }
-                            return
+                    let deliver = { (r: EtcdProto.Watch) throws in
+                        if r.canceled {
+                            if r.compactRevision > 0 { throw EtcdWatchCompacted(compactRevision: r.compactRevision) }
+                            throw EtcdError("watch canceled: \(r.cancelReason.isEmpty ? "no reason given" : r.cancelReason)")
                         }
-                        if r.canceled == true {
-                            if let c = r.compact_revision, let rev = Int64(c), rev > 0 { throw EtcdWatchCompacted(compactRevision: rev) }
-                            throw EtcdError("watch canceled: \(r.cancel_reason ?? "no reason given")")
+                        if r.created && r.events.isEmpty {
+                            continuation.yield((r.revision, []))
+                        } else if !r.events.isEmpty {
+                            continuation.yield((r.events.map(\.kv.modRevision).max() ?? r.revision, r.events))
                         }
-                        let events = (r.events ?? []).compactMap { e -> EtcdEvent? in
-                            guard let kv = e.kv else { return nil }
-                            return EtcdEvent(kind: e.type == "DELETE" ? .delete : .put, kv: kv) // a PUT has no "type"
-                        }
-                        if r.created == true && events.isEmpty {
-                            continuation.yield((r.header?.revision ?? 0, []))
-                            return
-                        }
-                        if !events.isEmpty {
-                            continuation.yield((events.map(\.kv.modRevision).max() ?? r.header?.revision ?? 0, events))
-                        }
+                    }
+                    if grpc.isEmpty {
+                        try await gatewayWatch(p, from: revision, deliver)
+                    } else {
+                        try await grpcWatch(p, from: revision, deliver)
                     }
                     continuation.finish()
                 } catch {
@@ -58,8 +51,41 @@ extension EtcdClient {
         }
     }
 
-    /// The first member that takes the watch; every line of its reply to `line`.
-    private func streamWatch(_ json: [UInt8], line: (WatchLine) throws -> Void) async throws {
+    /// The first member that takes the watch (its first reply: created), over gRPC.
+    private func grpcWatch(_ prefix: [UInt8], from revision: Int64, _ deliver: (EtcdProto.Watch) throws -> Void) async throws {
+        let request = EtcdProto.watchCreate(key: prefix, end: Wire.prefixEnd(prefix), from: revision)
+        var last: Error = EtcdError("no endpoints")
+        for (index, _) in ordered() {
+            var taken = false
+            do {
+                for try await message in grpc[index].stream("/etcdserverpb.Watch/Watch", request) {
+                    let reply = try EtcdProto.watch(message[...])
+                    if !taken {
+                        taken = true
+                        answered(index)
+                    }
+                    try deliver(reply)
+                }
+                return
+            } catch let e as EtcdWatchCompacted {
+                throw e
+            } catch {
+                if taken {
+                    // The stream broke (the member died?): the next watch asks another first.
+                    failed(index)
+                    throw error
+                }
+                last = error
+            }
+        }
+        throw last
+    }
+
+    /// The same over the gateway: one streaming POST, one JSON object per line.
+    private func gatewayWatch(_ prefix: [UInt8], from revision: Int64, _ deliver: (EtcdProto.Watch) throws -> Void) async throws {
+        let json = GatewayJSON.object([("create_request", .object([
+            ("key", .base64(prefix)), ("range_end", .base64(Wire.prefixEnd(prefix))), ("start_revision", .int64(revision)),
+        ]))]).bytes
         var last: Error = EtcdError("no endpoints")
         for (index, base) in ordered() {
             var request = HTTPClientRequest(url: base + "/v3/watch")
@@ -86,7 +112,17 @@ extension EtcdClient {
                         let one = pending[..<nl]
                         defer { pending.removeSubrange(...nl) }
                         if one.isEmpty { continue }
-                        try line(Self.reading(one, "watch reply") { try WatchLine(line: $0) })
+                        let line = try Self.reading(one, "watch reply") { try WatchLine(line: $0) }
+                        guard let r = line.result else {
+                            if let e = line.error { throw EtcdError("watch: \(e.message ?? e.error ?? "error")") }
+                            continue
+                        }
+                        try deliver(EtcdProto.Watch(
+                            revision: r.header?.revision ?? 0, created: r.created ?? false, canceled: r.canceled ?? false,
+                            compactRevision: r.compact_revision.flatMap { Int64($0) } ?? 0, cancelReason: r.cancel_reason ?? "",
+                            events: (r.events ?? []).compactMap { e in
+                                e.kv.map { EtcdEvent(kind: e.type == "DELETE" ? .delete : .put, kv: $0) } // a PUT has no "type"
+                            }))
                     }
                 }
             } catch let e as EtcdWatchCompacted {

@@ -10,8 +10,10 @@ struct EtcdBindingStoreTests {
     nonisolated(unsafe) static let cluster: Result<EtcdCluster, Error> = Result { try EtcdCluster() }
     static let clocks = BindingRecord.Clocks(monotonicNs: 1_000_000_000_000, wallNs: 1_800_000_000_000_000_000)
 
-    func store(_ name: String) throws -> EtcdBindingStore {
-        EtcdBindingStore(client: EtcdClient(endpoints: try Self.cluster.get().clientURLs), prefix: "/mip6test/\(name)")
+    func store(_ name: String, _ api: EtcdClient.API) throws -> EtcdBindingStore {
+        let client = EtcdClient(endpoints: try Self.cluster.get().clientURLs, api: api)
+        #expect(client.api == api)
+        return EtcdBindingStore(client: client, prefix: "/mip6test/\(name)-\(api)")
     }
 
     func record(_ coa: String, seq: UInt16, writer: String = "ha1") -> BindingRecord {
@@ -43,9 +45,9 @@ struct EtcdBindingStoreTests {
         #expect(there.registeredAt == 3_000_000_000 && there.expiresAt == 603_000_000_000)
     }
 
-    @Test("compare-and-swap: a stale revision writes nothing and returns what is there; two writers never both win")
-    func compareAndSwap() async throws {
-        let s = try store("cas")
+    @Test("compare-and-swap: a stale revision writes nothing and returns what is there; two writers never both win", arguments: EtcdClient.API.allCases)
+    func compareAndSwap(api: EtcdClient.API) async throws {
+        let s = try store("cas", api)
         _ = try await s.client.deletePrefix(s.prefix + "/")
         let hoa = IPv6Address("2001:db8:1::100")!
         let first = try await s.commit([.put(hoa, record("2001:db8:f1::100", seq: 1), expected: nil)], nowWallNs: Self.clocks.wallNs)
@@ -68,9 +70,9 @@ struct EtcdBindingStoreTests {
         #expect(listed.bindings.map(\.record.coa) == [IPv6Address("2001:db8:f2::100")!])
     }
 
-    @Test("a full batch is one transaction: all or nothing")
-    func batchIsAtomic() async throws {
-        let s = try store("batch")
+    @Test("a full batch is one transaction: all or nothing", arguments: EtcdClient.API.allCases)
+    func batchIsAtomic(api: EtcdClient.API) async throws {
+        let s = try store("batch", api)
         _ = try await s.client.deletePrefix(s.prefix + "/")
         let hoas = (1...EtcdBindingStore.maxBatch).map { IPv6Address("2001:db8:1::\(String($0, radix: 16))")! }
         let r = try await s.commit(hoas.map { .put($0, record("2001:db8:f1::100", seq: 1), expected: nil) }, nowWallNs: Self.clocks.wallNs)
@@ -86,9 +88,9 @@ struct EtcdBindingStoreTests {
         #expect(listed.allSatisfy { $0.record.coa == IPv6Address("2001:db8:f1::100") })
     }
 
-    @Test("a value that is not a binding is skipped and counted: listing and watching go on")
-    func invalidValuesAreSkipped() async throws {
-        let s = try store("invalid")
+    @Test("a value that is not a binding is skipped and counted: listing and watching go on", arguments: EtcdClient.API.allCases)
+    func invalidValuesAreSkipped(api: EtcdClient.API) async throws {
+        let s = try store("invalid", api)
         _ = try await s.client.deletePrefix(s.prefix + "/")
         let good = IPv6Address("2001:db8:1::300")!
         _ = try await s.commit([.put(good, record("2001:db8:f1::100", seq: 1), expected: nil)], nowWallNs: Self.clocks.wallNs)
@@ -106,9 +108,9 @@ struct EtcdBindingStoreTests {
         #expect(upserts == [next] && s.invalidValues == 3)
     }
 
-    @Test("list then watch from revision + 1 sees every later change; a compacted revision says re-list")
-    func listAndWatch() async throws {
-        let s = try store("watch")
+    @Test("list then watch from revision + 1 sees every later change; a compacted revision says re-list", arguments: EtcdClient.API.allCases)
+    func listAndWatch(api: EtcdClient.API) async throws {
+        let s = try store("watch", api)
         _ = try await s.client.deletePrefix(s.prefix + "/")
         let hoa = IPv6Address("2001:db8:1::200")!
         let (_, revision) = try await s.list()
@@ -135,10 +137,10 @@ struct EtcdBindingStoreTests {
         await #expect(throws: EtcdWatchCompacted.self) { while try await stale.next() != nil {} }
     }
 
-    @Test("one member killed: writes go on through the others")
-    func memberDown() async throws {
+    @Test("one member killed: writes go on through the others", arguments: EtcdClient.API.allCases)
+    func memberDown(api: EtcdClient.API) async throws {
         let cluster = try Self.cluster.get()
-        let s = try store("member")
+        let s = try store("member", api)
         _ = try await s.client.deletePrefix(s.prefix + "/")
         cluster.kill(0) // the first endpoint the client tries
         defer {
@@ -162,10 +164,10 @@ struct EtcdBindingStoreTests {
         #expect(written, "not written in \(Date().timeIntervalSince(t0)) s: \(String(describing: lastError))")
     }
 
-    @Test("the watched member killed: the stream breaks (not compacted), the next watch goes to another member first and, from the revision reached, misses nothing")
-    func watchedMemberKilled() async throws {
+    @Test("the watched member killed: the stream breaks (not compacted), the next watch goes to another member first and, from the revision reached, misses nothing", arguments: EtcdClient.API.allCases)
+    func watchedMemberKilled(api: EtcdClient.API) async throws {
         let cluster = try Self.cluster.get()
-        let s = try store("rewatch")
+        let s = try store("rewatch", api)
         _ = try await s.client.deletePrefix(s.prefix + "/")
         let (_, revision) = try await s.list() // member 0 answers: the watch goes there too
         #expect(s.client.ordered().first?.0 == 0)
@@ -199,5 +201,12 @@ struct EtcdBindingStoreTests {
         var upserts: [IPv6Address] = []
         while upserts.isEmpty, let c = try await resumed.next() { upserts += c.upserts.map(\.homeAddress) }
         #expect(upserts == [hoa])
+    }
+
+    @Test("gRPC: 1000 calls on one HTTP/2 connection, though etcd sends a PING with nearly every reply (swift-nio-http2's default limit of 200 a window closed it)")
+    func manyCallsOneConnection() async throws {
+        let s = try store("pings", .grpc)
+        for i in 0..<1000 { _ = try await s.client.put(s.prefix + "/k", Array("\(i)".utf8)) }
+        #expect(s.client.grpc.map(\.connects).reduce(0, +) == 1)
     }
 }

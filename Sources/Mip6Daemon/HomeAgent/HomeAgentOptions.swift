@@ -1,5 +1,6 @@
 import ControlPlane
 import DataPlane
+import Mip6Store
 
 /// What `mip6 ha` was asked to do.
 public struct HomeAgentOptions: Sendable {
@@ -53,6 +54,8 @@ public struct StoreOptions: Sendable {
     /// A watch whose newest heartbeat is older than this while the store answers withdraws
     /// the announcement (it would forward to care-of addresses other replicas replaced).
     public var maxLagMilliseconds: UInt32 = 1000
+    /// etcd's gRPC API (plain-text endpoints) or its JSON gateway.
+    public var api: EtcdClient.API = .grpc
 
     public init(endpoints: [String], prefix: String, replicaID: String) {
         self.endpoints = endpoints

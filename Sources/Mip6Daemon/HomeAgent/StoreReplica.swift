@@ -37,7 +37,7 @@ final class StoreReplica: @unchecked Sendable {
         self.options = options
         self.logger = logger
         self.wake = wake
-        store = EtcdBindingStore(client: EtcdClient(endpoints: options.endpoints, firstChoice: EtcdClient.firstChoice(for: options.replicaID)),
+        store = EtcdBindingStore(client: EtcdClient(endpoints: options.endpoints, api: options.api, firstChoice: EtcdClient.firstChoice(for: options.replicaID)),
                                  prefix: options.prefix)
     }
 
