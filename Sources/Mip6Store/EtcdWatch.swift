@@ -66,6 +66,8 @@ extension EtcdClient {
                     }
                     try deliver(reply)
                 }
+                // Given up by its reader (it lagged): the next watch asks another member first.
+                if Task.isCancelled && taken { failed(index) }
                 return
             } catch let e as EtcdWatchCompacted {
                 throw e

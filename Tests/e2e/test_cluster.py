@@ -10,7 +10,9 @@ silence of either stream and that the mobile node sent no Binding Update because
 from __future__ import annotations
 
 import json
+import re
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -232,6 +234,48 @@ def test_etcd_leader_killed(cluster):
     # is not the watch's delay).
     for n in REPLICAS:
         assert "less preferred" not in cluster["replicas"][n].log_text()[logged[n]:], f"ha{n} announced itself lagging"
+
+
+def test_etcd_member_frozen_under_a_watch(cluster):
+    """The etcd member a replica watches frozen (SIGSTOP: a hung node; its connections stay
+    open and nothing comes through them, as from a member cut off from its peers). The
+    replica's own heartbeats, written through another member once the frozen one times
+    out, do not come back; after --max-lag (1 s) it gives the watch up and takes it again
+    from its revision on another member: current again while the member is still frozen,
+    and a move then reaches every replica's maps."""
+    tb, mn = cluster["tb"], cluster["mn"]
+    healthy(cluster)
+    r = cluster["replicas"][1]
+    r.stop()
+    r.start()  # one connection, to the member its id hashes to
+    peers = set(re.findall(r"\[([0-9a-f:]+)\]:2379", tb.run("ha1", ["ss", "-Htn", "state", "established", "( dport = :2379 )"]).stdout))
+    assert len(peers) == 1, f"ha1 talks to {peers}"
+    member = peers.pop()
+    frozen = next(n for n, a in tb.ETCD.items() if a == member)
+    logged = len(r.log_text())
+    t0 = time.monotonic()
+    os.kill(tb.etcd[frozen].pid, signal.SIGSTOP)
+    try:
+        assert wait_for(lambda: "lagged behind the store" in r.log_text()[logged:], timeout=5), \
+            f"ha1 kept its watch on e{frozen}: {(r.state() or {}).get('store')}\n{r.log_text()[logged:][-1500:]}"
+        gave_up = time.monotonic() - t0
+        # Current again, the member still frozen: its heartbeats come back through the new watch.
+        assert wait_for(lambda: (r.state() or {}).get("store", {}).get("announcement") == "preferred"
+                        and (r.state() or {}).get("store", {}).get("lagMilliseconds", 1e9) < 500, timeout=3), \
+            f"ha1 not current again: {(r.state() or {}).get('store')}"
+        current = time.monotonic() - t0
+        print(f"  e{frozen} frozen under ha1's watch: given up after {1000 * gave_up:.0f} ms, current again after {1000 * current:.0f} ms")
+        tb.wait_etcd([n for n in REPLICAS if n != frozen])
+        t1 = time.monotonic()
+        tb.set_mn_link(tb.MN_IF1, False)
+        mn.wait_registered(tb.COA2, 5)
+        took = time.monotonic() - t1
+        for n in REPLICAS:
+            assert wait_for(lambda: ((cluster["replicas"][n].binding(tb.HOA) or {}).get("careOfAddress") == tb.COA2), timeout=1), \
+                f"ha{n} still without the move 1 s after the BA ({1000 * took:.0f} ms after the move)"
+    finally:
+        os.kill(tb.etcd[frozen].pid, signal.SIGCONT)
+        tb.wait_etcd()
 
 
 def test_quorum_lost_forwarding_goes_on_and_recovers(cluster):

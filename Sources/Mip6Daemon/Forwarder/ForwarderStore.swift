@@ -42,6 +42,8 @@ extension ForwarderDaemon {
             }
         }
         stateDirty = true
+        feed.restartWatchIfLagging(lagMilliseconds: sync.lagMilliseconds(wallNs: StoreReplica.wallNanoseconds()),
+                                   maxLagMilliseconds: options.store.maxLagMilliseconds)
         updateForwarding()
     }
 

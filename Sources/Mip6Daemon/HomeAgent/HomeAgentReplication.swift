@@ -70,6 +70,9 @@ extension HomeAgentDaemon {
             }
             stateDirty = true
         }
+        if let lag = storeLagMilliseconds, let store = options.store {
+            replica.restartWatchIfLagging(lagMilliseconds: lag, maxLagMilliseconds: store.maxLagMilliseconds)
+        }
         updateAnnouncement()
     }
 

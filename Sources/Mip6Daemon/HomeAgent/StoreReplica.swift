@@ -30,6 +30,10 @@ final class StoreReplica: @unchecked Sendable {
     let options: StoreOptions
     let logger: Logger
     private let inbox = Locked<[Event]>([])
+    /// The watch running now (cancelled to take it again elsewhere).
+    private let watching = Locked<Task<Void, Error>?>(nil)
+    /// Uptime ns of the last watch given up for lagging.
+    private let lastRestartNs = Locked<UInt64>(0)
     private let wake: @Sendable () -> Void
     private var tasks: [Task<Void, Never>] = []
 
@@ -105,13 +109,25 @@ final class StoreReplica: @unchecked Sendable {
                     post(.listed(bindings, revision: revision))
                     next = revision + 1
                 }
-                for try await c in store.watch(from: next!) {
-                    backoffNs = 0 // a member took the watch
-                    if c.upserts.isEmpty && c.deletes.isEmpty && c.heartbeats.isEmpty { continue }
-                    next = c.revision + 1
-                    post(.changes(c))
+                let progress = Locked((next: next!, taken: false))
+                let watcher = Task { [store] in
+                    for try await c in store.watch(from: progress.read { $0.next }) {
+                        progress.write { $0.taken = true } // a member took the watch
+                        if c.upserts.isEmpty && c.deletes.isEmpty && c.heartbeats.isEmpty { continue }
+                        progress.write { $0.next = c.revision + 1 }
+                        self.post(.changes(c))
+                    }
                 }
-                // The member closed the stream: watch again from the next revision.
+                watching.write { $0 = watcher }
+                let result = await withTaskCancellationHandler { await watcher.result } onCancel: { watcher.cancel() }
+                watching.write { $0 = nil }
+                next = progress.read { $0.next }
+                if progress.read { $0.taken } { backoffNs = 0 }
+                try result.get()
+                if watcher.isCancelled && !Task.isCancelled {
+                    post(.watchBroken("it lagged behind the store (its member hears no leader?)", resumingAt: next!))
+                }
+                // Else the member closed the stream: watch again from the next revision.
             } catch {
                 if Task.isCancelled { return }
                 if error is EtcdWatchCompacted || next == nil {
@@ -125,6 +141,17 @@ final class StoreReplica: @unchecked Sendable {
                 backoffNs = min(max(backoffNs * 2, 50_000_000), 2_000_000_000)
             }
         }
+    }
+
+    /// A watch that lags behind a store that takes writes sits on a member that no longer
+    /// hears the others (cut off, frozen): at most once per `maxLagMilliseconds` it is given
+    /// up and taken again from its revision, on another member first. Loop thread.
+    func restartWatchIfLagging(lagMilliseconds: Double, maxLagMilliseconds: UInt32) {
+        guard lagMilliseconds > Double(maxLagMilliseconds), let watcher = watching.read({ $0 }) else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard now >= lastRestartNs.read { $0 } + UInt64(maxLagMilliseconds) * 1_000_000 else { return }
+        lastRestartNs.write { $0 = now }
+        watcher.cancel()
     }
 
     /// Every 250 ms: the lag is measured on these coming back through the watch.
