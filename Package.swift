@@ -128,6 +128,8 @@ let package = Package(
         .plugin(name: "BPFBuilder", capability: .buildTool(), dependencies: ["Mip6Embed"]),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
         .testTarget(name: "Mip6StoreTests", dependencies: ["Mip6Store", "ControlPlane"]),
+        // The daemons' pure parts: state files and lists written on request.
+        .testTarget(name: "Mip6DaemonTests", dependencies: ["Mip6Daemon", "ControlPlane"]),
         .testTarget(name: "Mip6HTTPTests", dependencies: [
             "Mip6HTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -298,6 +298,35 @@ public struct MobileAccessGatewayStatus: Codable, Sendable, Equatable {
     public var defaultLMA: IPv6Address
     public var entries: [MobileAccessGatewayEntryStatus]
     public var counters: MobileAccessGatewayCounters
+
+    public init(proxyCareOf: IPv6Address, defaultLMA: IPv6Address, entries: [MobileAccessGatewayEntryStatus],
+                counters: MobileAccessGatewayCounters) {
+        self.proxyCareOf = proxyCareOf
+        self.defaultLMA = defaultLMA
+        self.entries = entries
+        self.counters = counters
+    }
+}
+
+/// A copy of the Binding Update List (`MobileAccessGatewayCore.snapshot`), taken on the loop
+/// and turned into a `MobileAccessGatewayStatus` on another thread.
+public struct MobileAccessGatewaySnapshot: Sendable {
+    public let proxyCareOf: IPv6Address
+    public let defaultLMA: IPv6Address
+    let entries: [MobileAccessGatewayCore.Entry]
+    public let counters: MobileAccessGatewayCounters
+    /// The core's clock when the copy was taken: the times to expiry are as of then.
+    let takenAt: UInt64
+
+    public var count: Int { entries.count }
+
+    /// The entries sorted by MAC, as `mip6 mag status` lists them.
+    public func status() -> MobileAccessGatewayStatus {
+        MobileAccessGatewayStatus(proxyCareOf: proxyCareOf, defaultLMA: defaultLMA,
+                                  entries: entries.sorted { $0.mac.lexicographicallyPrecedes($1.mac) }
+                                      .map { MobileAccessGatewayCore.entryStatus($0, now: takenAt) },
+                                  counters: counters)
+    }
 }
 
 /// The MAG's Binding Update List and signalling (RFC 5213 §6.9): one entry per attached mobile
@@ -779,16 +808,21 @@ public final class MobileAccessGatewayCore {
 
     // MARK: Status
 
-    public var status: MobileAccessGatewayStatus {
-        MobileAccessGatewayStatus(proxyCareOf: configuration.proxyCareOf, defaultLMA: configuration.defaultLMA,
-                                  entries: entries.keys.sorted { $0.lexicographicallyPrecedes($1) }.compactMap { entry(mac: $0) },
-                                  counters: counters)
+    public var status: MobileAccessGatewayStatus { snapshot.status() }
+
+    /// The Binding Update List as it is now, for a list built on another thread: the loop
+    /// copies the entries only; sorting and formatting (`status()`) happen off it.
+    public var snapshot: MobileAccessGatewaySnapshot {
+        MobileAccessGatewaySnapshot(proxyCareOf: configuration.proxyCareOf, defaultLMA: configuration.defaultLMA,
+                                    entries: Array(entries.values), counters: counters, takenAt: clock.nanoseconds())
     }
 
     /// The Binding Update List entry for `mac`, if any.
     public func entry(mac: [UInt8]) -> MobileAccessGatewayEntryStatus? {
-        guard let e = entries[mac] else { return nil }
-        let now = clock.nanoseconds()
+        entries[mac].map { Self.entryStatus($0, now: clock.nanoseconds()) }
+    }
+
+    static func entryStatus(_ e: Entry, now: UInt64) -> MobileAccessGatewayEntryStatus {
         func seconds(until t: UInt64) -> UInt32 { t > now ? UInt32(clamping: (t - now) / 1_000_000_000) : 0 }
         let t = e.transaction
         return MobileAccessGatewayEntryStatus(

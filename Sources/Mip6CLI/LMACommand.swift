@@ -75,7 +75,7 @@ struct LMACommand: AsyncParsableCommand {
             daemon.onAckLatency = { metrics.observeAckLatency(seconds: $0) }
             let endpoints = LocalMobilityAnchorEndpoints(box: service.box, metrics: metrics)
             try await runDaemon(service, httpListen: httpListen, name: "mip6 lma", logger: logger,
-                                also: [.init(service: DumpBindingsOnUser1(box: service.box, signals: user1))],
+                                also: [.init(service: DumpListOnUser1(box: service.box, signals: user1))],
                                 metrics: { endpoints.render() })
         }
     }
@@ -120,33 +120,9 @@ struct LMACommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("mip6: no LMA state in \(stateDir) (is `mip6 lma` running with this --state-dir?)\n".utf8))
                 throw ExitCode(1)
             }
-            let requestedAt = LocalMobilityAnchorBindings.realtimeNanoseconds()
-            let running = kill(saved.pid, 0) == 0
-            var list: LocalMobilityAnchorBindings?
-            if running && kill(saved.pid, SIGUSR1) == 0 {
-                let deadline = Date().addingTimeInterval(wait)
-                repeat {
-                    if let d = try? LocalMobilityAnchorBindings.read(stateDir: stateDir), d.pid == saved.pid, d.takenAtNanoseconds >= requestedAt {
-                        list = d
-                        break
-                    }
-                    usleep(10_000)
-                } while Date() < deadline
-            }
-            let fresh = list != nil
-            if list == nil { list = try? LocalMobilityAnchorBindings.read(stateDir: stateDir) }
-            guard let list else {
-                FileHandle.standardError.write(Data(("mip6: no binding list in \(stateDir): "
-                    + (running ? "the daemon (pid \(saved.pid)) did not write one within \(wait) s\n"
-                               : "the daemon (pid \(saved.pid)) is not running and left none\n")).utf8))
-                throw ExitCode(1)
-            }
-            let takenAt = Date(timeIntervalSince1970: Double(list.takenAtNanoseconds) / 1e9)
-            if !fresh {
-                FileHandle.standardError.write(Data(("mip6: " + (running ? "the daemon (pid \(saved.pid)) did not answer within \(wait) s"
-                                                                         : "the daemon (pid \(saved.pid)) is not running")
-                    + "; the list written at \(takenAt) follows\n").utf8))
-            }
+            let reply = requestList(LocalMobilityAnchorBindings.self, pid: saved.pid, stateDir: stateDir, wait: wait)
+            guard let list = reply.list, let takenAt = reply.takenAt else { throw ExitCode(1) }
+            let (running, fresh) = (reply.running, reply.fresh)
             // The data-plane counters as they are now.
             let live = (try? LocalMobilityAnchorMaps(pinnedAt: bpffs).counterValues()) ?? saved.dataplane
             if output.json {

@@ -628,6 +628,23 @@ struct MobileAccessGatewayLifetimeTests {
         let json = String(decoding: data, as: UTF8.self)
         #expect(json.contains("\"state\":\"registered\"") && json.contains("2001:db8:100:1::"))
     }
+
+    @Test func snapshotIsTheStatusAsOfItsCopyWhateverHappensAfter() throws {
+        let h = MAGHarness()
+        h.register(mac2, ifindex: 4, assign: [assignedFromPool])
+        h.register()
+        h.advance(10)
+        let snapshot = h.core.snapshot
+        let then = h.core.status
+        #expect(snapshot.count == 2)
+        #expect(snapshot.status() == then, "the same entries, sorted by MAC, and counters")
+        #expect(then.entries.map(\.mac) == ["02:00:00:00:0a:01", "02:00:00:00:0a:02"])
+        // The loop goes on: a detach and time passing change the core, not the copy.
+        _ = h.core.detach(mac: mac1)
+        h.advance(20)
+        #expect(snapshot.status() == then, "times to expiry as of the copy")
+        #expect(h.core.status != then)
+    }
 }
 
 @Suite("Router Advertisement builder and Router Solicitation parser (RFC 4861)")

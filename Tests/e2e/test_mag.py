@@ -6,6 +6,7 @@ back with traffic flowing both ways, and keeps its address and default router th
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import time
@@ -112,6 +113,9 @@ def test_first_attach_ra_after_pba_and_traffic_through_the_lma(pmip):
     # The RA's MTU option: the access link's 1500 less the tunnel's 40.
     assert tb.run("mn", ["cat", "/proc/sys/net/ipv6/conf/mn0/mtu"]).stdout.strip() == "1460"
 
+    st = pmip["mags"][1].status()
+    assert st["fresh"] and st["running"], {k: v for k, v in st.items() if k != "dataplane"}
+    assert [e["identifier"] for e in st["status"]["entries"]] == [NAI] and st["nodes"] == {"registered": 1}, st
     e = pmip["mags"][1].entry()
     assert e["mac"] == MN_MAC and e["homeNetworkPrefixes"] == [HNP] and e["lma"] == LMA, e
     b = lma_bindings(pmip)
@@ -229,8 +233,13 @@ def test_mag_killed_and_restarted_registers_the_host_again(pmip):
     address = attach_first(pmip, 1)
     g = pmip["mags"][1]
     g.stop(__import__("signal").SIGKILL)
+    old_pid = g.proc.pid
     g.start()
-    assert g.entry() is None, "a restarted MAG starts with an empty Binding Update List"
+    # Nothing is inherited: whatever the new daemon lists, it attached itself since its start
+    # (the host's own frames, ND or a stream's tail, may already have been triggers).
+    st = g.status()
+    assert st["fresh"] and st["pid"] != old_pid, {k: v for k, v in st.items() if k != "dataplane"}
+    assert len(st["status"]["entries"]) <= st["status"]["counters"]["attaches"], st["status"]
     # The host's own next frame is the trigger: one ping.
     t0 = time.monotonic()
     tb.run("mn", ["ping", "-6", "-c", "1", "-W", "1", tb.CN], check=False)
@@ -302,3 +311,35 @@ def test_lma_restart_keeps_traffic_and_takes_the_binding_back(pmip):
     b = lma_bindings(pmip)[0]
     assert b["mag"] == MAG[1] and b["active"], b
     assert pmip["mags"][1].registered()
+
+
+# Last in the file: it restarts MAG1 right after the host's trigger, and the data plane limits
+# each MAC to one attach trigger a second (a limit the restart keeps), so the host's answer to
+# the new daemon's solicitation is dropped and it stays unregistered until its next frame.
+def test_node_list_is_written_on_request_and_at_shutdown(pmip):
+    """mag.json holds counters and counts by state only; `mip6 mag status` asks the running
+    daemon for its Binding Update List (SIGUSR1) and lists the node from a list written for
+    that request; after a stop, from the list the daemon wrote at shutdown, said to be old."""
+    tb = pmip["tb"]
+    attach_first(pmip, 1)
+    g = pmip["mags"][1]
+
+    def state() -> dict:
+        return json.loads(tb.run("mag1", ["cat", f"/run/mip6-mag1-{tb.tag}/mag.json"]).stdout)
+    # Written at most every 200 ms after a change: counts by state, no entries.
+    assert wait_for(lambda: state()["nodes"] == {"registered": 1}, 2), state()
+    assert "entries" not in json.dumps(state()), state()
+    first = g.status()
+    assert first["fresh"] and first["running"]
+    assert [e["identifier"] for e in first["status"]["entries"]] == [NAI], first["status"]
+    again = g.status()
+    assert again["fresh"] and again["takenAt"] >= first["takenAt"]
+    assert g.proc.poll() is None, "SIGUSR1 ended the daemon"
+    g.stop()
+    try:
+        cp = tb.run("mag1", tb.mag_cli(pmip["binary"], 1, "status", "--json", "--wait", "1"), check=False)
+        after = json.loads(cp.stdout)
+        assert cp.returncode == 0 and not after["fresh"] and not after["running"], (cp.stderr, after)
+        assert [e["identifier"] for e in after["status"]["entries"]] == [NAI] and "is not running" in cp.stderr, cp.stderr
+    finally:
+        g.start()

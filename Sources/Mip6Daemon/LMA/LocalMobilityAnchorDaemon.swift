@@ -16,7 +16,7 @@ import Logging
 /// copy serialized on another thread. A list written on the loop every 200 ms took a third of
 /// its CPU at 40,000 PBU/s and stalled it for 100 ms at 20,000 bindings (perf/README.md), long
 /// enough for queued PBUs to age past the 300 ms Timestamp window (status 156).
-public final class LocalMobilityAnchorDaemon: ProbedDaemon {
+public final class LocalMobilityAnchorDaemon: ProbedDaemon, ListDumpingDaemon {
     let options: LocalMobilityAnchorOptions
     let logger: Logger
     let clock = SystemMonotonicClock()
@@ -74,7 +74,7 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     }
 
     /// SIGUSR1 (`mip6 lma bindings`): write the binding list. Thread-safe.
-    public func requestBindingsDump() {
+    public func requestListDump() {
         dumpRequested.write { $0 = true }
         loop.wakeUp()
     }
@@ -258,7 +258,7 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon {
     func dumpBindings() {
         let bindings = core.snapshot
         let now = clock.nanoseconds()
-        let takenAt = LocalMobilityAnchorBindings.realtimeNanoseconds()
+        let takenAt = realtimeNanoseconds()
         let (pid, stateDir, logger) = (getpid(), options.stateDir, logger)
         dumpQueue.async {
             let dump = LocalMobilityAnchorBindings(
@@ -302,8 +302,9 @@ public struct LocalMobilityAnchorReport: StateFile, Sendable {
 }
 
 /// The LMA's binding list, written when `mip6 lma bindings` asks (SIGUSR1) and at shutdown.
-public struct LocalMobilityAnchorBindings: StateFile {
+public struct LocalMobilityAnchorBindings: ListOnRequest {
     public static let fileName = "lma-bindings.json"
+    public static let listName = "binding list"
 
     public struct Entry: Codable, Sendable {
         public var identifier: String
@@ -336,10 +337,4 @@ public struct LocalMobilityAnchorBindings: StateFile {
     /// written for its request from an older one by it.
     public var takenAtNanoseconds: UInt64
     public var bindings: [Entry]
-
-    public static func realtimeNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
 }

@@ -9,7 +9,12 @@ import Logging
 /// (carrier up on an access link, a frame from an unknown MAC, a Router Solicitation) and PBAs
 /// come from the data plane's punt ring and rtnetlink; MobileAccessGatewayCore decides; its
 /// forwarding is written to the BPF maps before the RA that lets the host use its prefix.
-public final class MobileAccessGatewayDaemon: ProbedDaemon {
+///
+/// As at the LMA, nothing on the loop grows with the number of attached nodes but the core's
+/// own work: the state file (`mag.json`, every 200 ms while something changed) holds counters
+/// and entry counts by state, and the Binding Update List (`mag-nodes.json`) is written when
+/// `mip6 mag status` asks for it (SIGUSR1) and at shutdown, from a copy encoded on another thread.
+public final class MobileAccessGatewayDaemon: ProbedDaemon, ListDumpingDaemon {
     let options: MobileAccessGatewayOptions
     let logger: Logger
     let clock = SystemMonotonicClock()
@@ -33,6 +38,9 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
     var stateDirty = true
     var lastStateWrite: UInt64 = 0
     let reload = Locked(false)
+    let dumpRequested = Locked(false)
+    /// Encodes and writes the Binding Update List off the loop (one at a time, in order).
+    let dumpQueue = DispatchQueue(label: "mip6.mag.node-list")
     /// Called with each registration's first PBU -> accepted PBA time, seconds (metrics). Set before start().
     public var onRegistration: ((Double) -> Void)?
     var registrationsSeen: UInt64 = 0
@@ -57,6 +65,12 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
     /// SIGHUP: the policy file again; a file that does not parse leaves the previous policy.
     public func requestReload() {
         reload.write { $0 = true }
+        loop.wakeUp()
+    }
+
+    /// SIGUSR1 (`mip6 mag status`): write the Binding Update List. Thread-safe.
+    public func requestListDump() {
+        dumpRequested.write { $0 = true }
         loop.wakeUp()
     }
 
@@ -146,6 +160,7 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
                 reloadPolicy()
                 publish()
             }
+            if dumpRequested.write({ let r = $0; $0 = false; return r }) { dumpNodes() }
         }
         loop.timer(deadline: { [unowned self] in core.nextDeadline }) { [unowned self] in
             perform(core.tick())
@@ -238,6 +253,8 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
     /// expire on their own; a restarted MAG registers its nodes again on their next frame.
     public func shutdown() {
         writeState()
+        dumpNodes()
+        dumpQueue.sync {} // the list is on disk before the process exits
         for a in attachments { try? a.detach() }
         attachments.removeAll()
         logger.notice("stopped", metadata: ["mip6.bpffs": "\(options.bpffs)"])
@@ -252,20 +269,38 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon {
             if let ms = c.lastRegistrationMs { onRegistration?(Double(ms) / 1000) }
         }
         let published = MobileAccessGatewayPublished(
-            nodes: Dictionary(uniqueKeysWithValues: core.entriesByState.map { ($0.key.rawValue, $0.value) }),
+            nodes: MobileAccessGatewayReport.nodes(core.entriesByState),
             policyMobileNodes: core.configuration.policy.mobileNodes.count, core: c, daemon: counters)
         shared.write { $0.status = published }
     }
 
+    /// The state file (`mag.json`): counters and entry counts by state, the same few hundred
+    /// bytes whatever the number of nodes, so it stays on the loop (written before the ready
+    /// line, `mip6 mag status` finds this daemon's pid in it at once).
     func writeState() {
         lastStateWrite = clock.nanoseconds()
         stateDirty = false
         let report = MobileAccessGatewayReport(
-            pid: getpid(), updatedAt: Date(), status: core.status, daemon: counters,
+            pid: getpid(), updatedAt: Date(), proxyCareOf: options.proxyCareOf, defaultLMA: options.lma,
+            nodes: MobileAccessGatewayReport.nodes(core.entriesByState), counters: core.counters, daemon: counters,
             dataplane: (try? maps.counterValues()) ?? [:], accessInterfaces: options.accessInterfaces,
             coreInterface: options.coreInterface, mac: formatMAC(options.mac), linkLocal: options.linkLocal)
         do { try report.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])
+        }
+    }
+
+    /// The Binding Update List (`mag-nodes.json`): the loop copies the entries, the queue
+    /// sorts, formats, encodes and writes them.
+    func dumpNodes() {
+        let snapshot = core.snapshot
+        let takenAt = realtimeNanoseconds()
+        let (pid, stateDir, logger) = (getpid(), options.stateDir, logger)
+        dumpQueue.async {
+            let list = MobileAccessGatewayNodes(pid: pid, takenAtNanoseconds: takenAt, status: snapshot.status())
+            do { try list.write(stateDir: stateDir) } catch {
+                logger.warning("cannot write the Binding Update List", metadata: ["mip6.error": "\(error)"])
+            }
         }
     }
 }
@@ -281,18 +316,54 @@ public struct MobileAccessGatewayDaemonCounters: Codable, Sendable {
     public var solicitations: UInt64 = 0
 }
 
-/// The MAG's state file, read by `mip6 mag status`.
+/// The MAG's state file (counters, no entries), read by `mip6 mag status`.
 public struct MobileAccessGatewayReport: StateFile {
     public static let fileName = "mag.json"
     public var pid: Int32
     public var updatedAt: Date
-    public var status: MobileAccessGatewayStatus
+    public var proxyCareOf: IPv6Address
+    public var defaultLMA: IPv6Address
+    /// Binding Update List entries by state ("pending", "registered", "deregistering"); states
+    /// with none left out.
+    public var nodes: [String: Int]
+    public var counters: MobileAccessGatewayCounters
     public var daemon: MobileAccessGatewayDaemonCounters
     public var dataplane: [String: UInt64]
     public var accessInterfaces: [String]
     public var coreInterface: String
     public var mac: String
     public var linkLocal: IPv6Address
+
+    public static func nodes(_ byState: [MobileAccessGatewayEntryState: Int]) -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: byState.map { ($0.key.rawValue, $0.value) })
+    }
+
+    /// What `mip6 mag status` shows, from this file and the list it got: the list's entries
+    /// and counts by state (with no list: none, and this file's counts); the list's counters
+    /// when it was written for this request (they go with its entries), else this file's, the
+    /// newer.
+    public func status(listed: MobileAccessGatewayNodes?, fresh: Bool) -> (status: MobileAccessGatewayStatus, nodes: [String: Int]) {
+        var status = MobileAccessGatewayStatus(proxyCareOf: proxyCareOf, defaultLMA: defaultLMA,
+                                               entries: listed?.status.entries ?? [], counters: counters)
+        if fresh, let listed { status.counters = listed.status.counters }
+        return (status, listed.map { Dictionary($0.status.entries.map { ($0.state.rawValue, 1) }, uniquingKeysWith: +) } ?? nodes)
+    }
+}
+
+/// The MAG's Binding Update List, written when `mip6 mag status` asks (SIGUSR1) and at shutdown.
+/// The core's counters come with it, as of the same moment as the entries.
+public struct MobileAccessGatewayNodes: ListOnRequest {
+    public static let fileName = "mag-nodes.json"
+    public static let listName = "Binding Update List"
+    public var pid: Int32
+    public var takenAtNanoseconds: UInt64
+    public var status: MobileAccessGatewayStatus
+
+    public init(pid: Int32, takenAtNanoseconds: UInt64, status: MobileAccessGatewayStatus) {
+        self.pid = pid
+        self.takenAtNanoseconds = takenAtNanoseconds
+        self.status = status
+    }
 }
 
 /// What the loop last published, for the HTTP endpoint (a thread-safe copy).
