@@ -250,6 +250,25 @@ def test_mag_killed_and_restarted_registers_the_host_again(pmip):
     assert ping.returncode == 0, ping.stdout
 
 
+def test_mag_restarted_twice_in_a_second_registers_its_quiet_host(pmip):
+    """Two restarts less than a second apart: the first one's solicitation made the host's
+    answer an attach trigger, so the data plane's one-trigger-a-second limit for its MAC was
+    still running at the second. The second daemon forgets that limit with the rest of the
+    pinned node state: its own solicitation's answer registers the host, which sends
+    nothing else."""
+    tb = pmip["tb"]
+    attach_first(pmip, 1)
+    g = pmip["mags"][1]
+    g.stop(__import__("signal").SIGKILL)
+    g.start()
+    assert wait_for(g.registered, 5), g.status()
+    t0 = time.monotonic()
+    g.stop(__import__("signal").SIGKILL)
+    g.start()
+    assert wait_for(g.registered, 3), g.status()
+    print(f"registered again {(time.monotonic() - t0) * 1000:.0f} ms after the second kill")
+
+
 def test_bad_flags_exit_nonzero_with_a_reason(pmip):
     tb, binary = pmip["tb"], str(pmip["binary"])
     for args, says in ((["--core", "m1-core", "--proxy-coa", MAG[1], "--lma", LMA, "--policy", "/nonexistent"], "--access"),

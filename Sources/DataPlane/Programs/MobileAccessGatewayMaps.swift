@@ -14,6 +14,8 @@ import Glibc
 public final class MobileAccessGatewayMaps {
     public let nodes: BPFMap<mip6_mag_hnp_key, mip6_mag_node>
     public let macs: BPFMap<mip6_mag_mac_key, mip6_mag_mac>
+    /// When each MAC last triggered a punt (the data plane's rate limit, LRU).
+    public let seen: BPFMap<mip6_mag_mac_key, mip6_mag_seen>
     public let config: BPFMap<UInt32, mip6_mag_config>
     public let counters: BPFMap<UInt32, UInt64>
     /// The ring of punted packets (struct mip6_punt_record, kinds MIP6_PUNT_MH, _RS, _ATTACH).
@@ -27,6 +29,7 @@ public final class MobileAccessGatewayMaps {
     public init(object: BPFObject) throws {
         nodes = try BPFMap(object.map(MIP6_MAP_MAG_HNP))
         macs = try BPFMap(object.map(MIP6_MAP_MAG_MACS))
+        seen = try BPFMap(object.map(MIP6_MAP_MAG_SEEN))
         config = try BPFMap(object.map(MIP6_MAP_MAG_CONFIG))
         counters = try BPFMap(object.map(MIP6_MAP_MAG_COUNTERS))
         punt = try object.map(MIP6_MAP_MAG_PUNT)
@@ -37,6 +40,7 @@ public final class MobileAccessGatewayMaps {
         func open(_ name: String) throws -> BPFMapHandle { try .pinned(name, in: directory, by: "mip6 mag") }
         nodes = try BPFMap(open(MIP6_MAP_MAG_HNP))
         macs = try BPFMap(open(MIP6_MAP_MAG_MACS))
+        seen = try BPFMap(open(MIP6_MAP_MAG_SEEN))
         config = try BPFMap(open(MIP6_MAP_MAG_CONFIG))
         counters = try BPFMap(open(MIP6_MAP_MAG_COUNTERS))
         punt = try open(MIP6_MAP_MAG_PUNT)
@@ -68,6 +72,17 @@ public final class MobileAccessGatewayMaps {
     }
 
     public func readConfig() throws -> mip6_mag_config? { try config.lookup(0) }
+
+    /// A restart starts with an empty Binding Update List: forget what an earlier daemon
+    /// installed (its nodes' next frames are attach triggers again) and when each MAC last
+    /// triggered, or a host heard less than a second before the restart would have its
+    /// answer to the start-up solicitation dropped by the rate limit, and stay unregistered
+    /// until it sends something else.
+    public func forgetNodes() throws {
+        for (key, _) in try nodes.entries() { _ = try? nodes.delete(key) }
+        for (key, _) in try macs.entries() { _ = try? macs.delete(key) }
+        for (key, _) in try seen.entries() { _ = try? seen.delete(key) }
+    }
 
     /// Invalidates every cached next hop to an LMA (route, neighbour or link change).
     public func bumpNextHopGeneration() throws {

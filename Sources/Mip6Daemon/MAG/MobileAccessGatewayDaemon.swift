@@ -100,10 +100,7 @@ public final class MobileAccessGatewayDaemon: ProbedDaemon, ListDumpingDaemon {
         }
         object = obj
         maps = try MobileAccessGatewayMaps(object: obj)
-        // A restart starts with an empty Binding Update List: forget what an earlier daemon
-        // installed, so its nodes' next frames are attach triggers and they register again.
-        for (key, _) in try maps.nodes.entries() { _ = try? maps.nodes.delete(key) }
-        for (key, _) in try maps.macs.entries() { _ = try? maps.macs.delete(key) }
+        try maps.forgetNodes()
         try maps.setConfig(proxyCareOf: options.proxyCareOf, linkLocal: options.linkLocal, mac: options.mac,
                            coreIfindex: coreIndex, enabled: true)
         ring = try RingBuffer(map: maps.punt) { [unowned self] record in handlePunt(record) }
