@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
+import signal
 import time
 
 import pytest
@@ -174,6 +176,37 @@ def test_no_store_access_passes_everything_to_the_replicas(cluster):
     finally:
         tb.run("rtr", ["nft", "delete", "table", "inet", "fwdcut"], check=False)
     fwd.wait_synced(10)
+
+
+def test_a_frozen_member_under_the_watch_is_left_for_another(cluster):
+    """The etcd member the forwarder watches frozen (SIGSTOP: a hung node, its connection open
+    and silent). Its heartbeats stop coming back: it stops forwarding (the replicas take the
+    traffic), gives the watch up after --max-lag and takes it again from its revision on
+    another member, and forwards again with the member still frozen."""
+    tb, fwd = cluster["tb"], cluster["fwd"]
+    fwd.stop()
+    cluster["fwd"] = fwd.start()  # one connection, to the member its id hashes to
+    fwd.wait_synced(5)
+    peers = set(re.findall(r"\[([0-9a-f:]+)\]:2379", tb.run("rtr", ["ss", "-Htn", "state", "established", "( dport = :2379 )"]).stdout))
+    assert len(peers) == 1, f"the forwarder talks to {peers}"
+    member = peers.pop()
+    frozen = next(n for n, a in tb.ETCD.items() if a == member)
+    logged = len(fwd.log_text())
+    t0 = time.monotonic()
+    os.kill(tb.etcd[frozen].pid, signal.SIGSTOP)
+    try:
+        fwd.wait_synced(4, synced=False)
+        stopped = time.monotonic() - t0
+        fwd.wait_synced(5)
+        back = time.monotonic() - t0
+        print(f"  e{frozen} frozen under the forwarder's watch: stopped forwarding after {stopped * 1000:.0f} ms, "
+              f"forwarding again after {back * 1000:.0f} ms")
+        assert "lagged behind the store" in fwd.log_text()[logged:], fwd.log_text()[logged:][-1500:]
+        res, grew = downlink(cluster, 1.0)
+        assert res["lost"] <= 2 and grew["fwd"] >= 0.9 * RATE, (summary(res), grew)
+    finally:
+        os.kill(tb.etcd[frozen].pid, signal.SIGCONT)
+        tb.wait_etcd()
 
 
 FILL = r"""
