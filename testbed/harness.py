@@ -232,16 +232,18 @@ class LocalMobilityAnchor(_Daemon):
         self._log = None
         self.name = "mip6 lma"
 
-    def start(self, timeout: float = 15.0) -> "LocalMobilityAnchor":
-        """Start with no pins of an earlier run and wait for the ready line."""
+    def start(self, timeout: float = 15.0, keep_pins: bool = False) -> "LocalMobilityAnchor":
+        """Start with no pins of an earlier run (unless `keep_pins`: a restart) and wait for the ready line."""
         if not self.binary.is_file():
             raise HarnessError(f"{self.binary} not found: run `swift build -c release` in {REPO_ROOT}")
-        shutil.rmtree(self.bpffs_host, ignore_errors=True)
-        self._log = open(self.log_path, "wb")
+        if not keep_pins:
+            shutil.rmtree(self.bpffs_host, ignore_errors=True)
+        since = len(self.log_text()) if keep_pins else 0
+        self._log = open(self.log_path, "ab" if keep_pins else "wb")
         self.exit_code = None
         self.proc = self.tb.popen("ha", self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        wait_for(lambda: self.READY in self.log_text() or self.proc.poll() is not None, timeout)
-        if self.READY not in self.log_text():
+        wait_for(lambda: self.READY in self.log_text()[since:] or self.proc.poll() is not None, timeout)
+        if self.READY not in self.log_text()[since:]:
             code = self.proc.poll()
             self.stop()
             raise HarnessError(f"`mip6 lma` did not log {self.READY!r} within {timeout:.0f} s (exit code {code}); "

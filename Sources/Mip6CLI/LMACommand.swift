@@ -183,6 +183,9 @@ struct LMACommand: AsyncParsableCommand {
             var events = saved.counters.events
             events["send_failures"] = saved.sendFailures
             events["punts_malformed"] = saved.puntsMalformed
+            // Map entries an earlier daemon left: still forwarding, and deleted after expiring unrefreshed.
+            events["inherited_entries"] = UInt64(saved.inheritedEntries)
+            events["inherited_entries_removed"] = saved.inheritedEntriesRemoved
             let r = Report(pid: saved.pid, running: kill(saved.pid, 0) == 0 || errno == EPERM, updatedAt: saved.updatedAt,
                            address: saved.address, bindings: saved.activeBindings + saved.deregisteredBindings,
                            activeBindings: saved.activeBindings, deregisteredBindings: saved.deregisteredBindings,

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from testbed.harness import PYTHON, Capture, HarnessError, LocalMobilityAnchor, metric_labelled, metric_samples, ping
+from testbed.harness import PYTHON, Capture, HarnessError, LocalMobilityAnchor, metric_labelled, metric_samples, ping, wait_for
 from testbed.harness import http_get as harness_http_get
 
 NAI = "mn1@pmip.example"
@@ -162,6 +162,42 @@ def test_late_deregistration_from_the_old_mag_changes_nothing(testbed, mip6_bin,
         assert len([l for l in cap.stop() if HOST in l and "echo request" in l]) == 2, "still tunneled to MAG B"
         events = lma.status()["events"]
         assert events["stale_deregistrations"] == 1 and events["deregistrations"] == 0 and events["handoffs"] == 1, events
+    finally:
+        lma.stop()
+        lma.clear_state()
+        tb.run("rtr", ["ip", "-6", "route", "del", HNP_ROUTE], check=False)
+
+
+def test_entries_a_killed_lma_left_forward_until_expiry_then_go(testbed, mip6_bin, tmp_path):
+    """An LMA SIGKILLed with a binding and started again: the new daemon's cache is empty, but
+    the pinned entry it inherited keeps tunneling to the MAG until its expiry (the data plane
+    checks it). Its MAG never refreshes it, so once expired it is deleted from the map rather
+    than left there for good (across restarts they would fill it)."""
+    tb = testbed
+    tb.run("rtr", ["ip", "-6", "route", "replace", HNP_ROUTE, "via", tb.HA, "dev", tb.HOME_BRIDGE])
+    policy = tmp_path / "inherit.policy"
+    policy.write_text(f"mag {tb.COA1}\nmn {NAI} mac {MN_MAC} prefix {HNP}\n")
+    lma = LocalMobilityAnchor(tb, mip6_bin, tmp_path / "mip6-lma-inherit.log", policy)
+    pinned = str(lma.bpffs_host / "mip6_lma_hnp")
+
+    def entries() -> int:
+        return len(json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "pinned", pinned],
+                                             capture_output=True, text=True, check=True).stdout))
+    try:
+        lma.start()
+        assert pbu(tb, 1, "--prefix", HNP, "--lifetime", 8)["lifetime"] == 2  # 8 s, in units of 4 s
+        t_registered = time.monotonic()
+        lma.stop(sig=9)
+        lma.start(keep_pins=True)
+        assert lma.bindings()["bindings"] == [] and entries() == 1
+        assert lma.status()["events"]["inherited_entries"] == 1
+        cap = Capture(tb, "mn", tb.MN_IF1, f"ip6 proto 41 and src {tb.HA} and dst {tb.COA1}").start()
+        tb.run("cn", ["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", HOST], check=False)
+        assert len([l for l in cap.stop() if HOST in l and "echo request" in l]) == 2, "not tunneled after the restart"
+        assert wait_for(lambda: entries() == 0, timeout=8 + 3 - (time.monotonic() - t_registered)), \
+            f"the expired entry is still pinned {time.monotonic() - t_registered:.1f} s after its registration"
+        events = lma.status()["events"]
+        assert events["inherited_entries"] == 0 and events["inherited_entries_removed"] == 1, events
     finally:
         lma.stop()
         lma.clear_state()

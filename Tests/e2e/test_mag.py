@@ -332,9 +332,6 @@ def test_lma_restart_keeps_traffic_and_takes_the_binding_back(pmip):
     assert pmip["mags"][1].registered()
 
 
-# Last in the file: it restarts MAG1 right after the host's trigger, and the data plane limits
-# each MAC to one attach trigger a second (a limit the restart keeps), so the host's answer to
-# the new daemon's solicitation is dropped and it stays unregistered until its next frame.
 def test_node_list_is_written_on_request_and_at_shutdown(pmip):
     """mag.json holds counters and counts by state only; `mip6 mag status` asks the running
     daemon for its Binding Update List (SIGUSR1) and lists the node from a list written for

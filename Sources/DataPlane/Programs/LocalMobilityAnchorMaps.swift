@@ -130,6 +130,15 @@ public final class LocalMobilityAnchorMaps: ProxyBindingDataPlane, @unchecked Se
         }
     }
 
+    /// Deletes `prefix`'s entry if it expired by `now` (CLOCK_MONOTONIC ns); one rewritten since
+    /// with a later expiry stays. True if it deleted one.
+    public func removeIfExpired(_ prefix: IPv6Prefix, now: UInt64) throws -> Bool {
+        let k = try Self.key(prefix)
+        guard let v = try prefixes.lookup(k), v.expires_ns <= now else { return false }
+        try prefixes.delete(k)
+        return true
+    }
+
     /// Every entry: prefix (/64) -> its value.
     public func readPrefixes() throws -> [(IPv6Prefix, mip6_lma_binding)] {
         try prefixes.entries().map { entry in

@@ -32,6 +32,12 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon, ListDumpingDaemon {
     var attachments: [TCAttachment] = []
     var puntsMalformed: UInt64 = 0
     var sendFailures: UInt64 = 0
+    /// Entries an earlier daemon installed, latest expiry first. They forward until they
+    /// expire (the data plane checks it) and a MAG's refresh rewrites them; the ones nobody
+    /// rewrote are deleted once expired, or they would pile up across restarts until the map
+    /// is full.
+    var inherited: [(prefix: IPv6Prefix, expiresNs: UInt64)] = []
+    var inheritedRemoved: UInt64 = 0
     /// PBAs of the current ring drain, sent after it (or every `flushEvery`) in one sendmmsg.
     var pendingSends: [(packet: [UInt8], description: String, receivedNs: UInt64)] = []
     var draining = false
@@ -100,6 +106,11 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon, ListDumpingDaemon {
         object = obj
         maps = try LocalMobilityAnchorMaps(object: obj)
         try maps.setConfig(lmaAddress: options.address, enabled: true, limits: options.puntLimits)
+        inherited = try maps.readPrefixes().map { ($0.0, $0.1.expires_ns) }.sorted { $0.expiresNs > $1.expiresNs }
+        if !inherited.isEmpty {
+            logger.notice("forwarding for the prefixes an earlier daemon registered until their MAGs refresh them or they expire",
+                          metadata: ["mip6.prefixes": "\(inherited.count)"])
+        }
         ring = try RingBuffer(map: maps.punt) { [unowned self] record in handlePunt(record) }
         sender = try RawIPv6Sender()
         core = LocalMobilityAnchorCore(configuration: LocalMobilityAnchorConfiguration(address: options.address, maxLifetime: options.maxLifetime),
@@ -127,6 +138,9 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon, ListDumpingDaemon {
     }
 
     func setUpLoop() {
+        loop.timer(deadline: { [unowned self] in inherited.last.map { $0.expiresNs + 1_000_000_000 } }) { [unowned self] in
+            sweepInherited()
+        }
         loop.watch(ring.pollFD) { [unowned self] in try drainSignaling() }
         loop.onWake = { [unowned self] in
             if reload.write({ let r = $0; $0 = false; return r }) {
@@ -210,6 +224,23 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon, ListDumpingDaemon {
 
     public func serve() throws { try loop.run() }
 
+    /// The inherited entries whose expiry passed: deleted unless a refresh rewrote them.
+    func sweepInherited() {
+        let now = clock.nanoseconds()
+        while let e = inherited.last, e.expiresNs < now {
+            inherited.removeLast()
+            do {
+                if try maps.removeIfExpired(e.prefix, now: now) { inheritedRemoved += 1 }
+            } catch {
+                logger.warning("cannot remove an expired entry", metadata: ["mip6.prefix": "\(e.prefix)", "mip6.error": "\(error)"])
+            }
+        }
+        if inherited.isEmpty {
+            logger.notice("the entries an earlier daemon left are refreshed or gone", metadata: ["mip6.removed": "\(inheritedRemoved)"])
+        }
+        stateDirty = true
+    }
+
     /// The filters go with the daemon; the pinned maps stay (a restart reuses them, and their
     /// entries expire on time in the data plane).
     public func shutdown() {
@@ -242,7 +273,8 @@ public final class LocalMobilityAnchorDaemon: ProbedDaemon, ListDumpingDaemon {
         let report = LocalMobilityAnchorReport(
             pid: getpid(), updatedAt: Date(), address: options.address, policyPath: options.policyPath,
             activeBindings: core.activeCount, deregisteredBindings: core.deregisteredCount,
-            counters: core.counters, dataplane: [:], puntsMalformed: puntsMalformed, sendFailures: sendFailures)
+            counters: core.counters, dataplane: [:], puntsMalformed: puntsMalformed, sendFailures: sendFailures,
+            inheritedEntries: inherited.count, inheritedEntriesRemoved: inheritedRemoved)
         let (maps, stateDir, logger) = (maps!, options.stateDir, logger)
         dumpQueue.async {
             var report = report
@@ -299,6 +331,10 @@ public struct LocalMobilityAnchorReport: StateFile, Sendable {
     public var dataplane: [String: UInt64]
     public var puntsMalformed: UInt64
     public var sendFailures: UInt64
+    /// Map entries an earlier daemon left that are not expired yet / deleted after expiring
+    /// with no refresh.
+    public var inheritedEntries: Int
+    public var inheritedEntriesRemoved: UInt64
 }
 
 /// The LMA's binding list, written when `mip6 lma bindings` asks (SIGUSR1) and at shutdown.
