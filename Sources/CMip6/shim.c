@@ -23,6 +23,12 @@ const char *cmip6_counter_name(unsigned idx)
 
 static cmip6_log_fn log_fn;
 
+/* Set around the netlink calls whose failure is an answer, not a problem: a query of a hook
+ * with no filter ("Cannot find specified filter chain"), creating a clsact that exists
+ * ("Exclusivity flag on, cannot modify"). libbpf prints the kernel's message for those as a
+ * warning; logged as one, every daemon start and every readiness probe looked broken. */
+static __thread int expected_failure;
+
 static int print_to_logger(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	char buf[1024];
@@ -31,6 +37,8 @@ static int print_to_logger(enum libbpf_print_level level, const char *fmt, va_li
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if (n > 0 && buf[(n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1) - 1] == '\n')
 		buf[(n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1) - 1] = 0;
+	if (level == LIBBPF_WARN && expected_failure && strstr(buf, "Kernel error message"))
+		level = LIBBPF_DEBUG;
 	log_fn(level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2, buf);
 	return n;
 }
@@ -130,7 +138,9 @@ const char *cmip6_mag_counter_name(unsigned idx)
 int cmip6_tc_hook_create(int ifindex)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+	expected_failure = 1; /* EEXIST: the clsact is there already */
 	int err = bpf_tc_hook_create(&hook);
+	expected_failure = 0;
 	return err < 0 ? err : 0;
 }
 
@@ -167,7 +177,9 @@ int cmip6_tc_query(int ifindex, unsigned int attach_point, unsigned int handle, 
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = attach_point);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = handle, .priority = priority);
+	expected_failure = 1; /* ENOENT: no filter there */
 	int err = bpf_tc_query(&hook, &opts);
+	expected_failure = 0;
 	if (err < 0)
 		return err;
 	if (prog_id)

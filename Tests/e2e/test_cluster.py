@@ -386,3 +386,12 @@ def test_newer_bu_that_loses_the_store_race_is_judged_again_and_accepted(cluster
         print(f"  ha1's BAs: {bas}; judged again: {judged_again(1) - before}")
     finally:
         bu(2, 13, lifetime=0)
+
+
+def test_replica_logs_hold_no_libbpf_warnings(cluster):
+    """After every start, restart, kill and probe above: a hook with no filter yet and a clsact
+    that is already there are answers, not problems, and libbpf's kernel messages for them are
+    not warnings in the replicas' logs (every start of a replica printed one)."""
+    for n, r in cluster["replicas"].items():
+        warned = [l for l in r.log_text().splitlines() if " warning " in l and "libbpf" in l]
+        assert warned == [], f"ha{n}: {warned[:3]}"
