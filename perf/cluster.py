@@ -33,11 +33,17 @@ from testbed.harness import bench_binary, default_binary, ping  # noqa: E402
 CPU_GROUPS = {"etcd": "etcd", "mip6": "replicas", "bird": "bird"}
 
 
-def cpu_snapshot() -> tuple[dict[str, float], float, float]:
-    """CPU seconds used so far by each group of processes (by name), and the machine's busy
-    and total CPU seconds (/proc/stat)."""
+def cpu_snapshot(each: dict[str, int] | None = None) -> tuple[dict[str, float], float, float]:
+    """CPU seconds used so far by each group of processes (by name) and by each process of
+    `each` (name -> pid), and the machine's busy and total CPU seconds (/proc/stat)."""
     tick = os.sysconf("SC_CLK_TCK")
     groups = dict.fromkeys(CPU_GROUPS.values(), 0.0)
+    for label, pid in (each or {}).items():
+        try:
+            rest = (stat := Path(f"/proc/{pid}/stat").read_text())[stat.rindex(")") + 2:].split()
+            groups[label] = (int(rest[11]) + int(rest[12])) / tick
+        except OSError:
+            pass
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -96,9 +102,10 @@ def main() -> int:
                              "--max-count", str(args.max_count), "--drain", "5", "--burst", str(args.burst),
                              "--first-home-address", f"{0xb000_0000_0000_0000 + first:x}"]
                 first += count
-                before = cpu_snapshot()
+                pids = {r.node: r.proc.pid for r in reps if r.proc}
+                before = cpu_snapshot(pids)
                 out = tb.run("mn", [bench_binary(args.bin), "bu-load", *step_args, "--json"], timeout=300)
-                after = cpu_snapshot()
+                after = cpu_snapshot(pids)
                 step = json.loads(out.stdout)["steps"][0]
                 # Where the machine's CPUs went during the step (sending, then draining the BAs).
                 busy, total = after[1] - before[1], after[2] - before[2]
@@ -108,8 +115,10 @@ def main() -> int:
                 print(f"offered {'max' if rate == 0 else rate:>6} BU/s: sent {step['sent']}, accepted {step['accepted']}, "
                       f"missing {step['missing']}, accepted/s {step['acceptedPerSecond']:,.0f}, "
                       f"BU->BA p50 {step['p50Microseconds'] / 1000:.1f} ms p99 {step['p99Microseconds'] / 1000:.1f} ms", flush=True)
-                print("    CPU: machine busy {:.0f}%; per accepted BU {}".format(
-                    step["cpu"]["busyPercent"], ", ".join(f"{g} {v:.0f} µs" for g, v in step["cpu"]["microsecondsPerBU"].items())), flush=True)
+                per = step["cpu"]["microsecondsPerBU"]
+                print("    CPU: machine busy {:.0f}%; per accepted BU {} (replicas: {})".format(
+                    step["cpu"]["busyPercent"], ", ".join(f"{g} {v:.0f} µs" for g, v in per.items() if g not in pids),
+                    ", ".join(f"{n} {per[n]:.0f}" for n in pids if n in per)), flush=True)
             time.sleep(1)
             results["replicas"] = {r.node: (r.state() or {}).get("store") for r in reps}
             for node, s in results["replicas"].items():
