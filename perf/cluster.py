@@ -9,7 +9,9 @@ From the mobile node's namespace the generator sends BUs from COA1 for new home 
 (every BU a new registration committed to etcd with a create-only compare) at each offered
 rate and matches the BAs. All BUs of one care-of address reach one replica (the router's ECMP
 hashes the flow); the other two learn every binding through their watch, and report how long
-that took (acceptance at the writer -> in their maps: `store.convergence` in `mip6 stats`).
+that took (acceptance at the writer -> in their maps: `store.convergence` in `mip6 stats`), as
+does, with --forwarder, a `mip6 forwarder` on the router (`convergence` in `mip6 forwarder
+status`; it shares the same 2 CPUs).
 The first step (100 BU/s) gives the idle single-BU latency. Punt rate limits are off.
 Everything runs on this machine's 2 CPUs: 3 replicas, 3 etcd members, BIRD, the generator.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.cluster import REPLICAS, ClusterTestbed, Replica  # noqa: E402
+from testbed.cluster import REPLICAS, Forwarder, ForwarderClusterTestbed, Replica  # noqa: E402
 from testbed.harness import bench_binary, default_binary, ping  # noqa: E402
 
 
@@ -73,6 +75,7 @@ def main() -> int:
     ap.add_argument("--bin", default=os.environ.get("MIP6_BIN", str(default_binary())))
     ap.add_argument("--output", default=str(Path(tempfile.gettempdir()) / "mip6-cluster.json"))
     ap.add_argument("--store-api", choices=["grpc", "gateway"], default="grpc", help="how the replicas reach etcd")
+    ap.add_argument("--forwarder", action="store_true", help="also run a forwarder on the router and report its convergence")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces, TC, BIRD, etcd)", file=sys.stderr)
@@ -82,7 +85,9 @@ def main() -> int:
     rates = [0 if r == "max" else int(r) for r in args.rates.split(",")]
     results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "store_api": args.store_api, "steps": []}
     logs = Path(tempfile.gettempdir())
-    with ClusterTestbed(args.tag) as tb:
+    with ForwarderClusterTestbed(args.tag) as tb:
+        fwd = Forwarder(tb, Path(args.bin), logs, name="fwdpc", extra=["--max-bindings", "262144", "--log-level", "notice",
+                                                                       "--store-api", args.store_api])
         reps = [Replica(tb, n, Path(args.bin), logs, extra=["--punt-rate", "0", "--punt-rate-per-source", "0",
                                                             "--max-bindings", "262144", "--log-level", "notice",
                                                             "--store-api", args.store_api])
@@ -90,6 +95,10 @@ def main() -> int:
         try:
             for r in reps:
                 r.start()
+            if args.forwarder:
+                fwd.clear()
+                fwd.start()
+                fwd.wait_synced(10)
             tb.wait_nexthops(3)
             ping(tb, "mn", tb.HA, count=2, interval=0.1, echo=False)
             rtr_mac = tb.mac("rtr", "r-f1")
@@ -128,7 +137,16 @@ def main() -> int:
                       f"{k.get('p99', 0):.1f} ms), conflicts {s['counters']['conflicts']}, remote upserts "
                       f"{s['counters']['remoteUpserts']}; convergence p50 {c.get('p50', 0):.1f} ms p99 {c.get('p99', 0):.1f} ms "
                       f"max {c.get('max', 0):.1f} ms over {c.get('samples', 0)}")
+            if args.forwarder:
+                st = fwd.state() or {}
+                results["forwarder"] = st.get("convergence")
+                c = st.get("convergence") or {}
+                print(f"forwarder: bindings {st.get('bindings')}, synced {st.get('synced')}; convergence p50 {c.get('p50', 0):.1f} ms "
+                      f"p99 {c.get('p99', 0):.1f} ms max {c.get('max', 0):.1f} ms over {c.get('samples', 0)}")
         finally:
+            if args.forwarder:
+                fwd.stop()
+                fwd.clear()
             for r in reps:
                 r.stop()
     Path(args.output).write_text(json.dumps(results, indent=1) + "\n")

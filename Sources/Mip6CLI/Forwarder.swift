@@ -123,6 +123,8 @@ struct ForwarderCommand: AsyncParsableCommand {
                 ("store", "\(st.storePrefix) at revision \(st.revision), lag \(String(format: "%.0f", st.lagMilliseconds)) ms"),
                 ("first sync", st.firstSyncMilliseconds.map { String(format: "%.0f ms after start", $0) } ?? "not yet"),
                 ("bindings", "\(st.bindings) of \(st.maxBindings)"),
+                ("convergence", st.convergence.map { String(format: "a replica's acceptance -> these maps: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d",
+                                                            $0.p50, $0.p99, $0.max, $0.samples) } ?? "none watched yet"),
             ]
             for (name, i) in st.interfaces.sorted(by: { $0.key < $1.key }) {
                 lines.append(("interface", "\(name) \(i.attach) program \(i.programID)"))

@@ -32,6 +32,8 @@ public final class ForwarderDaemon: ProbedDaemon {
     /// mod_revision of each home address's key, as last listed or watched.
     var revisions: [IPv6Address: Int64] = [:]
     var counters = ForwarderCounters()
+    /// A replica accepted a BU -> its binding in our maps, ms (the last 4096; as the replicas measure it).
+    var convergence = LatencySamples()
     /// MIP6_CFG_ENABLED as last written.
     var forwarding = false
     var notSynced: String? = "starting"

@@ -46,6 +46,8 @@ public struct ForwarderState: StateFile, Sendable {
     public var maxBindings: Int
     public var interfaces: [String: Interface]
     public var counters: ForwarderCounters
+    /// A replica's acceptance of a BU -> its binding in these maps, ms (the last 4096 watched).
+    public var convergence: ConvergenceSummary?
 
     public static let fileName = "forwarder.json"
 
@@ -74,7 +76,7 @@ extension ForwarderDaemon {
             lagMilliseconds: sync.lagMilliseconds(wallNs: StoreReplica.wallNanoseconds()),
             firstSyncMilliseconds: firstSyncMilliseconds, bindings: cache?.count ?? 0, maxBindings: cache?.capacity ?? 0,
             interfaces: attachments.mapValues { .init(attach: $0.how.label, ifindex: $0.ifindex, programID: $0.programID) },
-            counters: countersNow)
+            counters: countersNow, convergence: convergence.summary)
         shared.write { $0 = state }
         do { try state.write(stateDir: options.stateDir) } catch {
             logger.warning("cannot write state file", metadata: ["mip6.error": "\(error)"])

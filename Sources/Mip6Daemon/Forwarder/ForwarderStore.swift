@@ -99,6 +99,7 @@ extension ForwarderDaemon {
         do {
             try cache.upsert(b)
             counters.upserts += 1
+            if !relist { convergence.note(Double(StoreReplica.wallNanoseconds() - s.record.registeredUnixNs) / 1e6) }
         } catch BindingCacheError.full {
             counters.cacheFull += 1
             revisions[hoa] = nil
