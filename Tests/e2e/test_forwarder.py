@@ -132,6 +132,9 @@ def test_move_reaches_the_replicas_and_the_forwarder_follows(cluster):
         mn.wait_registered(tb.COA2, 5)
         took = wait_binding(fwd, tb.HOA, tb.COA2, 1.0)
         print(f"  registered from COA2; in the forwarder's maps {took * 1000:.0f} ms after the MN saw its BA")
+        # Its own measure, from the replica's acceptance (status --json and the state file alike).
+        conv = fwd.status()["state"]["convergence"]
+        assert conv and conv["samples"] >= 1 and 0 <= conv["p50"] < 1000, conv
         res, grew = downlink(cluster, 1.0)
         assert res["lost"] <= 2 and grew["fwd"] >= 0.9 * RATE, (summary(res), grew)
         assert all(grew[f"ha{n}"] == 0 for n in REPLICAS), grew
