@@ -185,15 +185,18 @@ static __always_inline int mag_uplink(struct __sk_buff *skb, const struct mip6_m
 {
 	if (!m6_encap_len_ok(skb, MAG_HOOK, ip6))
 		return M6_DROP(MIP6_MAG_CNT_DROP_MALFORMED);
-	if (ip6->hop_limit <= 1) /* no Time Exceeded from here yet */
-		return M6_DROP(MIP6_MAG_CNT_DROP_HOP_LIMIT);
 
 	const struct m6_fwd fwd = mag_fwd(cfg);
+	__u32 inner_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
+	/* The MAG is the node's first-hop router (RFC 5213 §6.9.3): the hop a traceroute shows
+	 * first, answering from the shared link-local address. */
+	if (ip6->hop_limit <= 1)
+		return m6_fwd_time_exceeded(skb, MAG_HOOK, &fwd, cfg->link_local, ip6, inner_len, now,
+					    MIP6_MAG_CNT_TIME_EXCEEDED, MIP6_MAG_CNT_DROP_HOP_LIMIT);
 	M6_ADDR(lma);
 	M6_ADDR(pcoa);
 	addr_copy(lma, n->lma);
 	addr_copy(pcoa, cfg->proxy_coa);
-	__u32 inner_len = bpf_ntohs(ip6->payload_len) + IPV6_HLEN;
 	__u32 pointer = 0;
 	int tel = m6_tel_next(skb, MAG_HOOK, ETH_HLEN_, inner_len, ip6->nexthdr, &pointer);
 	if (tel == M6_TEL_MALFORMED)
@@ -333,7 +336,7 @@ static __always_inline int mag_decapsulate(struct __sk_buff *skb, const struct m
 		return M6_DROP(MIP6_MAG_CNT_DROP_TUNNEL_SPOOFED);
 	if (!mag_node_live(n, m6_now_coarse()))
 		return M6_DROP(MIP6_MAG_CNT_DROP_EXPIRED);
-	if (inner->hop_limit <= 1) /* no Time Exceeded from here yet */
+	if (inner->hop_limit <= 1) /* its source is beyond the LMA: no Time Exceeded from here */
 		return M6_DROP(MIP6_MAG_CNT_DROP_HOP_LIMIT);
 	__u8 node_mac[ETH_ALEN];
 	mac_copy(node_mac, n->mac);

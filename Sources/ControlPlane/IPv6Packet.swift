@@ -381,6 +381,15 @@ public enum PacketBuilder {
         return icmpv6(body, source: source, destination: destination, hopLimit: 255)
     }
 
+    /// ICMPv6 Time Exceeded (RFC 4443 §3.3), code 0 (hop limit exceeded in transit), quoting as
+    /// much of `invoking` as fits in the minimum MTU of 1280.
+    public static func timeExceeded(invoking: [UInt8], from source: IPv6Address, to destination: IPv6Address,
+                                    hopLimit: UInt8 = 64) -> [UInt8] {
+        var body: [UInt8] = [3, 0, 0, 0, 0, 0, 0, 0]
+        body.append(contentsOf: invoking.prefix(1280 - 40 - 8))
+        return icmpv6(body, source: source, destination: destination, hopLimit: hopLimit)
+    }
+
     /// ICMPv6 Parameter Problem (RFC 4443 §3.4) quoting as much of `invoking` as fits in the
     /// minimum MTU of 1280. RFC 6275 §9.2 asks for code 0 with the pointer at the bad MH field.
     public static func parameterProblem(code: UInt8, pointer: UInt32, invoking: [UInt8],

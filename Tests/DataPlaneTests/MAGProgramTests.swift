@@ -216,6 +216,10 @@ struct MAGProgramTests {
         let toGroup = F.echoRequest(src: mn, dst: IPv6Address("ff0e::1")!, hopLimit: 64)
         let fromUnbound = F.echoRequest(src: unbound, dst: F.correspondent, hopLimit: 64)
         let hopLimit1 = F.echoRequest(src: mn, dst: F.correspondent, hopLimit: 1)
+        let timeExceeded = F.ethernet(dst: nodeMAC, src: sharedMAC, PacketBuilder.timeExceeded(invoking: hopLimit1, from: linkLocal, to: mn))
+        // An ICMPv6 error from the node with hop limit 1: no error about an error.
+        let errorHopLimit1 = PacketBuilder.parameterProblem(code: 0, pointer: 6, invoking: F.echoRequest(src: F.correspondent, dst: mn),
+                                                            from: mn, to: F.correspondent, hopLimit: 1)
         var notVersion6 = fromMN
         notVersion6[0] = 0x40
         var overclaims = fromMN
@@ -263,8 +267,12 @@ struct MAGProgramTests {
             Case(name: "(3) the node's MAC and prefix on another access link: dropped",
                  link: .otherAccess, input: fromNode(fromMN), verdict: tcShot, output: nil, counters: ["drop_spoofed"],
                  unchanged: ["encap"]),
-            Case(name: "uplink with hop limit 1: dropped, not tunneled", input: fromNode(hopLimit1), verdict: tcShot, output: nil,
-                 counters: ["drop_hop_limit"], unchanged: ["encap"]),
+            Case(name: "uplink with hop limit 1: Time Exceeded back to the node from the shared addresses (RFC 4443 §3.3), not tunneled",
+                 input: fromNode(hopLimit1), verdict: tcRedirect, output: timeExceeded, counters: ["time_exceeded"],
+                 unchanged: ["encap", "drop_hop_limit"]),
+            Case(name: "uplink ICMPv6 error with hop limit 1: dropped without an error about it (RFC 4443 §2.4(e.1))",
+                 input: fromNode(errorHopLimit1), verdict: tcShot, output: nil, counters: ["drop_hop_limit"],
+                 unchanged: ["encap", "time_exceeded"]),
             Case(name: "data from the held MAC with a source /64 bound to no one: dropped", input: fromNode(fromUnbound),
                  verdict: tcShot, output: nil, counters: ["drop_not_registered"]),
             Case(name: "NS from the node's link-local address to a solicited-node group: to the kernel",

@@ -269,6 +269,17 @@ def test_mag_restarted_twice_in_a_second_registers_its_quiet_host(pmip):
     print(f"registered again {(time.monotonic() - t0) * 1000:.0f} ms after the second kill")
 
 
+def test_hop_limit_1_gets_time_exceeded_from_the_mag(pmip):
+    """The MAG is the host's first-hop router: a packet with hop limit 1 is answered with Time
+    Exceeded from the shared link-local address (a traceroute shows the MAG), not tunneled."""
+    tb = pmip["tb"]
+    attach_first(pmip, 1)
+    before = pmip["mags"][1].status()["dataplane"].get("time_exceeded", 0)
+    out = tb.run("mn", ["ping", "-6", "-c", "1", "-t", "1", "-W", "2", tb.CN], check=False).stdout
+    assert f"From {MAG_LINK_LOCAL}" in out and "Time exceeded" in out, out
+    assert pmip["mags"][1].status()["dataplane"].get("time_exceeded", 0) == before + 1
+
+
 def test_bad_flags_exit_nonzero_with_a_reason(pmip):
     tb, binary = pmip["tb"], str(pmip["binary"])
     for args, says in ((["--core", "m1-core", "--proxy-coa", MAG[1], "--lma", LMA, "--policy", "/nonexistent"], "--access"),

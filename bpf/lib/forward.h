@@ -151,6 +151,28 @@ static __always_inline int m6_fwd_encap_limit_spent(void *ctx, const enum m6_hoo
 	return m6_fwd_reply(ctx, hook, f, f->encap_limit);
 }
 
+/* RFC 8200 §3, RFC 4443 §3.3: a packet to forward whose hop limit is spent is discarded and its
+ * source gets Time Exceeded, code 0, from `src` (a traceroute through us shows this hop), within
+ * the ICMPv6 error budget; none for an ICMPv6 error (RFC 4443 §2.4(e.1)) or a source that names
+ * no node (§2.4(e.3)): dropped as `spent`. `ip_len`: the packet, its IPv6 header included. */
+static __always_inline int m6_fwd_time_exceeded(void *ctx, const enum m6_hook hook, const struct m6_fwd *f,
+						const __u8 *src, const struct ipv6hdr *ip6, __u32 ip_len, __u64 now,
+						__u32 sent, __u32 spent)
+{
+	if (addr_is_multicast(ip6->saddr.s6_addr) || addr_is_unspecified(ip6->saddr.s6_addr))
+		return M6_DROP(spent);
+	if (ip6->nexthdr == IPPROTO_ICMPV6_) {
+		const __u8 *type = (const void *)(ip6 + 1);
+		if ((void *)(type + 1) > m6_data_end(ctx, hook) || *type < 128) /* an error message */
+			return M6_DROP(spent);
+	}
+	if (!m6_icmp_error_allowed(f->icmp_tb, now))
+		return M6_DROP(f->drop_icmp_rate_limited);
+	if (m6_icmp6_error(ctx, hook, src, 3, 0, 0, ip_len))
+		return M6_DROP(f->drop_adjust_fail);
+	return m6_fwd_reply(ctx, hook, f, sent);
+}
+
 /* ---- encapsulation toward a tunnel end ---- */
 
 /* The IPv6 packet after the Ethernet header, about to be tunneled, as m6_encap_fit found it. */

@@ -688,6 +688,7 @@ _Static_assert(sizeof(struct mip6_mag_config) == 72, "mip6_mag_config size");
 	X(ENCAP_REDIRECT,        "encap_redirect")        /* ... redirected to the core interface */ \
 	X(ENCAP_REDIRECT_NEIGH,  "encap_redirect_neigh")  /* ... the kernel resolves the next hop */ \
 	X(ENCAP_TOO_BIG,         "encap_too_big")         /* Packet Too Big returned to the node */ \
+	X(TIME_EXCEEDED,         "time_exceeded")         /* uplink hop limit <= 1: Time Exceeded returned to the node */ \
 	X(NH_CACHE_HIT,          "nexthop_cache_hit")     /* forwarded without bpf_fib_lookup */ \
 	X(NH_CACHE_MISS,         "nexthop_cache_miss")                           \
 	X(DECAP,                 "decap")                 /* downlink: decapsulated to the node's MAC */ \
@@ -701,7 +702,9 @@ _Static_assert(sizeof(struct mip6_mag_config) == 72, "mip6_mag_config size");
 	X(DROP_NOT_REGISTERED,   "drop_not_registered")   /* data from a held MAC whose source /64 is not bound to it */ \
 	X(DROP_SPOOFED,          "drop_spoofed")          /* source /64 bound to another MAC or access link */ \
 	X(DROP_EXPIRED,          "drop_expired")          /* binding's lifetime is over (no daemon to refresh it) */ \
-	X(DROP_HOP_LIMIT,        "drop_hop_limit")        /* hop limit <= 1 (no Time Exceeded yet) */ \
+	X(DROP_HOP_LIMIT,        "drop_hop_limit")        /* hop limit <= 1 with no Time Exceeded: downlink (its \
+	                                                   * source is beyond the LMA), or for an ICMPv6 error \
+	                                                   * or a source that names no node */ \
 	X(DROP_MH_FRAGMENT,      "drop_mh_fragment")      /* fragmented signaling is not reassembled */ \
 	X(DROP_MALFORMED,        "drop_malformed")        /* IPv6 header or extension header truncated */ \
 	X(DROP_TUNNEL_MALFORMED, "drop_tunnel_malformed") /* inner packet truncated or not IPv6 */ \
