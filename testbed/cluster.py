@@ -22,7 +22,11 @@ as a pod network is.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from testbed.topology import Testbed, TestbedError, Veth
@@ -155,6 +159,26 @@ class ClusterTestbed(Testbed):
         p = self.etcd.pop(n, None)
         if p is not None:
             self.stop(p, sig=9)
+
+    def etcd_member_used_by(self, node: str) -> int:
+        """The etcd member the daemon in `node` talks to. One started afresh has one connection,
+        to the member its id hashes to (it moves only when that member fails it)."""
+        out = self.run(node, ["ss", "-Htn", "state", "established", f"( dport = :{self.ETCD_PORT} )"]).stdout
+        peers = set(re.findall(r"\[([0-9a-f:]+)\]:%d" % self.ETCD_PORT, out))
+        if len(peers) != 1:
+            raise TestbedError(f"{node} talks to etcd members {sorted(peers)}, not to one")
+        address = peers.pop()
+        return next(n for n, a in self.ETCD.items() if a == address)
+
+    @contextmanager
+    def etcd_member_frozen(self, n: int):
+        """Member `n` SIGSTOPped (a hung node: its connections open and silent) for the block."""
+        os.kill(self.etcd[n].pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.etcd[n].pid, signal.SIGCONT)
+            self.wait_etcd()
 
     def etcdctl(self, *args: str, check: bool = True):
         endpoints = ",".join(f"http://[{a}]:{self.ETCD_PORT}" for a in self.ETCD.values())

@@ -11,8 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
-import signal
 import time
 
 import pytest
@@ -190,14 +188,10 @@ def test_a_frozen_member_under_the_watch_is_left_for_another(cluster):
     fwd.stop()
     cluster["fwd"] = fwd.start()  # one connection, to the member its id hashes to
     fwd.wait_synced(5)
-    peers = set(re.findall(r"\[([0-9a-f:]+)\]:2379", tb.run("rtr", ["ss", "-Htn", "state", "established", "( dport = :2379 )"]).stdout))
-    assert len(peers) == 1, f"the forwarder talks to {peers}"
-    member = peers.pop()
-    frozen = next(n for n, a in tb.ETCD.items() if a == member)
+    frozen = tb.etcd_member_used_by("rtr")
     logged = len(fwd.log_text())
     t0 = time.monotonic()
-    os.kill(tb.etcd[frozen].pid, signal.SIGSTOP)
-    try:
+    with tb.etcd_member_frozen(frozen):
         fwd.wait_synced(4, synced=False)
         stopped = time.monotonic() - t0
         fwd.wait_synced(5)
@@ -207,9 +201,6 @@ def test_a_frozen_member_under_the_watch_is_left_for_another(cluster):
         assert "lagged behind the store" in fwd.log_text()[logged:], fwd.log_text()[logged:][-1500:]
         res, grew = downlink(cluster, 1.0)
         assert res["lost"] <= 2 and grew["fwd"] >= 0.9 * RATE, (summary(res), grew)
-    finally:
-        os.kill(tb.etcd[frozen].pid, signal.SIGCONT)
-        tb.wait_etcd()
 
 
 FILL = r"""
