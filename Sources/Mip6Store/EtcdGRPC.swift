@@ -86,12 +86,13 @@ final class GRPCConnection: @unchecked Sendable {
         }
     }
 
-    /// Opens a stream whose replies go to `handler` and sends `request` as its one message,
-    /// all on the connection's event loop; `endStream`: half-close after it (a unary call; a
-    /// watch stays open, or etcd ends it).
-    func start(_ method: String, _ request: [UInt8], handler: GRPCCallHandler, endStream: Bool) -> EventLoopFuture<Channel> {
+    /// Opens a stream on `mux`'s connection whose replies go to `handler` and sends `request`
+    /// as its one message, all on the connection's event loop; `endStream`: half-close after
+    /// it (a unary call; a watch stays open, or etcd ends it).
+    func start(_ mux: EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>, _ method: String, _ request: [UInt8],
+               handler: GRPCCallHandler, endStream: Bool) -> EventLoopFuture<Channel> {
         let authority = authority
-        return multiplexer().flatMap { mux in
+        return mux.flatMap { mux in
             mux.createStreamChannel { $0.pipeline.addHandler(handler) }
         }.flatMap { stream in
             let headers: HPACKHeaders = [":method": "POST", ":scheme": "http", ":path": method, ":authority": authority,
@@ -106,32 +107,36 @@ final class GRPCConnection: @unchecked Sendable {
     }
 
     /// A unary call: the one reply message, or the call's error after `timeout`. The caller
-    /// waits once: set-up, the timer and the reply all happen on the event loop.
+    /// waits once: set-up, the timer and the reply all happen on the event loop. The timer
+    /// covers the set-up too: to a member that stopped reading (hung, frozen), a write waits
+    /// for its flow-control window for good once the window is spent.
     func unary(_ method: String, _ request: [UInt8], timeout: TimeAmount) async throws -> [UInt8] {
-        // Event loop only, from here on: the handler's callbacks and the closures below.
+        let mux = multiplexer()
+        let loop = mux.eventLoop // the connection's: every callback below runs there
+        let promise = loop.makePromise(of: [UInt8].self)
         var reply: [UInt8]?
-        var promise: EventLoopPromise<[UInt8]>?
-        var ended: Result<Void, Error>? // the call ended before its promise was made
-        let complete = { (result: Result<Void, Error>) in
-            guard let p = promise else { return ended = result }
+        var stream: Channel?
+        let handler = GRPCCallHandler(message: { reply = $0 }, end: { result in
             switch result {
             case .success:
-                if let reply { p.succeed(reply) } else { p.fail(EtcdError("\(method): no reply message")) }
-            case let .failure(e): p.fail(e)
+                if let reply { promise.succeed(reply) } else { promise.fail(EtcdError("\(method): no reply message")) }
+            case let .failure(e): promise.fail(e)
+            }
+        })
+        let timer = loop.scheduleTask(in: timeout) {
+            handler.fail(EtcdError("\(method): no answer in \(timeout.nanoseconds / 1_000_000) ms"), on: stream)
+        }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        start(mux, method, request, handler: handler, endStream: true).whenComplete { result in
+            switch result {
+            case let .success(s):
+                stream = s
+                if handler.isFinished { s.close(promise: nil) } // timed out while it was set up
+            case let .failure(e):
+                handler.fail(e, on: nil)
             }
         }
-        let handler = GRPCCallHandler(message: { reply = $0 }, end: { complete($0) })
-        let call = start(method, request, handler: handler, endStream: true).flatMap { stream -> EventLoopFuture<[UInt8]> in
-            let p = stream.eventLoop.makePromise(of: [UInt8].self)
-            promise = p
-            if let ended { complete(ended) }
-            let timer = stream.eventLoop.scheduleTask(in: timeout) {
-                handler.fail(EtcdError("\(method): no answer in \(timeout.nanoseconds / 1_000_000) ms"), on: stream)
-            }
-            p.futureResult.whenComplete { _ in timer.cancel() }
-            return p.futureResult
-        }
-        return try await call.get()
+        return try await promise.futureResult.get()
     }
 
     /// A server-streaming call (a watch): every reply message until the stream ends; ending
@@ -141,7 +146,7 @@ final class GRPCConnection: @unchecked Sendable {
             let handler = GRPCCallHandler(message: { continuation.yield($0) }, end: { continuation.finish(throwing: $0.failure) })
             let gone = Locked(false)
             continuation.onTermination = { _ in gone.write { $0 = true } }
-            start(method, request, handler: handler, endStream: false).whenComplete { result in
+            start(multiplexer(), method, request, handler: handler, endStream: false).whenComplete { result in
                 switch result {
                 case let .success(stream):
                     continuation.onTermination = { _ in stream.close(promise: nil) }
@@ -183,6 +188,9 @@ final class GRPCCallHandler: ChannelInboundHandler, @unchecked Sendable {
         self.message = message
         self.end = end
     }
+
+    /// The call ended (its result delivered). Event loop.
+    var isFinished: Bool { finished }
 
     private func finish(_ r: Result<Void, Error>) {
         guard !finished else { return }

@@ -209,4 +209,40 @@ struct EtcdBindingStoreTests {
         for i in 0..<1000 { _ = try await s.client.put(s.prefix + "/k", Array("\(i)".utf8)) }
         #expect(s.client.grpc.map(\.connects).reduce(0, +) == 1)
     }
+
+    @Test("gRPC: calls to a frozen member time out on time, also once its flow-control window is spent (a write then waits for good)")
+    func frozenMemberTimesOut() async throws {
+        let cluster = try Self.cluster.get()
+        let client = EtcdClient(endpoints: [cluster.clientURLs[0]], api: .grpc, timeout: .milliseconds(500))
+        _ = try await client.put("/mip6test/frozen/warm", [1]) // the connection is open
+        cluster.freeze(0)
+        defer {
+            cluster.thaw(0)
+            try? cluster.waitHealthy()
+        }
+        // 12 of them: more than the member's HTTP/2 flow-control window (grpc-go's 64 KiB), less
+        // than the sockets buffer, so the writes wait in swift-nio-http2 for a window update.
+        let value = [UInt8](repeating: 7, count: 25_000)
+        let t0 = Date()
+        // Unstructured, and counted as they end: a call that hangs must fail the test, not hang it.
+        let ended = EndedCalls()
+        for i in 0..<12 {
+            Task { await ended.note(failed: (try? await client.put("/mip6test/frozen/\(i)", value)) == nil) }
+        }
+        while await ended.count < 12 && Date().timeIntervalSince(t0) < 5 { try await Task.sleep(nanoseconds: 20_000_000) }
+        let (count, failed) = (await ended.count, await ended.failed)
+        #expect(count == 12, "\(12 - count) calls unanswered after 5 s")
+        #expect(failed == 12)
+        #expect(Date().timeIntervalSince(t0) < 2, "took \(Date().timeIntervalSince(t0)) s")
+    }
+}
+
+/// Calls that ended, and how many of them failed.
+actor EndedCalls {
+    private(set) var count = 0
+    private(set) var failed = 0
+    func note(failed f: Bool) {
+        count += 1
+        if f { failed += 1 }
+    }
 }

@@ -54,6 +54,10 @@ final class EtcdCluster: @unchecked Sendable {
         processes[i] = p
     }
 
+    /// SIGSTOP / SIGCONT: a hung member, its connections open and silent.
+    func freeze(_ i: Int) { if let p = processes[i] { Glibc.kill(p.processIdentifier, SIGSTOP) } }
+    func thaw(_ i: Int) { if let p = processes[i] { Glibc.kill(p.processIdentifier, SIGCONT) } }
+
     func kill(_ i: Int) {
         guard let p = processes[i] else { return }
         Glibc.kill(p.processIdentifier, SIGKILL)
