@@ -40,7 +40,7 @@ public final class EtcdClient: Sendable {
     /// Base URLs ("http://127.0.0.1:2379"), tried in order; a member that does not answer
     /// sends the request to the next one.
     public let endpoints: [String]
-    public let api: API
+    public var api: API { grpc.isEmpty ? .gateway : .grpc }
     let http: HTTPClient
     /// One HTTP/2 connection per endpoint (empty with the gateway).
     let grpc: [GRPCConnection]
@@ -62,7 +62,6 @@ public final class EtcdClient: Sendable {
         self.timeout = timeout
         let connections = api == .grpc ? endpoints.compactMap(GRPCConnection.init(base:)) : []
         grpc = connections.count == endpoints.count ? connections : []
-        self.api = grpc.isEmpty ? .gateway : .grpc
         http = Self.sharedHTTP
         preferred = Locked(endpoints.isEmpty ? 0 : abs(firstChoice % endpoints.count))
     }
@@ -117,52 +116,62 @@ public final class EtcdClient: Sendable {
 
     // MARK: requests
 
-    /// POSTs `body` (JSON) to `path` on the first member that answers.
-    func post(_ path: String, _ body: GatewayJSON, deadline: TimeAmount? = nil) async throws -> Data {
-        let json = body.bytes
+    /// An answer another member may do better with: no leader, not enough members, a member
+    /// stopping (HTTP 503, gRPC UNAVAILABLE), or no answer at all.
+    struct TryNextMember: Error { let error: Error }
+
+    /// `attempt` on each member in turn (the one that answered last first) until one answers:
+    /// a TryNextMember or a connection error sends the request on, an EtcdError is the answer.
+    func onFirstMember<T>(_ attempt: (_ index: Int, _ base: String) async throws -> T) async throws -> T {
         var last: Error = EtcdError("no endpoints")
         for (index, base) in ordered() {
-            var request = HTTPClientRequest(url: base + path)
-            request.method = .POST
-            request.headers.add(name: "content-type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: json))
             do {
-                let response = try await http.execute(request, timeout: deadline ?? timeout)
-                let data = Data(try await response.body.collect(upTo: 64 << 20).readableBytesView)
-                guard response.status == .ok else {
-                    let g = try? JSONDecoder().decode(GatewayError.self, from: data)
-                    let err = EtcdError("\(path): \(response.status.code) \(g?.message ?? g?.error ?? String(decoding: data.prefix(200), as: UTF8.self))")
-                    // 503 (no leader, not enough members): another member may do better.
-                    if response.status == .serviceUnavailable { last = err; continue }
-                    throw err
-                }
+                let result = try await attempt(index, base)
                 answered(index)
-                return data
+                return result
+            } catch let e as TryNextMember {
+                last = e.error
             } catch let e as EtcdError {
                 throw e
             } catch {
-                last = error // connection refused, timeout: next member
+                last = error // connection refused, timeout
             }
         }
         throw last
     }
 
-    /// A unary gRPC call on the first member that answers: UNAVAILABLE (no leader, a member
-    /// stopping), a timeout or a broken connection sends it to the next one.
+    /// POSTs `body` (JSON) to `path` on the first member that answers.
+    func post(_ path: String, _ body: GatewayJSON, deadline: TimeAmount? = nil) async throws -> Data {
+        let json = body.bytes
+        return try await onFirstMember { _, base in
+            var request = HTTPClientRequest(url: base + path)
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: json))
+            let response = try await http.execute(request, timeout: deadline ?? timeout)
+            let data = Data(try await response.body.collect(upTo: 64 << 20).readableBytesView)
+            guard response.status == .ok else {
+                let g = try? JSONDecoder().decode(GatewayError.self, from: data)
+                let err = EtcdError("\(path): \(response.status.code) \(g?.message ?? g?.error ?? String(decoding: data.prefix(200), as: UTF8.self))")
+                if response.status == .serviceUnavailable { throw TryNextMember(error: err) }
+                throw err
+            }
+            return data
+        }
+    }
+
+    /// A unary gRPC call on the first member that answers: UNAVAILABLE, a timeout or a broken
+    /// connection sends it to the next one.
     func call(_ method: String, _ request: [UInt8], deadline: TimeAmount? = nil) async throws -> ArraySlice<UInt8> {
-        var last: Error = EtcdError("no endpoints")
-        for (index, _) in ordered() {
+        try await onFirstMember { index, _ in
             do {
-                let reply = try await grpc[index].unary(method, request, timeout: deadline ?? timeout)
-                answered(index)
-                return reply[...]
+                return try await grpc[index].unary(method, request, timeout: deadline ?? timeout)[...]
             } catch let e as GRPCStatusError where !e.retryable {
                 throw EtcdError("\(method): \(e.message) (gRPC status \(e.code))")
             } catch {
-                last = error
+                throw TryNextMember(error: error)
             }
         }
-        throw last
     }
 
     func decode<T: Decodable>(_ t: T.Type, _ data: Data) throws -> T {
@@ -238,14 +247,8 @@ public final class EtcdClient: Sendable {
         return Int64(try decode(DeleteRangeResponse.self, await post("/v3/kv/deleterange", body)).deleted ?? "0") ?? 0
     }
 
-    /// DeleteRangeRequest { key = 1, range_end = 2 } -> DeleteRangeResponse { deleted = 2 }.
     private func deleteRange(_ key: [UInt8], end: [UInt8]) async throws -> Int64 {
-        var w = ProtoWriter()
-        w.bytes(1, key)
-        w.bytes(2, end)
-        var deleted: Int64 = 0
-        try ProtoReader.fields(await call("/etcdserverpb.KV/DeleteRange", w.bytes)) { f, v in if f == 2 { deleted = v.int } }
-        return deleted
+        try EtcdProto.deleted(await call("/etcdserverpb.KV/DeleteRange", EtcdProto.deleteRange(key: key, end: end)))
     }
 
     /// One transaction: `success` if every compare holds, else `failure` (etcd's default
@@ -285,11 +288,9 @@ public final class EtcdClient: Sendable {
     /// computes the same ID for the same expiry bucket).
     public func grantLease(id: Int64, ttl: Int64) async throws {
         if !grpc.isEmpty {
-            // LeaseGrantRequest { TTL = 1, ID = 2 }; an existing ID is FAILED_PRECONDITION.
-            var w = ProtoWriter()
-            w.int(1, ttl)
-            w.int(2, id)
-            do { _ = try await call("/etcdserverpb.Lease/LeaseGrant", w.bytes) } catch let e as EtcdError where e.description.contains("already exists") {}
+            // An existing ID is FAILED_PRECONDITION ("lease already exists").
+            do { _ = try await call("/etcdserverpb.Lease/LeaseGrant", EtcdProto.leaseGrant(id: id, ttl: ttl)) }
+            catch let e as EtcdError where e.description.contains("already exists") {}
             return
         }
         do {

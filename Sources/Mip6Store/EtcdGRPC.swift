@@ -157,10 +157,6 @@ final class GRPCConnection: @unchecked Sendable {
             }
         }
     }
-
-    func close() {
-        lock.withLock { open?.channel.close(promise: nil) }
-    }
 }
 
 private extension Result {

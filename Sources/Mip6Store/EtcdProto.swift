@@ -178,6 +178,22 @@ enum EtcdProto {
         return w.bytes
     }
 
+    /// DeleteRangeRequest: key = 1, range_end = 2.
+    static func deleteRange(key: [UInt8], end: [UInt8]) -> [UInt8] {
+        var w = ProtoWriter()
+        w.bytes(1, key)
+        w.bytes(2, end)
+        return w.bytes
+    }
+
+    /// LeaseGrantRequest: TTL = 1, ID = 2.
+    static func leaseGrant(id: Int64, ttl: Int64) -> [UInt8] {
+        var w = ProtoWriter()
+        w.int(1, ttl)
+        w.int(2, id)
+        return w.bytes
+    }
+
     /// WatchRequest { create_request = 1: WatchCreateRequest { key = 1, range_end = 2, start_revision = 3 } }.
     static func watchCreate(key: [UInt8], end: [UInt8], from revision: Int64) -> [UInt8] {
         var w = ProtoWriter()
@@ -257,6 +273,13 @@ enum EtcdProto {
         var rev: Int64 = 0
         try ProtoReader.fields(b) { f, v in if f == 1 { rev = try headerRevision(v.slice) } }
         return rev
+    }
+
+    /// DeleteRangeResponse: deleted = 2.
+    static func deleted(_ b: ArraySlice<UInt8>) throws -> Int64 {
+        var n: Int64 = 0
+        try ProtoReader.fields(b) { f, v in if f == 2 { n = v.int } }
+        return n
     }
 
     struct Watch {
